@@ -1,0 +1,36 @@
+"""failscope: find, name and fix where an image classifier fails.
+
+Heavy dependencies (torch, open_clip, pandas) are imported lazily, so
+``import failscope`` is fast and never touches the network.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "ErrorDirections": "failscope.directions",
+    "InputError": "failscope._validation",
+    "Run": "failscope.run",
+    "load_run": "failscope.run",
+    "SliceThreshold": "failscope.slices",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'failscope' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,7 @@
+"""``python -m failscope`` runs the command line."""
+
+import sys
+
+from failscope.cli import main
+
+sys.exit(main())

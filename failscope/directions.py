@@ -1,0 +1,398 @@
+"""Failure directions: one linear "is this a mistake?" classifier per class.
+
+Jain et al. (ICLR 2023) fit, for each class, a linear SVM on CLIP embeddings that
+separates the audited model's errors from its correct predictions. The unit normal
+of that hyperplane is the class's *failure direction*.
+
+The default solver here is a class-balanced least-squares SVM (ridge on +/-1
+targets). One SVD per fold gives the solution for every C of the grid at once, so
+choosing C by k-fold CV costs ``k + 1`` SVDs per class instead of ``|grid| * k + 1``
+iterative SVM fits. ``benchmarks/directions_speed.py`` compares it with the
+original libsvm recipe on the same features (speed and AUROC).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from failscope._validation import (
+    check_choice,
+    check_embeddings,
+    check_int,
+    check_labels,
+    check_same_length,
+    fail,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ErrorDirections"]
+
+SOLVERS = ("lssvm", "logistic", "svc")
+SCORINGS = ("balanced_accuracy", "roc_auc")
+DEFAULT_CS = tuple(float(c) for c in np.logspace(-3, 3, 7))
+
+# Reasons recorded for classes that get no direction.
+REASON_FEW = "only {n} examples of this class (need at least {k})"
+REASON_NO_ERRORS = "the model makes no errors on this class"
+REASON_NO_CORRECT = "the model gets no example of this class right"
+REASON_FEW_GROUP = "only {n} {group} examples (need at least {k} for {k}-fold CV)"
+
+
+def _as_predictions(predictions: Any, n: int) -> np.ndarray:
+    arr = np.asarray(predictions)
+    if arr.ndim == 2:  # class probabilities or logits
+        if arr.shape[0] != n:
+            raise fail(f"predictions have {arr.shape[0]} rows but there are {n} examples")
+        return arr.argmax(axis=1).astype(np.int64)
+    return check_labels(arr, name="predictions", n_samples=n)
+
+
+def _balanced_weights(y: np.ndarray) -> np.ndarray:
+    """Per-example weights ``n / (2 * n_group)``, as sklearn's ``class_weight='balanced'``."""
+    pos = y > 0
+    n, n_pos = len(y), int(pos.sum())
+    return np.where(pos, n / (2.0 * n_pos), n / (2.0 * (n - n_pos)))
+
+
+def _lssvm_path(
+    x: np.ndarray, y: np.ndarray, sw: np.ndarray, lambdas: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted ridge on +/-1 targets for every lambda at once.
+
+    Returns ``W`` of shape (n_lambdas, d) and intercepts ``b`` of shape (n_lambdas,).
+    """
+    wsum = sw.sum()
+    xm = sw @ x / wsum
+    ym = float(sw @ y / wsum)
+    root = np.sqrt(sw)
+    xc = (x - xm) * root[:, None]
+    yc = (y - ym) * root
+    u, s, vt = np.linalg.svd(xc, full_matrices=False)
+    coef = (s / (s**2 + lambdas[:, None])) * (u.T @ yc)  # (n_lambdas, rank)
+    w = coef @ vt
+    return w, ym - w @ xm
+
+
+def _path(
+    solver: str, x: np.ndarray, y: np.ndarray, cs: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fit one balanced linear classifier per C; return (W, b) over the grid."""
+    if solver == "lssvm":
+        return _lssvm_path(x, y, _balanced_weights(y), 1.0 / (2.0 * cs))
+    if solver == "logistic":
+        from sklearn.linear_model import LogisticRegression
+
+        model = LogisticRegression(class_weight="balanced", max_iter=2000, warm_start=True)
+        ws, bs = [], []
+        for c in cs:  # warm-started along the path
+            model.set_params(C=float(c)).fit(x, y)
+            ws.append(model.coef_[0].copy())
+            bs.append(float(model.intercept_[0]))
+        return np.asarray(ws), np.asarray(bs)
+    from sklearn.svm import SVC
+
+    ws, bs = [], []
+    for c in cs:
+        model = SVC(kernel="linear", C=float(c), class_weight="balanced").fit(x, y)
+        ws.append(np.asarray(model.coef_).ravel())
+        bs.append(float(model.intercept_[0]))
+    return np.asarray(ws), np.asarray(bs)
+
+
+def _score(metric: str, scores: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Score each row of ``scores`` (n_models, n) against +/-1 targets ``y``."""
+    pos = y > 0
+    if metric == "balanced_accuracy":
+        flagged = scores > 0
+        tpr = flagged[:, pos].mean(axis=1)
+        tnr = (~flagged[:, ~pos]).mean(axis=1)
+        return (tpr + tnr) / 2.0
+    from scipy.stats import rankdata
+
+    ranks = rankdata(scores, axis=1)
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    return (ranks[:, pos].sum(axis=1) - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+
+
+class ErrorDirections(BaseEstimator):
+    """Per-class linear classifiers that separate a model's errors from its successes.
+
+    Embeddings are standardised (mean and scale from ``reference`` if given, else
+    from the fitting embeddings) and L2-normalised. For each class, C is chosen by
+    stratified k-fold CV over ``Cs`` and the classifier is refit once at the best C.
+
+    Parameters
+    ----------
+    Cs : sequence of float, default=7 values in logspace(-3, 3)
+        Grid of inverse regularisation strengths (SVM convention).
+    cv : int, default=2
+        Number of stratified folds used to choose C.
+    scoring : {"balanced_accuracy", "roc_auc"}, default="balanced_accuracy"
+        CV metric used to choose C.
+    solver : {"lssvm", "logistic", "svc"}, default="lssvm"
+        ``"lssvm"`` is a class-balanced least-squares SVM solved for the whole C grid
+        by one SVD per fold; ``"svc"`` is the original libsvm recipe.
+    min_examples : int, default=10
+        Classes with fewer examples than this get no direction.
+    random_state : int, default=0
+        Seed of the CV fold assignment.
+
+    Attributes
+    ----------
+    n_classes_ : int
+    mean_, scale_ : ndarray of shape (d,)
+        Standardisation statistics.
+    directions_ : ndarray of shape (n_classes, d)
+        Unit failure directions; NaN rows for skipped classes.
+    intercepts_ : ndarray of shape (n_classes,)
+        Offsets so that ``failure_score = directions_[y] @ z + intercepts_[y]`` is the
+        signed distance to the hyperplane (positive: failure side).
+    cv_scores_ : ndarray of shape (n_classes,)
+        Mean CV score at the chosen C; NaN for skipped classes.
+    cv_results_ : ndarray of shape (n_classes, len(Cs))
+        Mean CV score for every C.
+    best_C_ : ndarray of shape (n_classes,)
+    skip_reasons_ : dict of int to str
+        Why each skipped class got no direction.
+    n_fit_, n_errors_ : ndarray of shape (n_classes,)
+        Examples and errors per class in the fitting data.
+    """
+
+    def __init__(
+        self,
+        *,
+        Cs: tuple[float, ...] = DEFAULT_CS,
+        cv: int = 2,
+        scoring: str = "balanced_accuracy",
+        solver: str = "lssvm",
+        min_examples: int = 10,
+        random_state: int = 0,
+    ) -> None:
+        self.Cs = Cs
+        self.cv = cv
+        self.scoring = scoring
+        self.solver = solver
+        self.min_examples = min_examples
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ fitting
+    def _validate_params(self) -> np.ndarray:
+        check_choice(self.scoring, SCORINGS, name="scoring")
+        check_choice(self.solver, SOLVERS, name="solver")
+        check_int(self.cv, name="cv", low=2)
+        check_int(self.min_examples, name="min_examples", low=2)
+        cs = np.asarray(self.Cs, dtype=np.float64).ravel()
+        if cs.size == 0 or not np.all(np.isfinite(cs)) or np.any(cs <= 0):
+            raise fail(f"Cs must be a non-empty list of positive numbers, got {self.Cs!r}")
+        return np.sort(cs)
+
+    def fit(
+        self,
+        embeddings: Any,
+        labels: Any,
+        predictions: Any,
+        *,
+        reference: Any | None = None,
+        n_classes: int | None = None,
+    ) -> ErrorDirections:
+        """Fit one failure direction per class.
+
+        Parameters
+        ----------
+        embeddings : array-like of shape (n, d)
+            Image embeddings of the fitting split (usually validation).
+        labels : array-like of shape (n,)
+            True class indices.
+        predictions : array-like of shape (n,) or (n, n_classes)
+            The audited model's predicted indices, or its class scores (argmax is taken).
+        reference : array-like of shape (m, d), optional
+            Embeddings whose statistics standardise the space (e.g. the train split).
+        n_classes : int, optional
+            Number of classes; inferred from ``labels`` and ``predictions`` if omitted.
+
+        Returns
+        -------
+        self
+        """
+        cs = self._validate_params()
+        x = check_embeddings(embeddings)
+        n, d = x.shape
+        y = check_labels(labels, name="labels", n_samples=n, n_classes=n_classes)
+        pred = _as_predictions(predictions, n)
+        check_same_length(embeddings=x, labels=y, predictions=pred)
+        k = int(max(y.max(), pred.max()) + 1) if n_classes is None else int(n_classes)
+        if pred.max() >= k:
+            raise fail(f"predictions hold class index {int(pred.max())} but n_classes={k}")
+        ref = x if reference is None else check_embeddings(reference, name="reference")
+        if ref.shape[1] != d:
+            raise fail(f"reference has {ref.shape[1]} dimensions but embeddings have {d}")
+        self.mean_, self.scale_ = _moments(ref)
+        z = self.transform(x).astype(np.float64)
+        wrong = pred != y
+
+        self.n_classes_ = k
+        self.n_features_in_ = d
+        self.directions_ = np.full((k, d), np.nan, dtype=np.float32)
+        self.intercepts_ = np.full(k, np.nan, dtype=np.float32)
+        self.cv_scores_ = np.full(k, np.nan)
+        self.cv_results_ = np.full((k, len(cs)), np.nan)
+        self.best_C_ = np.full(k, np.nan)
+        self.n_fit_ = np.bincount(y, minlength=k)
+        self.n_errors_ = np.bincount(y[wrong], minlength=k)
+        self.skip_reasons_: dict[int, str] = {}
+        self.Cs_ = cs
+        for c in range(k):
+            idx = np.flatnonzero(y == c)
+            reason = self._skip_reason(len(idx), int(wrong[idx].sum()))
+            if reason:
+                self.skip_reasons_[c] = reason
+                logger.info("class %d skipped: %s", c, reason)
+                continue
+            self._fit_class(c, z[idx], np.where(wrong[idx], 1.0, -1.0), cs)
+        return self
+
+    def _skip_reason(self, n: int, n_err: int) -> str | None:
+        if n < self.min_examples:
+            return REASON_FEW.format(n=n, k=self.min_examples)
+        if n_err == 0:
+            return REASON_NO_ERRORS
+        if n_err == n:
+            return REASON_NO_CORRECT
+        for group, m in (("error", n_err), ("correct", n - n_err)):
+            if m < self.cv:
+                return REASON_FEW_GROUP.format(n=m, group=group, k=self.cv)
+        return None
+
+    def _fit_class(self, c: int, z: np.ndarray, y: np.ndarray, cs: np.ndarray) -> None:
+        from sklearn.model_selection import StratifiedKFold
+
+        folds = StratifiedKFold(n_splits=self.cv, shuffle=True, random_state=self.random_state)
+        scores = np.zeros(len(cs))
+        for tr, te in folds.split(z, y):
+            w, b = _path(self.solver, z[tr], y[tr], cs, self.random_state)
+            scores += _score(self.scoring, w @ z[te].T + b[:, None], y[te])
+        scores /= self.cv
+        best = int(np.argmax(scores))  # first maximum: the strongest regularisation
+        w, b = _path(self.solver, z, y, cs[best : best + 1], self.random_state)
+        norm = float(np.linalg.norm(w[0]))
+        if norm == 0.0:
+            self.skip_reasons_[c] = "the fitted direction is zero (errors not separable)"
+            return
+        self.directions_[c] = w[0] / norm
+        self.intercepts_[c] = b[0] / norm
+        self.cv_scores_[c] = scores[best]
+        self.cv_results_[c] = scores
+        self.best_C_[c] = cs[best]
+
+    # ------------------------------------------------------------------ using
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "directions_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError("ErrorDirections is not fitted yet; call fit() first")
+
+    def transform(self, embeddings: Any, *, chunk: int = 65536) -> np.ndarray:
+        """Standardise then L2-normalise ``embeddings``; returns float32 (n, d)."""
+        if not hasattr(self, "mean_"):
+            self._check_fitted()
+        x = check_embeddings(embeddings)
+        if x.shape[1] != len(self.mean_):
+            raise fail(f"embeddings have {x.shape[1]} dimensions, expected {len(self.mean_)}")
+        out = np.empty(x.shape, dtype=np.float32)
+        for s in range(0, len(x), chunk):
+            block = (np.asarray(x[s : s + chunk], dtype=np.float32) - self.mean_) / self.scale_
+            norms = np.linalg.norm(block, axis=1, keepdims=True)
+            out[s : s + chunk] = block / np.maximum(norms, 1e-12)
+        return out
+
+    def decision_function(self, embeddings: Any, *, chunk: int = 65536) -> np.ndarray:
+        """Signed distance of every example to every class's hyperplane, (n, n_classes)."""
+        self._check_fitted()
+        z = self.transform(embeddings, chunk=chunk)
+        return z @ self.directions_.T + self.intercepts_
+
+    def failure_score(self, embeddings: Any, labels: Any, *, chunk: int = 65536) -> np.ndarray:
+        """Score each example against its labelled class's direction.
+
+        Parameters
+        ----------
+        embeddings : array-like of shape (n, d)
+            May be a memory map; it is processed in chunks of ``chunk`` rows.
+        labels : array-like of shape (n,)
+
+        Returns
+        -------
+        ndarray of shape (n,), float32
+            Signed distance to the class's hyperplane; higher is more failure-like.
+            NaN for classes without a direction.
+        """
+        self._check_fitted()
+        x = check_embeddings(embeddings)
+        y = check_labels(labels, name="labels", n_samples=len(x), n_classes=self.n_classes_)
+        out = np.empty(len(x), dtype=np.float32)
+        for s in range(0, len(x), chunk):
+            z = self.transform(x[s : s + chunk])
+            yy = y[s : s + chunk]
+            out[s : s + chunk] = (
+                np.einsum("nd,nd->n", z, self.directions_[yy]) + self.intercepts_[yy]
+            )
+        return out
+
+    # ------------------------------------------------------------------ persistence
+    _ARRAYS = (
+        "mean_", "scale_", "directions_", "intercepts_", "cv_scores_", "cv_results_",
+        "best_C_", "n_fit_", "n_errors_", "Cs_",
+    )  # fmt: skip
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Save the fitted estimator as ``.npz`` (arrays plus JSON; no pickle)."""
+        from failscope.run import atomic_write
+
+        self._check_fitted()
+        meta = {
+            "params": {
+                k: (list(v) if isinstance(v, tuple) else v) for k, v in self.get_params().items()
+            },
+            "n_classes": self.n_classes_,
+            "skip_reasons": {str(k): v for k, v in self.skip_reasons_.items()},
+        }
+        arrays = {k: getattr(self, k) for k in self._ARRAYS}
+        atomic_write(path, lambda tmp: np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ErrorDirections:
+        """Load an estimator written by :meth:`save`."""
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            params = meta["params"]
+            params["Cs"] = tuple(params["Cs"])
+            est = cls(**params)
+            for k in cls._ARRAYS:
+                setattr(est, k, data[k])
+        est.n_classes_ = int(meta["n_classes"])
+        est.n_features_in_ = int(est.mean_.shape[0])
+        est.skip_reasons_ = {int(k): v for k, v in meta["skip_reasons"].items()}
+        return est
+
+
+def _moments(x: np.ndarray, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    """Column mean and std of ``x`` in float64, streamed in chunks (memory maps welcome)."""
+    n, d = x.shape
+    total = np.zeros(d)
+    sq = np.zeros(d)
+    for s in range(0, n, chunk):
+        block = np.asarray(x[s : s + chunk], dtype=np.float64)
+        total += block.sum(axis=0)
+        sq += (block**2).sum(axis=0)
+    mean = total / n
+    var = np.maximum(sq / n - mean**2, 0.0)
+    std = np.sqrt(var)
+    std[std < 1e-8] = 1.0
+    return mean.astype(np.float32), std.astype(np.float32)
