@@ -1,0 +1,172 @@
+"""Train the world CLIP contrastively on freshly rendered scenes.
+
+Usage::
+
+    python -m failscope.world.clip.train --out failscope/world/clip/weights.safetensors --seed 0
+
+Every step renders a new batch from the ``train`` glyph pool (see
+:func:`failscope.world.render.glyph_pools`) with uniform, independent
+attributes, so the model never sees a val or test glyph of any world. Each
+image gets one caption that mentions a random subset of its class and
+attribute words (each in its family's phrase, see
+:func:`~failscope.world.clip.zeroshot.compose_caption`). Because several images
+in a batch can fit a partial caption ("a small 7"), the loss is a
+multi-positive contrastive loss: the target of each row is uniform over all
+captions (columns) that are true of the image, and vice versa.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from failscope.world.attributes import CLASS_NAMES, FAMILIES
+from failscope.world.clip import WORLD_CLIP_NAME, register_world_clip
+from failscope.world.clip.zeroshot import compose_caption, images_to_tensor, zero_shot_accuracy
+from failscope.world.render import glyph_pools, load_glyphs, render_scenes, sample_uniform_attributes
+
+logger = logging.getLogger(__name__)
+
+_MENTION_P = {"class": 0.85, "color": 0.5, "background": 0.5, "texture": 0.5, "size": 0.5,
+              "quality": 0.5}
+
+
+def sample_batch(
+    n: int, *, pool: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Render ``n`` scenes with uniform classes and attributes from glyph ``pool``.
+
+    Returns images (n, 32, 32, 3) uint8, labels (n,) and attributes.
+    """
+    _, glyph_labels = load_glyphs()
+    ids = rng.choice(pool, size=n)
+    labels = glyph_labels[ids]
+    attrs = sample_uniform_attributes(n, rng=rng)
+    return render_scenes(ids, attrs, rng=rng), labels, attrs
+
+
+def sample_captions(
+    labels: np.ndarray, attrs: dict[str, np.ndarray], *, rng: np.random.Generator
+) -> tuple[list[str], dict[str, np.ndarray]]:
+    """One caption per example and, per key, a boolean (n,) mask of what it mentions."""
+    n = len(labels)
+    mention = {k: rng.random(n) < p for k, p in _MENTION_P.items()}
+    short = rng.random(n) < 0.3
+    captions = []
+    for i in range(n):
+        words = {f: (attrs[f][i] if mention[f][i] else None) for f in FAMILIES}
+        cls = CLASS_NAMES[labels[i]] if mention["class"][i] else None
+        captions.append(compose_caption(cls=cls, short=bool(short[i]), **words))
+    return captions, mention
+
+
+def match_matrix(
+    labels: np.ndarray, attrs: dict[str, np.ndarray], mention: dict[str, np.ndarray]
+) -> np.ndarray:
+    """(n_images, n_captions) bool: caption j is true of image i."""
+    ok = ~mention["class"][None, :] | (labels[:, None] == labels[None, :])
+    for f in FAMILIES:
+        ok &= ~mention[f][None, :] | (attrs[f][:, None] == attrs[f][None, :])
+    return ok
+
+
+def train(
+    *,
+    out: Path,
+    seed: int = 0,
+    steps: int = 1500,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    weight_decay: float = 0.05,
+    warmup: int = 100,
+    threads: int = 2,
+    eval_every: int = 250,
+) -> dict[str, float]:
+    """Train the world CLIP and write float16 safetensors weights to ``out``.
+
+    Returns the final zero-shot accuracies on 1,000 renders of ``val``-pool glyphs.
+    """
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    name = register_world_clip()
+    model = open_clip.create_model(name)
+    tokenizer = open_clip.get_tokenizer(name)
+    pools = glyph_pools()
+    eval_rng = np.random.default_rng(10_000 + seed)
+    ev_imgs, ev_labels, ev_attrs = sample_batch(1000, pool=pools["val"], rng=eval_rng)
+
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=lr, betas=(0.9, 0.98), eps=1e-6,
+    )
+
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return lr * (step + 1) / warmup
+        return 0.5 * lr * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+    t0 = time.time()
+    acc: dict[str, float] = {}
+    for step in range(steps):
+        model.train()
+        imgs, labels, attrs = sample_batch(batch_size, pool=pools["train"], rng=rng)
+        captions, mention = sample_captions(labels, attrs, rng=rng)
+        target = torch.from_numpy(match_matrix(labels, attrs, mention).astype(np.float32))
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step)
+        img_f, txt_f, scale = model(images_to_tensor(imgs), tokenizer(captions))
+        logits = scale * img_f @ txt_f.T
+        loss_i = -(target / target.sum(1, keepdim=True) * logits.log_softmax(1)).sum(1).mean()
+        loss_t = -(target / target.sum(0, keepdim=True) * logits.log_softmax(0)).sum(0).mean()
+        loss = 0.5 * (loss_i + loss_t)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        if (step + 1) % 50 == 0:
+            logger.info("step %d/%d loss %.3f (%.0fs)", step + 1, steps, loss.item(), time.time() - t0)
+        if (step + 1) % eval_every == 0 or step + 1 == steps:
+            model.eval()
+            acc = zero_shot_accuracy(model, tokenizer, ev_imgs, ev_labels, ev_attrs)
+            logger.info("step %d zero-shot %s", step + 1, {k: round(v, 3) for k, v in acc.items()})
+            state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_name(out.name + ".tmp")
+            save_file(state, str(tmp), metadata={"model": WORLD_CLIP_NAME, "seed": str(seed),
+                                                 "step": str(step + 1)})
+            os.replace(tmp, out)
+    logger.info("done in %.0fs; wrote %s", time.time() - t0, out)
+    return acc
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    train(out=args.out, seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+          threads=args.threads)
+
+
+if __name__ == "__main__":
+    main()
