@@ -18,6 +18,7 @@ _EXPORTS = {
     "Run": "failscope.run",
     "load_run": "failscope.run",
     "SliceThreshold": "failscope.slices",
+    "build_report": "failscope.report",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

@@ -1,0 +1,64 @@
+"""``failscope report RUN``: write the self-contained HTML report of a run."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``failscope report``."""
+    p = subparsers.add_parser(
+        "report",
+        help="write the self-contained HTML report of a run",
+        description=(
+            "Write RUN/report.html: every class's failure slice, captions, thumbnails and "
+            "plots in one file that opens from disk (images and plots are embedded). "
+            "The plots are also saved under RUN/plots/."
+        ),
+    )
+    p.add_argument("run", metavar="RUN", help="run directory written by `failscope discover`")
+    p.add_argument(
+        "--out", metavar="FILE", help="where to write the HTML (default RUN/report.html)"
+    )
+    p.add_argument(
+        "--max-classes-expanded",
+        type=int,
+        default=50,
+        metavar="N",
+        help="draw thumbnails and plots for the N most severe classes (default 50)",
+    )
+    p.add_argument(
+        "--thumbs",
+        type=int,
+        default=16,
+        metavar="N",
+        dest="thumbs_per_mosaic",
+        help="thumbnails per mosaic (default 16)",
+    )
+    p.add_argument(
+        "--split",
+        default="auto",
+        help="split shown by mosaics and histograms: auto (test if present, else the "
+        "fitting split), all, or a split name",
+    )
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the report and print where it is."""
+    from rich.console import Console
+
+    from failscope.report import build_report
+
+    with Console(stderr=True).status("building the report…"):
+        out = build_report(
+            args.run,
+            out=args.out,
+            max_classes_expanded=args.max_classes_expanded,
+            thumbs_per_mosaic=args.thumbs_per_mosaic,
+            split=args.split,
+        )
+    print(out)
+    return 0
