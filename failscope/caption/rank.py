@@ -1,0 +1,235 @@
+"""Rank candidate captions along a class's failure direction.
+
+Two scores for a caption ``t`` of class ``c`` with CLIP text embedding ``e_t``:
+
+``"classifier"`` (the class's own linear error classifier reads the caption)
+    Image embeddings reach the classifier as ``z = n((x - mean_) / scale_)`` with
+    ``n(v) = v / ||v||``. A text embedding is not an image embedding (CLIP's
+    modality gap puts all captions in a cone of their own), so the caption is
+    read as a *change* relative to the class's reference caption
+    ``e_ref = "a photo of a {class}"``: the difference cancels the gap and the
+    class content, and the mean cancels too. The score is the cosine between
+    the failure direction and that change, standardised like the images::
+
+        score(t) = directions_[c] · n((e_t - e_ref) / scale_)
+
+    in [-1, 1]; positive means "this wording moves an image towards the
+    failure side". Computed without materialising the standardised matrix:
+    ``w·(e/s) - w·(r/s)`` over ``sqrt(||e/s||² - 2 (e/s)·(r/s) + ||r/s||²)``.
+
+``"centroid"`` (no classifier needed; the original tool's fallback)
+    The cosine between ``e_t`` and ``v = mean(top-N failure-scored images of c)
+    - mean(all images of c)`` in raw CLIP space (fitting split, N=50)::
+
+        score(t) = e_t · v / (||e_t|| ||v||)
+
+Success captions are the lowest-scoring candidates of the same ranking.
+
+Default: ``"classifier"``. Measured on the built-in world (``benchmarks/
+caption_accuracy.py``; numbers in the README): see ``DEFAULT_METHOD_EVIDENCE``.
+Both scores are one matrix-vector pass over the candidates, so ranking
+100,000 embedded candidates of a class takes well under the 5 s target
+(``benchmarks/caption_speed.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+import numpy as np
+
+from failscope._validation import check_choice, check_int, fail
+
+__all__ = [
+    "DEFAULT_METHOD",
+    "METHODS",
+    "N_CENTROID",
+    "centroid_scores",
+    "classifier_scores",
+    "failure_centroid",
+    "select_top",
+]
+
+METHODS = ("classifier", "centroid")
+DEFAULT_METHOD = "classifier"
+#: How the default was chosen (kept next to the code it justifies).
+DEFAULT_METHOD_EVIDENCE = "pending measurement on the built-in world"
+N_CENTROID = 50
+_CHUNK = 32768
+
+
+def _as_rows(x: Any, name: str) -> np.ndarray:
+    arr = np.asarray(x, dtype=np.float32)
+    if arr.ndim != 2:
+        raise fail(f"{name} must be 2-D (n, d), got shape {arr.shape}")
+    return arr
+
+
+def _as_vector(x: Any, d: int, name: str) -> np.ndarray:
+    v = np.asarray(x, dtype=np.float32).ravel()
+    if v.shape != (d,):
+        raise fail(f"{name} must have {d} values to match the text embeddings, got {v.shape}")
+    if not np.all(np.isfinite(v)):
+        raise fail(f"{name} contains NaN or inf (a skipped class has no direction)")
+    return v
+
+
+def classifier_scores(
+    text_emb: Any, *, reference: Any, direction: Any, scale: Any, chunk: int = _CHUNK
+) -> np.ndarray:
+    """Score captions with a class's linear error classifier.
+
+    ``score = direction · n((text_emb - reference) / scale)``, see the module docstring.
+
+    Parameters
+    ----------
+    text_emb : array-like of shape (n, d)
+        Caption text embeddings.
+    reference : array-like of shape (d,)
+        Text embedding of the class's reference caption "a photo of a {class}".
+    direction : array-like of shape (d,)
+        The class's unit failure direction (``ErrorDirections.directions_[c]``).
+    scale : array-like of shape (d,)
+        ``ErrorDirections.scale_``.
+    chunk : int, default=32768
+        Rows processed at a time.
+
+    Returns
+    -------
+    ndarray of shape (n,), float32
+        Cosines in [-1, 1]; 0 for a caption whose embedding equals the reference.
+    """
+    e = _as_rows(text_emb, "text_emb")
+    d = e.shape[1]
+    r = _as_vector(reference, d, "reference")
+    w = _as_vector(direction, d, "direction")
+    s = _as_vector(scale, d, "scale")
+    inv = 1.0 / s
+    # e·a, e·b and (e*e)·c give numerator and squared norm for every row.
+    proj = np.stack([w * inv, r * inv * inv]).T.astype(np.float32)  # (d, 2)
+    inv2 = (inv * inv).astype(np.float32)
+    w_r = float(w @ (r * inv))
+    r_r = float((r * inv) @ (r * inv))
+    out = np.empty(len(e), dtype=np.float32)
+    for start in range(0, len(e), chunk):
+        block = e[start : start + chunk]
+        ab = block @ proj
+        sq = (block * block) @ inv2
+        num = ab[:, 0] - w_r
+        norm2 = sq - 2.0 * ab[:, 1] + r_r
+        norm = np.sqrt(np.maximum(norm2, 0.0))
+        out[start : start + chunk] = np.where(norm > 1e-6, num / np.maximum(norm, 1e-6), 0.0)
+    return out
+
+
+def failure_centroid(embeddings: Any, failure_scores: Any, *, n: int = N_CENTROID) -> np.ndarray:
+    """Mean of the ``n`` most failure-aligned images minus the mean of all of them.
+
+    Parameters
+    ----------
+    embeddings : array-like of shape (m, d)
+        Raw CLIP image embeddings of one class (fitting split).
+    failure_scores : array-like of shape (m,)
+        Their failure scores.
+    n : int, default=50
+        How many top-scored images form the failure centroid (capped at ``m``).
+
+    Returns
+    -------
+    ndarray of shape (d,), float32
+    """
+    x = _as_rows(embeddings, "embeddings")
+    f = np.asarray(failure_scores, dtype=np.float64).ravel()
+    if len(f) != len(x):
+        raise fail(f"failure_scores has {len(f)} values for {len(x)} embeddings")
+    check_int(n, name="n_centroid", low=1)
+    finite = np.isfinite(f)
+    if not finite.any():
+        raise fail("no finite failure score; the class has no direction")
+    x, f = x[finite], f[finite]
+    top = np.argsort(-f, kind="stable")[: min(n, len(f))]
+    return (x[top].mean(axis=0) - x.mean(axis=0)).astype(np.float32)
+
+
+def centroid_scores(text_emb: Any, *, centroid: Any, chunk: int = _CHUNK) -> np.ndarray:
+    """Cosine between each caption embedding and a failure centroid.
+
+    Parameters
+    ----------
+    text_emb : array-like of shape (n, d)
+    centroid : array-like of shape (d,)
+        From :func:`failure_centroid`.
+
+    Returns
+    -------
+    ndarray of shape (n,), float32
+    """
+    e = _as_rows(text_emb, "text_emb")
+    v = _as_vector(centroid, e.shape[1], "centroid")
+    nv = float(np.linalg.norm(v))
+    if nv == 0.0:
+        return np.zeros(len(e), dtype=np.float32)
+    v = v / nv
+    out = np.empty(len(e), dtype=np.float32)
+    for start in range(0, len(e), chunk):
+        block = e[start : start + chunk]
+        norms = np.sqrt((block * block).sum(axis=1))
+        out[start : start + chunk] = (block @ v) / np.maximum(norms, 1e-12)
+    return out
+
+
+def select_top(
+    scores: Any,
+    k: int,
+    *,
+    largest: bool = True,
+    groups: Sequence[Hashable] | None = None,
+) -> np.ndarray:
+    """Indices of the ``k`` best scores, best first.
+
+    Parameters
+    ----------
+    scores : array-like of shape (n,)
+    k : int
+    largest : bool, default=True
+        Highest scores first (failure captions); False for the lowest (success).
+    groups : sequence of hashable, optional
+        A group per candidate (e.g. its ``(family, word)``); at most one candidate
+        per group is returned, so synonyms or templates of the same word do not
+        crowd out other words.
+
+    Returns
+    -------
+    ndarray of int, shape (<= k,)
+        Ties are broken by candidate order.
+    """
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    check_int(k, name="top_k", low=1)
+    key = -s if largest else s
+    key = np.where(np.isfinite(key), key, np.inf)
+    if groups is None:
+        if k < len(s):
+            part = np.argpartition(key, k - 1)[:k]
+            # stable order among the chosen: sort by (key, index)
+            return part[np.lexsort((part, key[part]))]
+        return np.lexsort((np.arange(len(s)), key))
+    if len(groups) != len(s):
+        raise fail(f"groups has {len(groups)} entries for {len(s)} scores")
+    order = np.lexsort((np.arange(len(s)), key))
+    out: list[int] = []
+    seen: set[Hashable] = set()
+    for i in order:
+        g = groups[i]
+        if g in seen:
+            continue
+        seen.add(g)
+        out.append(int(i))
+        if len(out) == k:
+            break
+    return np.asarray(out, dtype=np.int64)
+
+
+def check_method(method: str) -> str:
+    """Return ``method`` if it is a known scoring method."""
+    return check_choice(method, METHODS, name="method")

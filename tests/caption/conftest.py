@@ -1,0 +1,175 @@
+"""Fixtures for the caption tests: a fake text encoder and a small synthetic run."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+D = 32
+CLASSES = ["cat", "dog", "8"]
+
+
+def _random_unit(word: str, d: int) -> np.ndarray:
+    seed = int.from_bytes(hashlib.sha1(word.encode()).digest()[:4], "little")
+    v = np.random.default_rng(seed).normal(size=d)
+    return v / np.linalg.norm(v)
+
+
+def _off_gap(v: np.ndarray) -> np.ndarray:
+    g = _random_unit("__text_gap__", len(v))
+    return v - (v @ g) * g
+
+
+def word_vector(word: str, d: int = D) -> np.ndarray:
+    """A fixed random unit vector per word (seeded by its hash), orthogonal to the gap."""
+    v = _off_gap(_random_unit(word, d))
+    return v / np.linalg.norm(v)
+
+
+#: The "modality gap": a component every caption shares and no image has.
+GAP = 3.0 * _random_unit("__text_gap__", D)
+STOP = {"a", "an", "photo", "of", "on", "in", "the", "background"}
+
+
+class FakeEncoder:
+    """Bag-of-words text encoder: normalize(GAP + sum of content-word vectors).
+
+    Counts how many captions it was asked to encode.
+    """
+
+    identity = "fake-bow-encoder/v1"
+
+    def __init__(self, d: int = D) -> None:
+        self.d = d
+        self.n_encoded = 0
+        self.calls = 0
+
+    def encode_text(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
+        self.calls += 1
+        self.n_encoded += len(texts)
+        out = np.empty((len(texts), self.d), dtype=np.float32)
+        for i, t in enumerate(texts):
+            v = GAP.copy()
+            for w in re.findall(r"[\w-]+", t.lower()):
+                if w not in STOP:
+                    v = v + word_vector(w, self.d)
+            out[i] = v / np.linalg.norm(v)
+        return out
+
+
+@pytest.fixture
+def fake_encoder() -> FakeEncoder:
+    return FakeEncoder()
+
+
+def make_run(
+    path: Path,
+    *,
+    failure_word: dict[str, str],
+    n_per_class: int = 240,
+    seed: int = 0,
+    splits: tuple[str, ...] = ("train", "val", "test"),
+    world: bool = False,
+    clean_classes: tuple[str, ...] = (),
+) -> Path:
+    """Write a run directory in which class ``c`` fails on images with ``failure_word[c]``.
+
+    Images are ``normalize(class vector + attribute word vectors + noise)``; each image
+    gets one random word of each of two families; the model is wrong on 95% of images
+    with the class's failure word and 5% of the others (none in ``clean_classes``).
+    """
+    import pandas as pd
+
+    from failscope.directions import ErrorDirections
+    from failscope.run import (
+        DIRECTIONS,
+        ESTIMATOR,
+        EXAMPLES,
+        FORMAT_VERSION,
+        RUN_JSON,
+        write_json,
+        write_npy,
+        write_parquet,
+    )
+    from failscope.slices import SliceThreshold, assign_slices, summarize_slices
+
+    rng = np.random.default_rng(seed)
+    colors = ["red", "green", "blue", "yellow"]
+    grounds = ["striped", "plain", "wavy", "dotted"]
+    rows, embs = [], []
+    k = len(CLASSES)
+    for c, name in enumerate(CLASSES):
+        for i in range(n_per_class):
+            col = colors[rng.integers(len(colors))]
+            gr = grounds[rng.integers(len(grounds))]
+            x = (
+                1.5 * word_vector(name)
+                + word_vector(col)
+                + word_vector(gr)
+                + 0.35 * _off_gap(rng.normal(size=D))
+            )
+            embs.append(x / np.linalg.norm(x))
+            has = failure_word.get(name) in (col, gr)
+            wrong = rng.random() < (0.95 if has else 0.05) and name not in clean_classes
+            pred = (c + 1) % k if wrong else c
+            rows.append(
+                {
+                    "id": len(rows),
+                    "path": f"img/{name}/{i}.png",
+                    "split": splits[i % len(splits)],
+                    "label": c,
+                    "pred": pred,
+                    "correct": not wrong,
+                    "color": col,
+                    "ground": gr,
+                }
+            )
+    x = np.asarray(embs, dtype=np.float32)
+    ex = pd.DataFrame(rows)
+    labels = ex["label"].to_numpy()
+    preds = ex["pred"].to_numpy()
+    fit = (ex["split"] == "val").to_numpy() if "val" in splits else np.ones(len(ex), bool)
+    est = ErrorDirections(random_state=0).fit(x[fit], labels[fit], preds[fit], n_classes=k)
+    scores = est.failure_score(x, labels)
+    thr = SliceThreshold()
+    in_slice, cutoffs = assign_slices(scores, labels, fit, k, thr)
+    ex["failure_score"] = scores
+    ex["slice"] = in_slice
+    cols = ["id", "path", "split", "label", "pred", "correct", "failure_score", "slice"]
+    ex = ex[[*cols, "color", "ground"]]
+    path.mkdir(parents=True, exist_ok=True)
+    write_npy(path / "cache" / "embeddings.npy", x)
+    write_parquet(path / EXAMPLES, ex)
+    write_npy(path / DIRECTIONS, est.directions_)
+    est.save(path / ESTIMATOR)
+    slices = summarize_slices(
+        est,
+        labels=labels,
+        correct=ex["correct"].to_numpy(),
+        in_slice=in_slice,
+        fit_mask=fit,
+        cutoffs=cutoffs,
+        threshold=thr,
+        class_names=CLASSES,
+    )
+    write_json(path / "slices.json", {"format": FORMAT_VERSION, "slices": slices})
+    info = {
+        "format": FORMAT_VERSION,
+        "classes": CLASSES,
+        "fit_split": "val" if "val" in splits else None,
+        "embeddings": {"path": "cache/embeddings.npy", "dim": D, "clip": {"name": "fake"}},
+    }
+    if world:
+        info["world"] = {"seed": seed}
+    write_json(path / RUN_JSON, info)
+    return path
+
+
+@pytest.fixture(scope="session")
+def run_factory():
+    """The :func:`make_run` writer, for tests that need a run directory."""
+    return make_run

@@ -1,0 +1,148 @@
+import json
+
+import numpy as np
+import pytest
+
+from failscope import InputError, load_run
+from failscope.caption.pipeline import caption_run
+
+FAILS = {"cat": "red", "dog": "striped", "8": "wavy"}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, run_factory):
+    return run_factory(tmp_path_factory.mktemp("run") / "run", failure_word=FAILS)
+
+
+@pytest.fixture
+def vocab_file(tmp_path):
+    p = tmp_path / "v.yaml"
+    p.write_text(
+        "color:\n  templates: ['a photo of a {adj} {cls}']\n"
+        "  words: [red, green, blue, yellow, orange]\n"
+        "texture:\n  templates: ['a photo of a {cls} on a {adj} background']\n"
+        "  words: [striped, plain, wavy, dotted, checkered]\n",
+        encoding="utf-8",
+    )
+    return p
+
+
+@pytest.mark.parametrize("method", ["classifier", "centroid"])
+def test_caption_run_names_the_planted_word(run_dir, vocab_file, fake_encoder, method):
+    slices = caption_run(run_dir, vocab=vocab_file, method=method, top_k=3, clip=fake_encoder)
+    assert [s["class_name"] for s in slices] == ["cat", "dog", "8"]
+    for s in slices:
+        caps = s["captions"]
+        assert caps["method"] == method and caps["n_candidates"] == 10
+        top = caps["failure"][0]
+        assert top["word"] == FAILS[s["class_name"]], (method, caps["failure"])
+        assert set(top) == {"text", "score", "family", "word"}
+        assert len(caps["failure"]) == 3 and len(caps["success"]) == 3
+        scores = [c["score"] for c in caps["failure"]]
+        assert scores == sorted(scores, reverse=True)
+        assert caps["success"][0]["score"] <= caps["failure"][-1]["score"]
+        assert FAILS[s["class_name"]] not in {c["word"] for c in caps["success"]}
+        # the check confirms the top caption on the test split
+        chk = s["caption_checks"][0]
+        assert chk["text"] == top["text"] and chk["split"] == "test"
+        assert chk["confirmed"] is True, chk
+        assert chk["acc_at_decision"] < chk["class_acc"] - 0.1
+        assert chk["acc_at_k"][0] < chk["class_acc"] - 0.2
+        assert len(s["caption_checks"]) == 3
+    # written to disk atomically and readable by a fresh Run
+    on_disk = load_run(run_dir).slices
+    assert (
+        on_disk[0]["captions"]["failure"][0]["text"] == slices[0]["captions"]["failure"][0]["text"]
+    )
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["captions"]["method"] == method
+    assert (
+        "8" in slices[2]["captions"]["reference"] and "an 8" in slices[2]["captions"]["reference"]
+    )
+
+
+def test_rerank_encodes_nothing_new(run_dir, vocab_file, fake_encoder):
+    caption_run(run_dir, vocab=vocab_file, clip=fake_encoder, checks=False)
+    n = fake_encoder.n_encoded
+    assert n == 0 or n <= 33  # first use on this encoder object: only new captions
+    caption_run(
+        run_dir, vocab=vocab_file, clip=fake_encoder, method="centroid", top_k=2, checks=False
+    )
+    assert fake_encoder.n_encoded == n
+
+
+def test_skipped_class_gets_null_captions(tmp_path, vocab_file, fake_encoder, run_factory):
+    run_dir = run_factory(tmp_path / "r", failure_word=FAILS, clean_classes=("dog",))
+    slices = caption_run(run_dir, vocab=vocab_file, clip=fake_encoder)
+    dog = slices[1]
+    assert dog["status"] == "skipped" and "no errors" in dog["reason"]
+    assert dog["captions"] is None and dog["caption_checks"] is None
+    assert slices[0]["captions"]["failure"][0]["word"] == "red"
+    assert slices[2]["captions"]["failure"][0]["word"] == "wavy"
+
+
+def test_no_test_split_falls_back_to_fitting_split(tmp_path, vocab_file, fake_encoder, run_factory):
+    run_dir = run_factory(tmp_path / "r", failure_word=FAILS, splits=("train", "val"))
+    slices = caption_run(run_dir, vocab=vocab_file, clip=fake_encoder, top_k=1)
+    chk = slices[0]["caption_checks"][0]
+    assert chk["split"] == "val" and "no test split" in chk["note"]
+
+
+def test_world_run_defaults_to_world_vocabulary(tmp_path, fake_encoder, run_factory):
+    run_dir = run_factory(tmp_path / "w", failure_word=FAILS, world=True)
+    slices = caption_run(run_dir, clip=fake_encoder, checks=False)
+    assert slices[0]["captions"]["vocabulary"] == "world"
+    from failscope.world import FAMILIES
+
+    assert slices[0]["captions"]["n_candidates"] == sum(len(v) for v in FAMILIES.values())
+
+
+def test_bad_inputs(run_dir, vocab_file, fake_encoder, tmp_path):
+    with pytest.raises(InputError, match="method"):
+        caption_run(run_dir, vocab=vocab_file, clip=fake_encoder, method="knn")
+    with pytest.raises(InputError, match="top_k"):
+        caption_run(run_dir, vocab=vocab_file, clip=fake_encoder, top_k=0)
+    syn = tmp_path / "syn.yaml"
+    syn.write_text("horse: [pony]\n", encoding="utf-8")
+    with pytest.raises(InputError, match="class 'horse' is not a class"):
+        caption_run(run_dir, vocab=vocab_file, clip=fake_encoder, synonyms=syn)
+
+    class Wrong:
+        identity = "wrong-dim"
+
+        def encode_text(self, texts, batch_size=256):
+            return np.ones((len(texts), 7), np.float32) / np.sqrt(7)
+
+    with pytest.raises(InputError, match="7-d"):
+        caption_run(run_dir, vocab=vocab_file, clip=Wrong())
+
+
+def test_synonyms_add_captions(run_dir, vocab_file, fake_encoder, tmp_path):
+    syn = tmp_path / "syn.yaml"
+    syn.write_text("cat: [kitten]\n8: [eight]\n", encoding="utf-8")
+    slices = caption_run(
+        run_dir, vocab=vocab_file, clip=fake_encoder, synonyms=syn, checks=False, top_k=10
+    )
+    cat = slices[0]["captions"]
+    assert cat["n_candidates"] == 20
+    # distinct: one caption per (family, word) even with two names
+    words = [c["word"] for c in cat["failure"]]
+    assert len(words) == len(set(words)) == 10
+
+
+def test_cli_caption(run_dir, vocab_file, fake_encoder, monkeypatch, capsys):
+    from failscope.caption import pipeline
+    from failscope.cli import main
+
+    monkeypatch.setattr(pipeline, "load_run_clip", lambda run: fake_encoder)
+    monkeypatch.setenv("COLUMNS", "220")
+    code = main(["caption", str(run_dir), "--vocab", str(vocab_file), "--top-k", "2"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "a photo of a red cat" in out
+    assert "a photo of a dog on a striped background" in out
+    bad = vocab_file.parent / "empty.txt"
+    bad.write_text("", encoding="utf-8")
+    code = main(["caption", str(run_dir), "--vocab", str(bad)])
+    err = capsys.readouterr().err
+    assert code == 2 and "empty" in err and str(bad) in err and err.count("\n") == 1
