@@ -1,0 +1,71 @@
+"""``failscope evaluate RUN``: discovery against the planted truth."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score discovery against planted ground truth (world runs)",
+        description=(
+            "For each planted slice in RUN/truth.json, match it to the discovered slice of "
+            "its class and report average precision and precision@k of failure_score within "
+            "that class, and whether the top-1/top-5 captions name the planted value. "
+            "Writes RUN/evaluation.json."
+        ),
+    )
+    p.add_argument("run", metavar="RUN", help="run directory with truth.json")
+    p.add_argument("--split", default="test", help="split to evaluate on (default: test)")
+    p.set_defaults(func=run)
+
+
+def print_evaluation(result: dict[str, Any]) -> None:
+    """Print an evaluation as a rich table (CLI only)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    def fmt(v: Any, spec: str = ".2f") -> str:
+        if v is None:
+            return "-"
+        if isinstance(v, bool):
+            return "yes" if v else "no"
+        return format(v, spec)
+
+    table = Table(title=f"Planted slices vs discovered ({result['split']} split)")
+    for col in ("planted slice", "class", "members", "acc in/overall", "AP", "P@10", "P@25",
+                "top-1 caption", "top-5"):  # fmt: skip
+        table.add_column(col, justify="left" if col == "planted slice" else "right")
+    for r in result["plants"]:
+        end = "" if r["caption_end"] == "failure" else " (success end)"
+        table.add_row(
+            r["name"],
+            str(r["class"]),
+            f"{r['n_members']}/{r['n_class']}",
+            f"{fmt(r['acc_in_slice'])}/{fmt(r['acc_overall'])}",
+            fmt(r["average_precision"]),
+            fmt(r.get("precision_at_10")),
+            fmt(r.get("precision_at_25")),
+            (r["top_captions"][0] if r["top_captions"] else "-") + end,
+            fmt(r["top5_hit"]),
+        )
+    console = Console()
+    console.print(table)
+    s = result["summary"]
+    console.print(
+        f"mean AP {fmt(s['mean_average_precision'])}, "
+        f"mean P@10 {fmt(s.get('mean_precision_at_10'))}, "
+        f"top-1 caption hit {fmt(s['top1_caption_hit_rate'])}, "
+        f"top-5 {fmt(s['top5_caption_hit_rate'])}"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from failscope.evaluate import evaluate_run
+    from failscope.run import load_run
+
+    result = evaluate_run(load_run(args.run), split=args.split)
+    print_evaluation(result)
+    return 0
