@@ -18,6 +18,9 @@ _EXPORTS = {
     "Run": "failscope.run",
     "load_run": "failscope.run",
     "SliceThreshold": "failscope.slices",
+    "caption_run": "failscope.caption",
+    "list_vocabularies": "failscope.caption",
+    "add_vocabulary": "failscope.caption",
     "build_report": "failscope.report",
 }
 
