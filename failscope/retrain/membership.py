@@ -1,0 +1,326 @@
+"""Slices become training signal: per-example slice membership.
+
+A :class:`SliceSet` holds ``K`` named slices and an ``(n, K)`` membership matrix in
+``[0, 1]``. The order of ``names`` is the order of the slice experts in
+:class:`~failscope.retrain.sbl.SliceAwareClassifier` (expert ``k + 1``; index 0 is the
+base slice that covers every example). Nothing here sorts names: Snorkel collects its
+indicator and predictor heads by sorted task name, which silently pairs the wrong
+indicator with the wrong expert as soon as two name lists sort differently. Here the
+pairing is by position only.
+
+Sources of membership
+---------------------
+``discovered``
+    The discover run's per-class linear classifiers, applied to each example's CLIP
+    embedding with its **true** label (:meth:`ErrorDirections.failure_score`).
+    ``hard``: an example of class ``c`` is in slice ``c`` when its score passes the
+    class's cutoff from ``slices.json`` (``score > cutoff`` for the ``"zero"`` mode,
+    ``score >= cutoff`` otherwise, as :func:`failscope.slices.assign_slices`).
+    ``soft``: Platt scaling. For each class, a 1-D logistic regression
+    ``P(error | s) = sigmoid(a * (s - cutoff) + b)`` is fitted on the fitting split's
+    examples of that class (target: the audited model got it wrong). The membership of
+    an example of class ``c`` is that calibrated probability (0 for other classes).
+    If a class cannot be calibrated (fewer than 2 errors or 2 successes in the fitting
+    split), ``sigmoid((s - cutoff) / temperature)`` is used instead.
+``planted``
+    The world's boolean ``planted_<name>`` columns (the oracle).
+``column``
+    Any boolean metadata columns of ``examples.parquet`` (``--slice-column``).
+``mask``
+    A user ``.npy`` array aligned with ``examples.parquet`` rows, shape ``(n,)`` or
+    ``(n, K)``, boolean or in ``[0, 1]`` (``--slice-mask``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from failscope._validation import check_choice, check_file, fail
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "MEMBERSHIP_MODES",
+    "PLANTED_PREFIX",
+    "SliceSet",
+    "column_slices",
+    "discovered_slice_entries",
+    "discovered_slices",
+    "mask_slices",
+    "planted_columns",
+    "planted_slices",
+]
+
+MEMBERSHIP_MODES = ("hard", "soft")
+PLANTED_PREFIX = "planted_"
+
+
+@dataclass(frozen=True)
+class SliceSet:
+    """Named slices and per-example membership.
+
+    Parameters
+    ----------
+    names : tuple of str
+        One name per slice, in expert order (slice ``k`` is expert ``k + 1``).
+    membership : ndarray of shape (n, K), float32 in [0, 1]
+        Row ``i`` column ``k``: how much example ``i`` belongs to slice ``k``.
+    source : str
+        ``"discovered"``, ``"planted"``, ``"column"`` or ``"mask"``.
+    classes : tuple of int or None
+        The class each slice belongs to (``None`` when a slice spans classes).
+    """
+
+    names: tuple[str, ...]
+    membership: np.ndarray
+    source: str
+    classes: tuple[int | None, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        m = np.asarray(self.membership, dtype=np.float32)
+        if m.ndim != 2 or m.shape[1] != len(self.names):
+            raise fail(
+                f"slice membership has shape {m.shape}, expected (n, {len(self.names)}) "
+                "with one column per slice name"
+            )
+        if not np.all(np.isfinite(m)) or (m.size and (m.min() < 0 or m.max() > 1)):
+            raise fail("slice membership must lie in [0, 1] (booleans or probabilities)")
+        if len(set(self.names)) != len(self.names):
+            raise fail(f"slice names must be unique, got {list(self.names)}")
+        object.__setattr__(self, "membership", m)
+        object.__setattr__(self, "names", tuple(str(n) for n in self.names))
+        if not self.classes:
+            object.__setattr__(self, "classes", (None,) * len(self.names))
+
+    @property
+    def n_slices(self) -> int:
+        """Number of slices ``K`` (the base slice not counted)."""
+        return len(self.names)
+
+    def rows(self, index: np.ndarray) -> SliceSet:
+        """The same slices restricted to the rows ``index`` (mask or integer index)."""
+        return SliceSet(self.names, self.membership[index], self.source, self.classes)
+
+    def hard(self, threshold: float = 0.5) -> np.ndarray:
+        """Boolean membership, shape (n, K): ``membership >= threshold`` (1.0 for hard sets)."""
+        return self.membership >= threshold
+
+
+# --------------------------------------------------------------------------- discovered
+
+
+def discovered_slice_entries(run: Any) -> list[dict[str, Any]]:
+    """The run's usable slices: status ``"ok"`` and at least one member, class order."""
+    out = []
+    for entry in run.slices:
+        if entry.get("status") == "ok" and int(entry.get("size") or 0) > 0:
+            out.append(entry)
+    return out
+
+
+def _failure_scores(run: Any, rows: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Failure scores of ``rows`` with their true labels, from the run's classifiers.
+
+    Recomputed from the CLIP embeddings when the run has them (train rows included);
+    otherwise the ``failure_score`` column of ``examples.parquet`` is used.
+    """
+    try:
+        est = run.error_directions()
+        emb = run.embeddings()
+    except (OSError, ValueError) as exc:  # InputError is a ValueError
+        logger.info("using the stored failure_score column (%s)", exc)
+        return run.examples["failure_score"].to_numpy(dtype=np.float32)[rows]
+    x = np.asarray(emb[np.sort(rows)], dtype=np.float32)
+    order = np.argsort(np.argsort(rows))  # back to the order of `rows`
+    return est.failure_score(x[order], labels)
+
+
+def _cutoffs(entries: list[dict[str, Any]]) -> dict[int, tuple[float, bool]]:
+    """Per class: (cutoff, strict) from ``slices.json``; strict for the ``"zero"`` mode."""
+    out = {}
+    for e in entries:
+        thr = e.get("threshold") or {}
+        mode = thr.get("mode", "zero")
+        cut = thr.get("cutoff")
+        out[int(e["class_index"])] = (0.0 if cut is None else float(cut), mode == "zero")
+    return out
+
+
+def _platt(scores: np.ndarray, wrong: np.ndarray) -> tuple[float, float] | None:
+    """Fit ``P(wrong | s) = sigmoid(a * s + b)``; None if a group has < 2 examples."""
+    n_wrong = int(wrong.sum())
+    if n_wrong < 2 or len(wrong) - n_wrong < 2:
+        return None
+    from sklearn.linear_model import LogisticRegression
+
+    lr = LogisticRegression(C=1.0).fit(scores.reshape(-1, 1).astype(np.float64), wrong)
+    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def discovered_slices(
+    run: Any,
+    rows: np.ndarray,
+    *,
+    mode: str = "hard",
+    fit_split: str | None = None,
+    temperature: float = 0.1,
+) -> SliceSet:
+    """Membership of ``rows`` in the run's discovered slices.
+
+    Parameters
+    ----------
+    run : Run
+        A discover run (``failscope.load_run``).
+    rows : ndarray of int
+        Positions in ``run.examples`` to compute membership for (e.g. the train split).
+    mode : {"hard", "soft"}, default="hard"
+        See the module docstring.
+    fit_split : str, optional
+        Split whose errors calibrate ``"soft"`` membership; default: the split the
+        directions were fitted on (``run.json`` ``config.fit_split``), else ``"val"``.
+    temperature : float, default=0.1
+        Fallback soft membership ``sigmoid((score - cutoff) / temperature)``.
+
+    Returns
+    -------
+    SliceSet
+        One slice per usable class slice, in class order; names are slice ids
+        (``"class-7"``).
+    """
+    check_choice(mode, MEMBERSHIP_MODES, name="membership")
+    rows = np.asarray(rows, dtype=np.int64)
+    entries = discovered_slice_entries(run)
+    ex = run.examples
+    labels_all = ex["label"].to_numpy(dtype=np.int64)
+    labels = labels_all[rows]
+    names = tuple(str(e["id"]) for e in entries)
+    classes = tuple(int(e["class_index"]) for e in entries)
+    member = np.zeros((len(rows), len(entries)), dtype=np.float32)
+    if not entries:
+        return SliceSet(names, member, "discovered", classes)
+    cutoffs = _cutoffs(entries)
+    scores = _failure_scores(run, rows, labels)
+    calib: dict[int, tuple[float, float] | None] = {}
+    if mode == "soft":
+        split = fit_split or (run.info.get("config") or {}).get("fit_split") or "val"
+        fit_rows = np.flatnonzero(ex["split"].to_numpy() == split)
+        fit_scores = _failure_scores(run, fit_rows, labels_all[fit_rows])
+        fit_wrong = ~ex["correct"].to_numpy(dtype=bool)[fit_rows]
+        for c in classes:
+            sel = (labels_all[fit_rows] == c) & np.isfinite(fit_scores)
+            calib[c] = _platt(fit_scores[sel] - cutoffs[c][0], fit_wrong[sel])
+            if calib[c] is None:
+                logger.info("class %d: too few errors to calibrate; sigmoid fallback", c)
+    for k, c in enumerate(classes):
+        sel = labels == c
+        s = scores[sel]
+        cut, strict = cutoffs[c]
+        finite = np.isfinite(s)
+        if mode == "hard":
+            m = (s > cut) if strict else (s >= cut)
+            member[sel, k] = (m & finite).astype(np.float32)
+        else:
+            ab = calib.get(c)
+            z = (s - cut) / temperature if ab is None else ab[0] * (s - cut) + ab[1]
+            member[sel, k] = np.where(finite, _sigmoid(np.nan_to_num(z)), 0.0)
+    return SliceSet(names, member, "discovered", classes)
+
+
+# --------------------------------------------------------------------------- user / oracle
+
+
+def planted_columns(examples: Any) -> list[str]:
+    """The boolean ``planted_<name>`` columns of ``examples``, in column order."""
+    return [c for c in examples.columns if str(c).startswith(PLANTED_PREFIX)]
+
+
+def _bool_column(examples: Any, col: str) -> np.ndarray:
+    if col not in examples.columns:
+        shown = ", ".join(map(str, examples.columns))
+        raise fail(f"slice column {col!r} is not in examples.parquet (columns: {shown})")
+    values = examples[col]
+    if values.isna().any():
+        raise fail(f"slice column {col!r} has missing values; it must be boolean")
+    arr = values.to_numpy()
+    if arr.dtype == bool:
+        return arr
+    if arr.dtype.kind in "iuf" and set(np.unique(arr).tolist()) <= {0, 1}:
+        return arr.astype(bool)
+    raise fail(f"slice column {col!r} has dtype {arr.dtype}; it must be boolean (or 0/1)")
+
+
+def _classes_of(member: np.ndarray, labels: np.ndarray | None) -> tuple[int | None, ...]:
+    if labels is None:
+        return (None,) * member.shape[1]
+    out: list[int | None] = []
+    for k in range(member.shape[1]):
+        cls = np.unique(labels[member[:, k] > 0])
+        out.append(int(cls[0]) if len(cls) == 1 else None)
+    return tuple(out)
+
+
+def column_slices(
+    examples: Any, columns: list[str], *, source: str = "column", prefix: str = ""
+) -> SliceSet:
+    """Slices from boolean columns of ``examples`` (all rows), in the order given.
+
+    ``prefix`` is stripped from the names (``"planted_"`` for the world's columns).
+    """
+    if not columns:
+        raise fail("no slice columns given")
+    member = np.stack([_bool_column(examples, c) for c in columns], axis=1).astype(np.float32)
+    names = tuple(c[len(prefix) :] if prefix and c.startswith(prefix) else c for c in columns)
+    labels = examples["label"].to_numpy() if "label" in examples.columns else None
+    return SliceSet(names, member, source, _classes_of(member, labels))
+
+
+def planted_slices(examples: Any) -> SliceSet | None:
+    """The world's planted slices (``planted_*`` columns), or None if there are none."""
+    cols = planted_columns(examples)
+    if not cols:
+        return None
+    return column_slices(examples, cols, source="planted", prefix=PLANTED_PREFIX)
+
+
+def mask_slices(
+    mask: np.ndarray | str | os.PathLike[str], *, n_examples: int, labels: np.ndarray | None = None
+) -> SliceSet:
+    """Slices from a user mask aligned with ``examples.parquet`` rows.
+
+    Parameters
+    ----------
+    mask : ndarray or path to ``.npy``
+        Shape ``(n_examples,)`` or ``(n_examples, K)``; bool, 0/1, or floats in [0, 1].
+    n_examples : int
+        Rows in ``examples.parquet``.
+    labels : ndarray, optional
+        True labels, used to record each slice's class when it has one.
+    """
+    if not isinstance(mask, np.ndarray):
+        path = check_file(mask, what="slice mask", suffixes=(".npy",))
+        try:
+            mask = np.load(path, allow_pickle=False)
+        except ValueError as exc:
+            raise fail(f"slice mask {path} is not a plain .npy array ({exc})") from None
+    arr = np.asarray(mask)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2 or arr.shape[0] != n_examples:
+        raise fail(
+            f"slice mask has shape {np.asarray(mask).shape}; expected ({n_examples},) or "
+            f"({n_examples}, K), one row per row of examples.parquet"
+        )
+    if arr.dtype.kind not in "biuf":
+        raise fail(f"slice mask has dtype {arr.dtype}; use bool or floats in [0, 1]")
+    member = arr.astype(np.float32)
+    names = tuple(f"mask-{k}" for k in range(member.shape[1]))
+    return SliceSet(names, member, "mask", _classes_of(member, labels))

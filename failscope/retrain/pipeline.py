@@ -1,0 +1,494 @@
+"""``retrain_run``: train every method on one run's slices and compare them on test.
+
+Every method trains a head on the same cached, frozen backbone features of the
+train split, with the same :class:`TrainConfig` (epochs, optimizer, batch order):
+
+``erm``
+    A linear head, continued from the audited model's final layer when it can be read
+    (else fresh), trained with plain cross-entropy.
+``upweight-hard``, ``upweight-balanced``, ``upweight-soft``
+    The same linear head, trained with the flagged training examples upweighted
+    (:mod:`failscope.retrain.baselines`).
+``sbl``, ``moa``
+    :class:`SliceAwareClassifier` with the run's discovered slices (or the user's).
+``oracle``
+    SBL with the world's planted slices (``planted_*`` columns), when there are any.
+
+Test metrics are computed for every method and for the audited model itself
+(``"audited"``, from ``examples.parquet``'s ``pred`` column).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from failscope._validation import check_choice, fail
+from failscope.retrain.membership import (
+    MEMBERSHIP_MODES,
+    SliceSet,
+    column_slices,
+    discovered_slice_entries,
+    discovered_slices,
+    mask_slices,
+    planted_slices,
+)
+from failscope.retrain.train import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["METHODS", "METHOD_GROUPS", "RetrainConfig", "expand_methods", "retrain_run"]
+
+METRICS_FORMAT = 1
+METHODS = (
+    "erm",
+    "erm-mlp",
+    "upweight-hard",
+    "upweight-balanced",
+    "upweight-soft",
+    "sbl",
+    "moa",
+    "oracle",
+)
+METHOD_GROUPS = {
+    "all": (
+        "erm",
+        "upweight-hard",
+        "upweight-balanced",
+        "upweight-soft",
+        "sbl",
+        "moa",
+        "oracle",
+    ),
+    "upweight": ("upweight-hard", "upweight-balanced", "upweight-soft"),
+}
+SLICE_METHODS = ("sbl", "moa")
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    """Hyperparameters of the heads (the optimisation ones live in :class:`TrainConfig`).
+
+    Parameters
+    ----------
+    expert_dim : int, default=64
+        Width of each slice expert (SBL/MoA) and of the ``erm-mlp`` hidden layer.
+    temperature : float, default=1.0
+        SBL attention temperature.
+    confidence : {"max_prob", "entropy"}, default="max_prob"
+    moa_mix : float, default=0.5
+        Initial weight of MoA's dot-product attention.
+    w_ind, w_pred, w_master : float, default=1.0
+        SBL/MoA loss weights.
+    upweight_factor : float, default=5.0
+        Weight of a flagged example in ``upweight-hard`` (and the median one in ``-soft``).
+    membership : {"hard", "soft"}, default="hard"
+        How discovered slices become training membership.
+    erm_init : {"audited", "fresh"}, default="audited"
+        Start linear heads from the audited model's final layer, or from scratch.
+    """
+
+    expert_dim: int = 64
+    temperature: float = 1.0
+    confidence: str = "max_prob"
+    moa_mix: float = 0.5
+    w_ind: float = 1.0
+    w_pred: float = 1.0
+    w_master: float = 1.0
+    upweight_factor: float = 5.0
+    membership: str = "hard"
+    erm_init: str = "audited"
+
+    def __post_init__(self) -> None:
+        check_choice(self.membership, MEMBERSHIP_MODES, name="membership")
+        check_choice(self.erm_init, ("audited", "fresh"), name="erm_init")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def expand_methods(methods: str | Sequence[str]) -> list[str]:
+    """Expand ``"all"``/``"upweight"`` and comma lists into method names, in order."""
+    items = [methods] if isinstance(methods, str) else list(methods)
+    out: list[str] = []
+    for item in items:
+        for name in str(item).split(","):
+            name = name.strip().lower()
+            if not name:
+                continue
+            allowed = (*METHOD_GROUPS, *METHODS)
+            check_choice(name, allowed, name="method")
+            for m in METHOD_GROUPS.get(name, (name,)):
+                if m not in out:
+                    out.append(m)
+    if not out:
+        raise fail("no retraining method given; use e.g. --method all")
+    return out
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def _accuracy(pred: np.ndarray, label: np.ndarray, mask: np.ndarray) -> float | None:
+    return float((pred[mask] == label[mask]).mean()) if mask.any() else None
+
+
+def _eval_slices(
+    ex: Any, test: np.ndarray, discovered: list[dict[str, Any]], planted: SliceSet | None
+) -> dict[str, dict[str, np.ndarray]]:
+    """Test-split boolean masks of every evaluation slice, by group."""
+    labels = ex["label"].to_numpy()
+    flagged = ex["slice"].to_numpy(dtype=bool) if "slice" in ex.columns else None
+    groups: dict[str, dict[str, np.ndarray]] = {"discovered": {}, "planted": {}}
+    if flagged is not None:
+        for e in discovered:
+            c = int(e["class_index"])
+            groups["discovered"][str(e["id"])] = test & flagged & (labels == c)
+    if planted is not None:
+        for k, name in enumerate(planted.names):
+            groups["planted"][name] = test & (planted.membership[:, k] > 0)
+    return groups
+
+
+def _method_metrics(
+    pred: np.ndarray,
+    labels: np.ndarray,
+    split: np.ndarray,
+    groups: dict[str, dict[str, np.ndarray]],
+) -> dict[str, Any]:
+    """Accuracy overall, per slice and worst-slice, for predictions over all rows."""
+    test, val = split == "test", split == "val"
+    out: dict[str, Any] = {
+        "test_accuracy": _accuracy(pred, labels, test),
+        "val_accuracy": _accuracy(pred, labels, val),
+        "slice_accuracy": {},
+    }
+    worst_all: list[float] = []
+    for group, masks in groups.items():
+        accs = {name: _accuracy(pred, labels, m) for name, m in masks.items()}
+        out["slice_accuracy"][group] = accs
+        vals = [a for a in accs.values() if a is not None]
+        out[f"worst_{group}_accuracy"] = min(vals) if vals else None
+        out[f"mean_{group}_accuracy"] = float(np.mean(vals)) if vals else None
+        if group == "planted" and vals:
+            pooled = np.any(np.stack(list(masks.values())), axis=0)
+            out["planted_pooled_accuracy"] = _accuracy(pred, labels, pooled)
+        worst_all += vals
+    out["worst_slice_accuracy"] = min(worst_all) if worst_all else None
+    return out
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _seeded(seed: int, build: Callable[[], Any]) -> Any:
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+def _train_method(
+    method: str,
+    *,
+    feats: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    slices: SliceSet,
+    oracle: SliceSet | None,
+    margin: np.ndarray,
+    backbone: Any,
+    cfg: RetrainConfig,
+    train_cfg: TrainConfig,
+) -> tuple[Any, dict[str, Any]]:
+    """Build and fit one method's head on the train-split features."""
+    import torch
+
+    from failscope.retrain.baselines import upweight_weights
+    from failscope.retrain.sbl import LinearHead, SliceAwareClassifier
+    from failscope.retrain.train import fit_head
+
+    d = feats.shape[1]
+    info: dict[str, Any] = {"method": method}
+    if method in ("sbl", "moa", "oracle"):
+        use = oracle if method == "oracle" else slices
+        assert use is not None  # callers drop "oracle" without planted slices
+
+        def build() -> Any:
+            return SliceAwareClassifier(
+                in_features=d,
+                n_classes=n_classes,
+                slice_names=use.names,
+                expert_dim=cfg.expert_dim,
+                temperature=cfg.temperature,
+                confidence=cfg.confidence,
+                attention="moa" if method == "moa" else "sbl",
+                moa_mix=cfg.moa_mix,
+                w_ind=cfg.w_ind,
+                w_pred=cfg.w_pred,
+                w_master=cfg.w_master,
+            )
+
+        model = _seeded(train_cfg.seed, build)
+        hist = fit_head(model, feats, labels, membership=use.membership, config=train_cfg)
+        info.update(slices=list(use.names), slice_source=use.source)
+        info["parameters_per_slice"] = model.parameters_per_slice
+    else:
+        hidden = cfg.expert_dim if method == "erm-mlp" else 0
+        model = _seeded(
+            train_cfg.seed,
+            lambda: LinearHead(in_features=d, n_classes=n_classes, hidden=hidden),
+        )
+        init = "fresh"
+        if hidden == 0 and cfg.erm_init == "audited" and backbone.head_weight is not None:
+            bias = None if backbone.head_bias is None else torch.as_tensor(backbone.head_bias)
+            model.init_from(torch.as_tensor(backbone.head_weight), bias)
+            init = "audited"
+        weights = None
+        if method.startswith("upweight-"):
+            flagged = slices.hard().any(axis=1)
+            weights = upweight_weights(
+                method.split("-", 1)[1],
+                flagged=flagged,
+                labels=labels,
+                margin=margin,
+                factor=cfg.upweight_factor,
+            )
+        hist = fit_head(model, feats, labels, sample_weight=weights, config=train_cfg)
+        info["init"] = init
+    info["parameters"] = model.head_parameter_count()
+    info["train_seconds"] = round(hist["seconds"], 3)
+    info["final_loss"] = hist["losses"][-1]
+    return model, info
+
+
+def _training_slices(
+    run: Any,
+    train_rows: np.ndarray,
+    *,
+    cfg: RetrainConfig,
+    slice_columns: Sequence[str] | None,
+    slice_mask: Any,
+) -> tuple[SliceSet, np.ndarray]:
+    """Train-split membership and per-row margin past the cutoff (for soft upweighting)."""
+    ex = run.examples
+    n = len(ex)
+    labels = ex["label"].to_numpy()
+    margin = np.zeros(len(train_rows), dtype=np.float32)
+    if slice_columns:
+        full = column_slices(ex, list(slice_columns))
+        return full.rows(train_rows), margin
+    if slice_mask is not None:
+        full = mask_slices(slice_mask, n_examples=n, labels=labels)
+        return full.rows(train_rows), margin
+    slices = discovered_slices(run, train_rows, mode=cfg.membership)
+    if slices.n_slices:
+        from failscope.retrain.membership import _cutoffs, _failure_scores
+
+        scores = _failure_scores(run, train_rows, labels[train_rows])
+        cut = _cutoffs(discovered_slice_entries(run))
+        offs = np.array([cut.get(int(c), (np.inf, True))[0] for c in labels[train_rows]])
+        margin = np.nan_to_num(scores - offs, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+    return slices, margin
+
+
+def retrain_run(
+    run: Any,
+    *,
+    methods: str | Sequence[str] = "all",
+    epochs: int = 60,
+    seed: int = 0,
+    membership: str = "hard",
+    slice_columns: Sequence[str] | None = None,
+    slice_mask: Any = None,
+    features: Any = None,
+    config: RetrainConfig | None = None,
+    train_config: TrainConfig | None = None,
+    out: str | os.PathLike[str] | None = None,
+    write: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Retrain with slice-aware methods and baselines; compare them on the test split.
+
+    Parameters
+    ----------
+    run : Run or path
+        A discover run directory.
+    methods : str or list of str, default="all"
+        Names from ``METHODS`` or the groups ``"all"`` and ``"upweight"``; comma lists
+        are accepted. ``"oracle"`` is skipped when the run has no planted slices.
+    epochs : int, default=60
+    seed : int, default=0
+    membership : {"hard", "soft"}, default="hard"
+        Overrides ``config.membership``.
+    slice_columns : list of str, optional
+        Boolean columns of ``examples.parquet`` to use as slices instead of the
+        discovered ones.
+    slice_mask : ndarray or path, optional
+        A ``.npy`` mask aligned with ``examples.parquet`` rows, used as slices.
+    features : ndarray of shape (n_examples, d) or BackboneFeatures, optional
+        Backbone features aligned with ``examples.parquet`` rows; default: the audited
+        model's penultimate layer (cached in ``RUN/cache``).
+    config : RetrainConfig, optional
+    train_config : TrainConfig, optional
+        ``epochs`` and ``seed`` override its fields.
+    out : path, optional
+        Output folder; default ``RUN/retrain``.
+    write : bool, default=True
+        Write models, ``predictions.parquet`` and ``metrics.json``.
+    progress : callable, optional
+        Called with a short message as each method starts.
+
+    Returns
+    -------
+    dict
+        The metrics (as written to ``metrics.json``). ``status`` is ``"ok"``, or
+        ``"no-slices"`` when the run has no slice to train on (nothing is written).
+    """
+    from failscope.retrain.features import BackboneFeatures, audited_features
+    from failscope.run import RETRAIN_DIR, Run, load_run
+
+    if not isinstance(run, Run):
+        run = load_run(run)
+    base_cfg = config or RetrainConfig()
+    cfg = RetrainConfig(**{**base_cfg.to_dict(), "membership": membership})
+    tc = train_config or TrainConfig()
+    train_cfg = TrainConfig(**{**tc.to_dict(), "epochs": epochs, "seed": seed})
+    names = expand_methods(methods)
+    t0 = time.perf_counter()
+
+    ex = run.examples
+    split = ex["split"].to_numpy().astype(str)
+    labels = ex["label"].to_numpy(dtype=np.int64)
+    n_classes = len(run.class_names)
+    train_rows = np.flatnonzero(split == "train")
+    if not len(train_rows):
+        raise fail(f"{run.path} has no train split rows; retraining needs the train split")
+    if not (split == "test").any():
+        raise fail(f"{run.path} has no test split rows; retraining is evaluated on test")
+
+    slices, margin = _training_slices(
+        run, train_rows, cfg=cfg, slice_columns=slice_columns, slice_mask=slice_mask
+    )
+    if slices.n_slices == 0:
+        msg = (
+            "the run has no discovered slice (every class was skipped or empty); nothing to retrain"
+        )
+        logger.info(msg)
+        return {"format": METRICS_FORMAT, "status": "no-slices", "message": msg}
+    planted = planted_slices(ex)
+    if "oracle" in names and planted is None:
+        logger.info("no planted_* columns: skipping the oracle")
+        names = [m for m in names if m != "oracle"]
+
+    if features is None:
+        backbone = audited_features(run)
+    elif isinstance(features, BackboneFeatures):
+        backbone = features
+    else:
+        backbone = BackboneFeatures(np.asarray(features, dtype=np.float32))
+    feats = backbone.features
+    if feats.ndim != 2 or feats.shape[0] != len(ex):
+        raise fail(
+            f"features have shape {feats.shape}; expected ({len(ex)}, d), one row per "
+            "row of examples.parquet"
+        )
+    t_feat = time.perf_counter() - t0
+
+    groups = _eval_slices(ex, split == "test", discovered_slice_entries(run), planted)
+    results: dict[str, Any] = {
+        "audited": {
+            **_method_metrics(ex["pred"].to_numpy(), labels, split, groups),
+            "parameters": (
+                None
+                if backbone.head_weight is None
+                else int(backbone.head_weight.size + (backbone.head_bias is not None) * n_classes)
+            ),
+        }
+    }
+    preds: dict[str, np.ndarray] = {}
+    models: dict[str, Any] = {}
+    from failscope.retrain.train import predict_logits
+
+    train_feats = feats[train_rows]
+    train_labels = labels[train_rows]
+    oracle_train = None if planted is None else planted.rows(train_rows)
+    for method in names:
+        if progress is not None:
+            progress(method)
+        model, info = _train_method(
+            method,
+            feats=train_feats,
+            labels=train_labels,
+            n_classes=n_classes,
+            slices=slices,
+            oracle=oracle_train,
+            margin=margin,
+            backbone=backbone,
+            cfg=cfg,
+            train_cfg=train_cfg,
+        )
+        pred = predict_logits(model, feats).argmax(axis=1)
+        preds[method] = pred
+        models[method] = (model, info)
+        results[method] = {**_method_metrics(pred, labels, split, groups), **info}
+
+    metrics = {
+        "format": METRICS_FORMAT,
+        "status": "ok",
+        "run": str(run.path),
+        "methods": results,
+        "slices": {
+            "training": {
+                "source": slices.source,
+                "names": list(slices.names),
+                "train_members": [float(v) for v in slices.membership.sum(axis=0)],
+            },
+            "evaluation": {
+                g: {k: int(m.sum()) for k, m in masks.items()} for g, masks in groups.items()
+            },
+        },
+        "config": {"train": train_cfg.to_dict(), "heads": cfg.to_dict()},
+        "features": {"source": backbone.source, "dim": int(feats.shape[1])},
+        "seconds": {"features": round(t_feat, 3), "total": round(time.perf_counter() - t0, 3)},
+    }
+    if write:
+        out_dir = Path(out) if out is not None else run.path / RETRAIN_DIR
+        _write_outputs(out_dir, ex=ex, split=split, preds=preds, models=models, metrics=metrics)
+        metrics["out"] = str(out_dir)
+    return metrics
+
+
+def _write_outputs(
+    out_dir: Path,
+    *,
+    ex: Any,
+    split: np.ndarray,
+    preds: dict[str, np.ndarray],
+    models: dict[str, Any],
+    metrics: dict[str, Any],
+) -> None:
+    import pandas as pd
+
+    from failscope.retrain.checkpoint import save_retrained
+    from failscope.run import write_json, write_parquet
+
+    test = split == "test"
+    ids = ex["id"].to_numpy()[test]
+    frames = [pd.DataFrame({"id": ids, "method": "audited", "pred": ex["pred"].to_numpy()[test]})]
+    for method, pred in preds.items():
+        frames.append(pd.DataFrame({"id": ids, "method": method, "pred": pred[test]}))
+    table = pd.concat(frames, ignore_index=True)
+    table["pred"] = table["pred"].astype("int64")
+    for method, (model, info) in models.items():
+        save_retrained(model, out_dir / "models" / method, info=info)
+    write_parquet(out_dir / "predictions.parquet", table)
+    write_json(out_dir / "metrics.json", metrics)

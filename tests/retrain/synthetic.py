@@ -1,0 +1,151 @@
+"""A small synthetic slice problem and a fake discover run for the retrain tests.
+
+Backbone features: class means plus noise. One planted slice, "class 0 with a rare
+attribute", sits on class 1's mean, shifted along a direction ``u`` that only the slice
+has. The slice is rare in train (so an ERM head sacrifices it) and common in val/test.
+CLIP-like embeddings are a random rotation of [features, attribute, noise].
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+N_CLASSES = 4
+DIM = 16
+
+
+def make_problem(
+    *,
+    seed: int = 0,
+    n_train: int = 2000,
+    n_val: int = 800,
+    n_test: int = 800,
+    rate_train: float = 0.03,
+    rate_eval: float = 0.3,
+    shift: float = 3.0,
+    noise: float = 0.7,
+) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(N_CLASSES, DIM)) * 1.5
+    u = np.zeros(DIM)
+    u[-1] = 1.0
+    means[:, -1] = 0.0
+    out: dict[str, list] = {"features": [], "label": [], "split": [], "attr": []}
+    for split, n, rate in (
+        ("train", n_train, rate_train),
+        ("val", n_val, rate_eval),
+        ("test", n_test, rate_eval),
+    ):
+        y = rng.integers(0, N_CLASSES, size=n)
+        attr = (y == 0) & (rng.random(n) < rate)
+        centre = means[np.where(attr, 1, y)]
+        f = centre + noise * rng.normal(size=(n, DIM)) + shift * attr[:, None] * u
+        out["features"].append(f)
+        out["label"].append(y)
+        out["split"].append(np.full(n, split))
+        out["attr"].append(attr)
+    return {k: np.concatenate(v) for k, v in out.items()} | {"means": means}
+
+
+def audited_head(problem: dict[str, np.ndarray], *, seed: int = 0):
+    """A linear head trained by plain ERM on the train split (the audited model)."""
+    from sklearn.linear_model import LogisticRegression
+
+    tr = problem["split"] == "train"
+    lr = LogisticRegression(C=1.0, max_iter=2000).fit(problem["features"][tr], problem["label"][tr])
+    return lr.coef_.astype(np.float32), lr.intercept_.astype(np.float32)
+
+
+def make_run(
+    path: Path,
+    problem: dict[str, np.ndarray],
+    *,
+    with_slices: bool = True,
+    clip_dim: int = 24,
+    seed: int = 0,
+) -> Path:
+    """Write a discover-style run directory for ``problem`` and return its path."""
+    import pandas as pd
+
+    from failscope.directions import ErrorDirections
+    from failscope.run import FORMAT_VERSION, write_json, write_npy, write_parquet
+    from failscope.slices import SliceThreshold, assign_slices, summarize_slices
+
+    rng = np.random.default_rng(seed + 100)
+    f, y, split, attr = (problem[k] for k in ("features", "label", "split", "attr"))
+    w, b = audited_head(problem, seed=seed)
+    pred = (f @ w.T + b).argmax(axis=1)
+    correct = pred == y
+    n = len(y)
+    raw = np.concatenate(
+        [
+            f,
+            2.0 * attr[:, None] + 0.3 * rng.normal(size=(n, 1)),
+            rng.normal(size=(n, clip_dim - DIM - 1)),
+        ],
+        axis=1,
+    )
+    rot, _ = np.linalg.qr(rng.normal(size=(clip_dim, clip_dim)))
+    emb = (raw @ rot).astype(np.float32)
+    fit = split == "val"
+    path.mkdir(parents=True, exist_ok=True)
+    if with_slices:
+        est = ErrorDirections(cv=2).fit(
+            emb[fit], y[fit], pred[fit], reference=emb[split == "train"], n_classes=N_CLASSES
+        )
+        scores = est.failure_score(emb, y)
+        thr = SliceThreshold()
+        in_slice, cutoffs = assign_slices(scores, y, fit, N_CLASSES, thr)
+        slices = summarize_slices(
+            est,
+            labels=y,
+            correct=correct,
+            in_slice=in_slice,
+            fit_mask=fit,
+            cutoffs=cutoffs,
+            threshold=thr,
+            class_names=[str(c) for c in range(N_CLASSES)],
+        )
+        est.save(path / "error_directions.npz")
+    else:  # every class skipped
+        scores = np.full(n, np.nan, dtype=np.float32)
+        in_slice = np.zeros(n, dtype=bool)
+        slices = [
+            {
+                "id": f"class-{c}",
+                "class_index": c,
+                "class_name": str(c),
+                "status": "skipped",
+                "reason": "the model makes no errors on this class",
+                "size": 0,
+            }
+            for c in range(N_CLASSES)
+        ]
+    ex = pd.DataFrame(
+        {
+            "id": np.arange(n),
+            "path": [f"img/{i}.png" for i in range(n)],
+            "split": split,
+            "label": y,
+            "pred": pred,
+            "correct": correct,
+            "failure_score": scores,
+            "slice": in_slice,
+            "planted_rare_zero": attr,
+        }
+    )
+    write_parquet(path / "examples.parquet", ex)
+    write_npy(path / "cache" / "embeddings.npy", emb)
+    write_json(path / "slices.json", {"format": FORMAT_VERSION, "slices": slices})
+    write_json(
+        path / "run.json",
+        {
+            "format": FORMAT_VERSION,
+            "classes": [str(c) for c in range(N_CLASSES)],
+            "embeddings": {"path": "cache/embeddings.npy"},
+            "config": {"fit_split": "val"},
+        },
+    )
+    return path
