@@ -1,8 +1,8 @@
 """Caption templates: filling slots, article agreement, normalisation.
 
-A template is a string with one class slot (``{cls}``, alias ``{class}``) and one
-word slot (``{word}``, aliases ``{adj}``, ``{noun}``, ``{value}``, ``{phrase}``),
-e.g. ``"a photo of a {adj} {cls}"``. :func:`fill` substitutes both, repairs the
+A template is a string with one class slot (``{cls}``, alias ``{class}``) and at
+most one word slot (``{word}``, aliases ``{adj}``, ``{noun}``, ``{value}``,
+``{phrase}``), e.g. ``"a photo of a {adj} {cls}"``. :func:`fill` substitutes both, repairs the
 indefinite articles ("a old man" -> "an old man", "a 8" -> "an 8") and squeezes
 whitespace. It returns None instead of a caption with an empty slot.
 """
