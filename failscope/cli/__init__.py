@@ -42,10 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
+    from rich.console import Console
     from rich.logging import RichHandler
 
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
-    handler = RichHandler(show_path=verbose > 1, show_time=False, markup=False)
+    handler = RichHandler(
+        console=Console(stderr=True), show_path=verbose > 1, show_time=False, markup=False
+    )
     logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[handler])
     logging.getLogger("failscope").setLevel(level)
 

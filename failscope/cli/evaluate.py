@@ -37,7 +37,8 @@ def print_evaluation(result: dict[str, Any]) -> None:
     table = Table(title=f"Planted slices vs discovered ({result['split']} split)")
     for col in ("planted slice", "class", "members", "acc in/overall", "AP", "P@10", "P@25",
                 "top-1 caption", "top-5"):  # fmt: skip
-        table.add_column(col, justify="left" if col == "planted slice" else "right")
+        left = col in ("planted slice", "top-1 caption")
+        table.add_column(col, justify="left" if left else "right", overflow="fold")
     for r in result["plants"]:
         end = "" if r["caption_end"] == "failure" else " (success end)"
         table.add_row(

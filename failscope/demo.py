@@ -1,0 +1,136 @@
+"""The main job, offline: the built-in world end to end.
+
+``run_demo`` builds a world with planted failure modes, trains (or loads) the model
+under audit, and runs the same stages a user runs on their own data: discover,
+captions, evaluation against the planted truth, slice-aware retraining and the
+report. The run directory is the one ``failscope discover`` writes, plus
+``truth.json`` and the world's images under ``RUN/world/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from failscope._validation import check_int
+from failscope.run import FORMAT_VERSION, TRUTH_JSON, write_json
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["default_cache_dir", "run_demo"]
+
+
+def default_cache_dir() -> Path:
+    """``$FAILSCOPE_CACHE``, else ``$XDG_CACHE_HOME/failscope``, else ``~/.cache/failscope``."""
+    if os.environ.get("FAILSCOPE_CACHE"):
+        return Path(os.environ["FAILSCOPE_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "failscope"
+
+
+def run_demo(
+    *,
+    out: str | os.PathLike[str],
+    plants: Sequence[str] | None = None,
+    seed: int = 0,
+    captions: bool = True,
+    retrain: bool = True,
+    report: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run the whole pipeline on the built-in world.
+
+    Parameters
+    ----------
+    out : path
+        Run directory.
+    plants : sequence of str, optional
+        Plant specs ``KIND:CLASS:FAMILY=VALUE:RATE``; default
+        :data:`failscope.world.DEFAULT_PLANTS`.
+    seed : int, default=0
+        Seeds the world, the audited model, CV folds and retraining.
+    captions, retrain, report : bool, default=True
+        Run those stages.
+    cache_dir : path, optional
+        Where audited models are cached across runs (default :func:`default_cache_dir`).
+    progress : callable(stage, done, total), optional
+        Progress of the long stages (passed to :func:`failscope.discover`).
+    on_stage : callable(name), optional
+        Called as each stage starts.
+
+    Returns
+    -------
+    dict
+        ``{"run": Run, "evaluation": dict, "retrain": dict or None, "report": Path or None,
+        "timings": {stage: seconds}}``.
+    """
+    from failscope.evaluate import evaluate_run
+    from failscope.pipeline import discover
+    from failscope.world import DEFAULT_PLANTS, get_audited_model, make_world, parse_plants
+
+    check_int(seed, name="seed", low=0)
+    out = Path(out)
+    plant_list = parse_plants(list(plants) if plants else list(DEFAULT_PLANTS))
+    timings: dict[str, float] = {}
+    result: dict[str, Any] = {"retrain": None, "report": None, "timings": timings}
+
+    def stage(name: str) -> float:
+        logger.info("%s ...", name)
+        if on_stage is not None:
+            on_stage(name)
+        return time.perf_counter()
+
+    t = stage("world")
+    world = make_world(plant_list, seed=seed, root=out / "world")
+    timings["world"] = time.perf_counter() - t
+
+    t = stage("audited model")
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "world-models"
+    model_path, _ = get_audited_model(world, cache_dir=cache)
+    timings["audited_model"] = time.perf_counter() - t
+
+    t = stage("discover")
+    run = discover(
+        world.manifest_path, model=str(model_path), clip="world", out=out,
+        fit_split="val", reference_split="train", seed=seed, progress=progress,
+    )  # fmt: skip
+    truth = world.truth()
+    write_json(out / TRUTH_JSON, {"format": FORMAT_VERSION, "seed": seed, "plants": truth})
+    run.update_info(world={"seed": seed, "plants": [p.spec for p in plant_list],
+                           "key": world.key, "root": "world"})  # fmt: skip
+    timings["discover"] = time.perf_counter() - t
+
+    if captions:
+        from failscope.caption import caption_run
+
+        t = stage("captions")
+        caption_run(run)
+        timings["captions"] = time.perf_counter() - t
+
+    t = stage("evaluate")
+    result["evaluation"] = evaluate_run(run)
+    timings["evaluate"] = time.perf_counter() - t
+
+    if retrain:
+        from failscope.retrain import retrain_run
+
+        t = stage("retrain")
+        result["retrain"] = retrain_run(run, methods="all", seed=seed)
+        timings["retrain"] = time.perf_counter() - t
+
+    if report:
+        from failscope.report import build_report
+
+        t = stage("report")
+        result["report"] = build_report(run)
+        timings["report"] = time.perf_counter() - t
+
+    run.update_info(demo_timings=timings)
+    result["run"] = run
+    return result
