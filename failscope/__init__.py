@@ -21,6 +21,13 @@ _EXPORTS = {
     "caption_run": "failscope.caption",
     "list_vocabularies": "failscope.caption",
     "add_vocabulary": "failscope.caption",
+    "discover": "failscope.pipeline",
+    "ClipModel": "failscope.embed",
+    "load_clip": "failscope.embed",
+    "embed_dataset": "failscope.embed",
+    "list_clip_models": "failscope.embed",
+    "add_clip_model": "failscope.embed",
+    "load_dataset": "failscope.data",
     "build_report": "failscope.report",
 }
 
