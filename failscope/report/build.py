@@ -86,6 +86,7 @@ class _Context:
     image_roots: list[Path]
     meta_columns: list[str]
     plots_written: set[Path] = field(default_factory=set)
+    painter: Any = None
 
 
 # --------------------------------------------------------------------------- ordering
@@ -233,7 +234,6 @@ def _bars(rate_in: Any, rate_out: Any) -> Markup:
         bar("in", rate_in),
         bar("out", rate_out),
         class_="bars",
-        title="error rate inside (red) and outside (grey) the slice",
     )
 
 
@@ -585,21 +585,16 @@ def _mosaics(ctx: _Context, frame: Any) -> Markup:
     )
 
 
-def _caption_lists(entry: Mapping[str, Any]) -> Markup:
+def _caption_lists(entry: Mapping[str, Any], *, n: int = 5) -> Markup:
     def one(kind: str, title: str) -> Markup:
-        caps = _captions(entry, kind)[:5]
+        caps = _captions(entry, kind)[:n]
         if not caps:
             return tag("div", tag("h3", title), tag("p", "not captioned yet", class_="empty"))
         items = [
             tag(
                 "li",
                 c["text"],
-                tag(
-                    "span",
-                    fmt_num(c.get("score")),
-                    class_="score",
-                    title="similarity along the direction",
-                ),
+                tag("span", fmt_num(c.get("score")), class_="score"),
             )
             for c in caps
         ]
@@ -637,28 +632,24 @@ def _checks_table(entry: Mapping[str, Any]) -> Markup:
                 tag("td", _confirmed_badge(c) or "–"),
             )
         )
+    split = next((c.get("split") for c in checks if c.get("split")), None)
     return tag(
         "div",
-        tag("h3", "Caption checks"),
-        tag(
-            "p",
-            "Accuracy of the audited model on the K images nearest each caption "
-            "(CLIP similarity), against its accuracy on the whole class. A confirmed "
-            "caption points at images the model gets wrong more often.",
-            class_="note",
-        ),
+        tag("h3", "Caption checks", f" ({split!s} split)" if split else ""),
         tag("div", tag("table", tag("thead", head), tag("tbody", rows)), class_="tablewrap"),
     )
 
 
 def _class_plots(ctx: _Context, v: _ClassView, frame: Any) -> Markup:
-    from . import plots
+    if ctx.painter is None:
+        from .plots import ClassPlots
 
+        ctx.painter = ClassPlots()
     parts = []
     if frame is not None and len(frame) and "failure_score" in frame.columns:
         cutoff = (v.entry.get("threshold") or {}).get("cutoff")
         path = ctx.plots_dir / f"class-{v.index:04d}-scores.png"
-        png = plots.score_histogram(
+        png = ctx.painter.score_histogram(
             frame["failure_score"].to_numpy(dtype=float),
             frame["correct"].to_numpy(dtype=bool)
             if "correct" in frame.columns
@@ -682,7 +673,7 @@ def _class_plots(ctx: _Context, v: _ClassView, frame: Any) -> Markup:
     checks = [c for c in _checks(v.entry) if isinstance(c.get("curve"), Mapping)]
     if checks:
         path = ctx.plots_dir / f"class-{v.index:04d}-captions.png"
-        png = plots.accuracy_curve_plot(checks[:4], path=path)
+        png = ctx.painter.accuracy_curves(checks, path=path)
         ctx.plots_written.add(path)
         parts.append(
             tag(
@@ -748,20 +739,14 @@ def _class_section(ctx: _Context, v: _ClassView, *, open_: bool) -> Markup:
         tag("span", "“", top, "”", class_="meta") if top else "",
         _confirmed_badge(_check_for(e, top)),
     )
-    parts: list[Any] = [_class_stats(v), _caption_lists(e), _checks_table(e)]
+    parts: list[Any] = [_class_stats(v), _caption_lists(e, n=5 if v.expanded else 3)]
     if v.expanded:
+        parts.append(_checks_table(e))
         frame = _class_frame(ctx, v.index)
         parts.append(_class_plots(ctx, v, frame))
         parts.append(_mosaics(ctx, frame))
     else:
-        parts.append(
-            tag(
-                "p",
-                "Thumbnails and plots are drawn only for the most severe classes; rebuild "
-                "with a larger max_classes_expanded (--max-classes-expanded) to see them here.",
-                class_="note",
-            )
-        )
+        parts.append(tag("p", "Compact section: see the note above “Expand all”.", class_="note"))
     return tag(
         "details", summary, tag("div", parts, class_="body"), class_="cls", id=v.anchor, open=open_
     )
@@ -781,10 +766,29 @@ def _classes(ctx: _Context, views: list[_ClassView], *, n_open: int) -> Markup:
         class_="toolbar",
     )
     sections = [_class_section(ctx, v, open_=v.rank <= n_open and not v.skipped) for v in views]
+    n_exp = sum(v.expanded for v in views)
+    n_compact = sum(not v.expanded and not v.skipped for v in views)
+    compact = (
+        f" The other {n_compact:,} classes have compact sections (statistics and top "
+        "captions); rebuild with a larger max_classes_expanded (--max-classes-expanded) "
+        "to draw theirs."
+        if n_compact
+        else ""
+    )
+    intro = tag(
+        "p",
+        f"Thumbnails, histograms and caption checks are drawn for the {n_exp:,} most "
+        f"severe classes.{compact} Thumbnails and histograms show {ctx.view_note}. "
+        "Caption scores are the caption's similarity along the failure direction. A caption "
+        "check measures the audited model's accuracy on the K images nearest the caption "
+        "(acc@K) against its accuracy on the whole class; a confirmed caption points at "
+        "images the model gets wrong significantly more often.",
+        class_="note",
+    )
     return tag(
         "section",
         tag("h2", "Classes"),
-        tag("p", f"Thumbnails and histograms show {ctx.view_note}. ", class_="note"),
+        intro,
         legend,
         toolbar,
         sections,
@@ -1116,7 +1120,7 @@ def _run_details(run: Run) -> Markup:
 
 
 def _static(name: str) -> str:
-    return resources.files("failscope.report").joinpath("static", name).read_text(encoding="utf-8")
+    return resources.files("failscope.report").joinpath(name).read_text(encoding="utf-8")
 
 
 def _page(*, title: str, body: Markup) -> str:

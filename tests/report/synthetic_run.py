@@ -140,7 +140,7 @@ def make_run(
                 }
             )
         fit = split == "val"
-        size = 10 + (c % 3)
+        size = min(int(fit.sum()), 10 + (c % 3))
         rate_in = 0.9 - 0.6 * c / max(n_classes, 1)
         entry: dict[str, Any] = {
             "id": f"class-{c}",

@@ -1,0 +1,131 @@
+"""Open reports in a real headless Chromium (Debian's package) over the DevTools protocol.
+
+Skipped when Chromium is absent, except under ``CI=true``, where a missing browser fails.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+from conftest import HOSTILE_CAPTIONS, HOSTILE_NAMES
+
+from failscope.report import build_report
+
+
+def _not_blank(png: bytes) -> tuple[int, float]:
+    from PIL import Image
+
+    im = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
+    colours = len(np.unique(im.reshape(-1, 3), axis=0))
+    return colours, float(im.std())
+
+
+def test_report_opens_in_chromium(chromium, browser_run):
+    slices = json.loads((browser_run / "slices.json").read_text())["slices"]
+    page = chromium.open((browser_run / "report.html").as_uri())
+    assert page.errors == []
+    facts = page.evaluate(
+        """({
+          title: document.title,
+          rows: document.querySelectorAll('#overview-table tbody tr').length,
+          sections: Array.from(document.querySelectorAll('details.cls')).map(d => d.id),
+          open: document.querySelectorAll('details.cls[open]').length,
+          thumbs: document.querySelectorAll('figure.th').length,
+          broken: Array.from(document.images).filter(i => i.complete && i.naturalWidth === 0
+                                                        && i.loading !== 'lazy').length,
+          plots: document.querySelectorAll('img.plot').length,
+          retrain: !!document.getElementById('retrain'),
+          evaluation: !!document.getElementById('evaluation'),
+          width: document.documentElement.scrollWidth,
+        })"""
+    )
+    assert facts["title"].startswith("failscope report")
+    assert facts["rows"] == len(slices)
+    assert sorted(facts["sections"]) == sorted(s["id"] for s in slices)
+    assert facts["open"] == 3
+    assert facts["thumbs"] > 0 and facts["plots"] > 0 and facts["broken"] == 0
+    assert facts["retrain"] and facts["evaluation"]
+    assert facts["width"] <= 1280  # no horizontal overflow at a laptop width
+
+    # every embedded image decodes (lazy ones are forced to load first)
+    decoded = page.evaluate(
+        """Promise.all(Array.from(document.images).map(i => {
+             i.loading = 'eager';
+             return i.decode().then(() => i.naturalWidth > 0, () => false);
+           })).then(r => r.every(Boolean) && r.length)"""
+    )
+    assert decoded and decoded >= facts["thumbs"]
+
+    # a row's link opens its (collapsed) section; the filter box hides rows
+    last = next(s["id"] for s in reversed(slices) if s["status"] == "ok")
+    closed = page.evaluate(
+        "Array.from(document.querySelectorAll('details.cls:not([open])')).map(d => d.id)"
+    )
+    target = closed[0] if closed else last
+    page.evaluate(f"document.querySelector('#overview-table a[href=\"#{target}\"]').click()")
+    assert page.evaluate(f"document.getElementById('{target}').open") is True
+    page.evaluate(
+        "const f = document.getElementById('class-filter');"
+        "f.value = 'class-1'; f.dispatchEvent(new Event('input'))"
+    )
+    visible = page.evaluate(
+        "Array.from(document.querySelectorAll('#overview-table tbody tr'))"
+        ".filter(r => !r.hidden).length"
+    )
+    assert visible == sum("class-1" in s["class_name"] for s in slices)
+    page.evaluate("document.getElementById('expand-all').click()")
+    assert page.evaluate("document.querySelectorAll('details.cls:not([open])').length") == 0
+    # sorting by a column reorders the rows
+    page.evaluate("document.querySelector('#overview-table th:nth-child(2)').click()")
+    names = page.evaluate(
+        "Array.from(document.querySelectorAll('#overview-table tbody tr td:nth-child(2)'))"
+        ".map(td => td.textContent)"
+    )
+    assert names == sorted(names)
+
+    png = page.screenshot()
+    colours, spread = _not_blank(png)
+    assert colours > 50 and spread > 10, (colours, spread)
+    assert page.errors == []
+
+
+def test_hostile_report_runs_no_injected_code(chromium, hostile_run):
+    page = chromium.open((hostile_run / "report.html").as_uri())
+    assert page.errors == []  # an injected script or image would also trip the CSP
+    assert page.evaluate("typeof window.__pwned") == "undefined"
+    names = page.evaluate(
+        "Array.from(document.querySelectorAll('details.cls > summary .name'))"
+        ".map(e => e.textContent)"
+    )
+    assert sorted(names) == sorted(HOSTILE_NAMES)
+    links = page.evaluate(
+        "Array.from(document.querySelectorAll('#overview-table tbody a')).map(a => a.textContent)"
+    )
+    assert sorted(links) == sorted(HOSTILE_NAMES)
+    captions = page.evaluate(
+        "Array.from(document.querySelectorAll('ol.caps.failure li'))"
+        ".map(li => li.firstChild.textContent)"
+    )
+    for caps in HOSTILE_CAPTIONS.values():
+        for c in caps:
+            assert c in captions
+    assert page.evaluate("document.querySelectorAll('script').length") == 1
+    assert page.evaluate("document.querySelectorAll('svg, [onerror], [onload]').length") == 0
+    page.evaluate("document.getElementById('expand-all').click()")
+    assert page.evaluate("typeof window.__pwned") == "undefined"
+    assert page.errors == []
+
+
+def test_thousand_class_report_opens_quickly(chromium, run_factory):
+    run = run_factory("big-browser", n_classes=1000, n_per_class=6, checks=False)
+    out = build_report(run, max_classes_expanded=5, thumbs_per_mosaic=3)
+    page = chromium.open(out.as_uri(), timeout=30)
+    assert page.errors == []
+    load_ms = page.evaluate(
+        "performance.getEntriesByType('navigation')[0].loadEventEnd"
+        " - performance.getEntriesByType('navigation')[0].startTime"
+    )
+    assert page.evaluate("document.querySelectorAll('details.cls').length") == 1000
+    assert load_ms < 10_000, load_ms
