@@ -200,8 +200,12 @@ def dataset_writer():
 def channel_classifier_ts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """:class:`ChannelClassifier` saved with ``torch.jit.script``; returns the file."""
     torch = _torch_one_thread()
+    import warnings
+
     path = tmp_path_factory.mktemp("models") / "channel.pt"
-    torch.jit.script(_channel_classifier_class()()).save(str(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated
+        torch.jit.script(_channel_classifier_class()()).save(str(path))
     return path
 
 

@@ -304,10 +304,10 @@ def print_summary(run: Any, *, max_rows: int = 40, console: Any = None) -> None:
     if len(slices) > max_rows:
         shown = sorted(slices, key=lambda s: -(s["error_rate_in"] or 0.0))[:max_rows]
     table = Table(title=f"failure slices on split {info['fit_split']!r}", title_justify="left")
+    short = {"balanced_accuracy": "CV bal.acc", "roc_auc": "CV AUC"}.get(metric, f"CV {metric}")
     for col, justify in (
-        ("class", "left"), ("n fit", "right"), ("error rate", "right"),
-        (f"CV {metric}", "right"), ("slice size", "right"), ("slice error", "right"),
-        ("outside error", "right"), ("note", "left"),
+        ("class", "left"), ("n fit", "right"), ("errors", "right"), (short, "right"),
+        ("slice", "right"), ("slice err", "right"), ("rest err", "right"), ("note", "left"),
     ):  # fmt: skip
         table.add_column(col, justify=justify)
     for s in shown:

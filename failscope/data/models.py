@@ -33,6 +33,7 @@ import logging
 import os
 import re
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,13 +188,13 @@ def load_checkpoint(path: str | os.PathLike[str], *, trust_checkpoint: bool = Fa
         obj = torch.load(p, map_location="cpu", weights_only=False)
     except (RuntimeError, OSError, EOFError) as exc:
         raise fail(f"checkpoint {p} cannot be read: {' '.join(str(exc).split())[:300]}") from None
-    if isinstance(obj, torch.nn.Module):
-        obj = obj.state_dict()
     if isinstance(obj, dict):
         for key in ("state_dict", "model_state_dict", "model"):
-            if isinstance(obj.get(key), dict):
+            if isinstance(obj.get(key), (dict, torch.nn.Module)):
                 obj = obj[key]
                 break
+    if isinstance(obj, torch.nn.Module):
+        obj = obj.state_dict()
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise fail(f"checkpoint {p} does not hold a state_dict (a dict of tensors)")
     if obj and all(k.startswith("module.") for k in obj):
@@ -202,7 +203,12 @@ def load_checkpoint(path: str | os.PathLike[str], *, trust_checkpoint: bool = Fa
 
 
 def _load_state(module: Any, state: dict, path: str) -> None:
-    result = module.load_state_dict(state, strict=False)
+    try:
+        result = module.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        lines = [ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln]
+        first = lines[0] if lines else " ".join(str(exc).split())[:200]
+        raise fail(f"checkpoint {path} does not fit the model: {first}") from None
     missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
     if missing or unexpected:
         raise fail(
@@ -238,7 +244,9 @@ def load_model(spec: dict[str, Any], *, trust_checkpoint: bool = False) -> Any:
     kind = spec["kind"]
     if kind == "torchscript":
         try:
-            module = torch.jit.load(spec["spec"], map_location="cpu")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # "jit is deprecated"
+                module = torch.jit.load(spec["spec"], map_location="cpu")
         except (RuntimeError, ValueError) as exc:
             first = " ".join(str(exc).split())[:200]
             raise fail(
@@ -516,11 +524,11 @@ def _align(table: Any, dataset: ImageDataset, p: Path) -> Any:
     if key is None:
         return table.reset_index(drop=True)
     if key == "id":
-        want = np.arange(n)
-        got = table["id"].to_numpy()
+        want: list[Any] = list(range(n))
+        got = table["id"].tolist()
     else:
-        want = dataset.frame["path"].to_numpy(dtype=object)
-        got = table["path"].astype(str).to_numpy(dtype=object)
+        want = dataset.frame["path"].astype(str).tolist()
+        got = table["path"].astype(str).tolist()
     index = {k: i for i, k in enumerate(got)}
     if len(index) != len(got):
         raise fail(f"predictions file {p}: {key!r} values are not unique")

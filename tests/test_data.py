@@ -1,0 +1,302 @@
+"""Datasets (ImageFolder, manifests), image batches, audited models, predictions files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from failscope import InputError
+from failscope.data import (
+    iter_image_batches,
+    load_dataset,
+    load_dataset_from_spec,
+    load_model,
+    model_spec,
+    model_transform,
+    predict,
+    read_predictions,
+)
+
+# --------------------------------------------------------------------------- datasets
+
+
+def test_image_folder_with_split_folders(tmp_path, dataset_writer):
+    dataset_writer(tmp_path, n_per_class=3, layout="folder", splits=("val", "train"))
+    ds = load_dataset(tmp_path)
+    assert ds.classes == ["ant", "bee", "cat"]
+    assert len(ds) == 18
+    assert ds.split_names == ["train", "val"]  # split folders in canonical order
+    assert ds.frame["path"].iloc[0] == "train/ant/000.png"
+    assert ds.labels.tolist() == [0] * 3 + [1] * 3 + [2] * 3 + [0] * 3 + [1] * 3 + [2] * 3
+    assert ds.spec()["kind"] == "imagefolder"
+    assert load_dataset_from_spec(ds.spec()).frame.equals(ds.frame)
+
+
+def test_image_folder_without_splits_is_one_val_split(tmp_path, dataset_writer):
+    dataset_writer(tmp_path, n_per_class=10, layout="folder", splits=("x",))
+    root = tmp_path / "x"
+    (root / "ant" / "notes.txt").write_text("ignored")
+    ds = load_dataset(root)
+    assert len(ds) == 30 and set(ds.splits) == {"val"}
+    half = load_dataset(root, split_by="random:0.3", seed=1)
+    counts = half.frame.groupby(["label", "split"]).size().unstack()
+    assert counts["val"].tolist() == [3, 3, 3] and counts["train"].tolist() == [7, 7, 7]
+    again = load_dataset(root, split_by="random:0.3", seed=1)
+    assert (again.splits == half.splits).all()
+    with pytest.raises(InputError, match="not understood"):
+        load_dataset(root, split_by="halves")
+
+
+def test_image_folder_mixing_splits_and_classes_is_refused(tmp_path, dataset_writer):
+    dataset_writer(tmp_path, n_per_class=1, layout="folder", splits=("train",))
+    (tmp_path / "cat").mkdir()
+    with pytest.raises(InputError, match=r"mixes split folders \[train\] and class folders"):
+        load_dataset(tmp_path)
+
+
+def test_manifest_metadata_labels_and_splits(image_dataset):
+    ds = load_dataset(image_dataset.manifest)
+    assert len(ds) == len(image_dataset.rows) == 144
+    assert ds.classes == ["ant", "bee", "cat"]
+    assert ds.metadata_columns == ["planted", "brightness"]
+    assert ds.frame["planted"].tolist() == [r["planted"] for r in image_dataset.rows]
+    assert ds.split_names == ["train", "val"]
+    assert ds.abspaths[0] == str(image_dataset.root / image_dataset.rows[0]["path"])
+    with pytest.raises(InputError, match="already has a 'split' column"):
+        load_dataset(image_dataset.manifest, split_by="random:0.5")
+
+
+def test_manifest_classes_file_sets_order_and_rejects_unknown_labels(image_dataset, tmp_path):
+    classes = tmp_path / "classes.txt"
+    classes.write_text("cat\nbee\nant\n")
+    ds = load_dataset(image_dataset.manifest, classes=classes)
+    assert ds.classes == ["cat", "bee", "ant"]
+    assert ds.labels[0] == 2  # first row is an ant
+    frame = pd.read_csv(image_dataset.manifest)
+    frame.loc[12, "label"] = "dog"
+    bad = tmp_path / "bad.csv"
+    frame.to_csv(bad, index=False)
+    with pytest.raises(InputError) as err:
+        load_dataset(bad, classes=classes)
+    msg = str(err.value)
+    assert "'dog'" in msg and "row 12" in msg and "[cat, bee, ant]" in msg and "\n" not in msg
+
+
+def test_manifest_integer_labels_parquet_and_reserved_columns(image_dataset, tmp_path):
+    frame = pd.read_csv(image_dataset.manifest)
+    frame["label"] = frame["label"].map({"ant": 0, "bee": 1, "cat": 4})
+    frame["id"] = np.arange(len(frame)) + 1000
+    frame["path"] = [str(image_dataset.root / p) for p in frame["path"]]  # absolute paths
+    pq = tmp_path / "m.parquet"
+    frame.to_parquet(pq)
+    ds = load_dataset(pq)
+    assert ds.classes == ["0", "1", "2", "3", "4"] and ds.labels_are_indices
+    assert "meta_id" in ds.metadata_columns and "id" not in ds.metadata_columns
+    assert ds.abspaths[5] == frame["path"][5]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda f: f.drop(columns="path"), "has no 'path' column"),
+        (lambda f: f.drop(columns="label"), "has no 'label' column"),
+        (lambda f: f.assign(split=[None] + ["val"] * (len(f) - 1)), "empty 'split' at row 0"),
+        (lambda f: f.assign(label=[1.5] * len(f)), "holds floats"),
+    ],
+)
+def test_manifest_errors_are_one_line(image_dataset, tmp_path, change, message):
+    bad = tmp_path / "bad.csv"
+    change(pd.read_csv(image_dataset.manifest)).to_csv(bad, index=False)
+    with pytest.raises(InputError, match=message) as err:
+        load_dataset(bad)
+    assert str(bad) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_data_and_unknown_fit_format(tmp_path):
+    with pytest.raises(InputError, match="data not found"):
+        load_dataset(tmp_path / "nope")
+    (tmp_path / "x.txt").write_text("")
+    with pytest.raises(InputError, match="neither a folder"):
+        load_dataset(tmp_path / "x.txt")
+
+
+# --------------------------------------------------------------------------- image batches
+
+
+def _to_tensor(img):
+    import torch
+
+    return torch.from_numpy(np.asarray(img, dtype=np.float32)).permute(2, 0, 1) / 255.0
+
+
+def test_bad_images_are_skipped_and_the_batch_goes_on(image_dataset):
+    (image_dataset.root / image_dataset.rows[1]["path"]).unlink()
+    (image_dataset.root / image_dataset.rows[2]["path"]).write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    ds = load_dataset(image_dataset.manifest)
+    batches = list(iter_image_batches(ds, _to_tensor, ids=np.arange(8), batch_size=4))
+    assert [b.ids.tolist() for b in batches] == [[0, 3], [4, 5, 6, 7]]
+    assert batches[0].pixels.shape == (2, 3, 32, 32)
+    reasons = dict(batches[0].skipped)
+    assert reasons[1] == "missing file"
+    assert reasons[2].startswith("unreadable image (UnidentifiedImageError")
+
+
+def test_workers_keep_order_and_results(image_dataset):
+    ds = load_dataset(image_dataset.manifest)
+    ids = np.arange(0, 40, 3)
+    one = list(iter_image_batches(ds, _to_tensor, ids=ids, batch_size=5, num_workers=0))
+    two = list(iter_image_batches(ds, _to_tensor, ids=ids, batch_size=5, num_workers=2))
+    assert [b.ids.tolist() for b in one] == [b.ids.tolist() for b in two]
+    for a, b in zip(one, two, strict=True):
+        assert np.array_equal(a.pixels.numpy(), b.pixels.numpy())
+
+
+# --------------------------------------------------------------------------- models
+
+
+def test_model_spec_kinds_and_defaults(channel_classifier_ts, tmp_path):
+    ts = model_spec(str(channel_classifier_ts), num_classes=3)
+    assert ts["kind"] == "torchscript" and ts["image_size"] is None and ts["mean"] is None
+    ck = tmp_path / "ck.pt"
+    ck.write_bytes(b"x")
+    tv = model_spec("torchvision:resnet18", num_classes=3, checkpoint=ck)
+    assert tv["kind"] == "torchvision" and tv["image_size"] == 224
+    assert tv["mean"] == pytest.approx([0.485, 0.456, 0.406])
+    assert model_spec("pkg.mod:make", num_classes=3)["kind"] == "callable"
+    with pytest.raises(InputError, match="needs --checkpoint"):
+        model_spec("torchvision:resnet18", num_classes=3)
+    with pytest.raises(InputError, match="is not a file"):
+        model_spec("missing.pt", num_classes=3)
+    with pytest.raises(InputError, match="both mean and std"):
+        model_spec("pkg.mod:make", num_classes=3, mean=[0.5, 0.5, 0.5])
+
+
+def test_torchscript_predictions_match_the_planted_errors(image_dataset, channel_classifier_ts):
+    ds = load_dataset(image_dataset.manifest)
+    spec = model_spec(str(channel_classifier_ts), num_classes=3)
+    seen = []
+    preds = predict(
+        ds,
+        load_model(spec),
+        model_transform(spec),
+        batch_size=50,
+        progress=lambda d, t: seen.append((d, t)),
+    )
+    planted = np.array([r["planted"] for r in image_dataset.rows])
+    assert ((preds.pred != ds.labels) == planted).all()
+    assert preds.n_outputs == 3 and preds.skipped == []
+    assert ((preds.confidence > 1 / 3) & (preds.confidence <= 1)).all()
+    assert seen == [(50, 144), (100, 144), (144, 144)]
+
+
+def _save_resnet(path, seed=0):
+    import torch
+    import torchvision
+
+    torch.manual_seed(seed)
+    model = torchvision.models.resnet18(num_classes=3)
+    torch.save(model.state_dict(), path)
+    return model
+
+
+def test_torchvision_state_dict_and_pickle_refusal(tmp_path):
+    import torch
+
+    model = _save_resnet(tmp_path / "sd.pt")
+    spec = model_spec("torchvision:resnet18", num_classes=3, checkpoint=tmp_path / "sd.pt")
+    loaded = load_model(spec)
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.allclose(loaded(x), model.eval()(x))
+    torch.save({"model": model, "epoch": 3}, tmp_path / "pickled.pt")  # needs pickle
+    spec = model_spec("torchvision:resnet18", num_classes=3, checkpoint=tmp_path / "pickled.pt")
+    with pytest.raises(InputError, match=r"needs pickle.*--trust-checkpoint") as err:
+        load_model(spec)
+    assert "pickled.pt" in str(err.value)
+    trusted = load_model(spec, trust_checkpoint=True)
+    assert torch.allclose(trusted(x), model(x))
+    spec4 = model_spec("torchvision:resnet18", num_classes=4, checkpoint=tmp_path / "sd.pt")
+    with pytest.raises(InputError, match="does not fit the model"):
+        load_model(spec4)
+
+
+def test_callable_model_with_checkpoint(tmp_path, monkeypatch):
+    import torch
+
+    (tmp_path / "my_factory_mod.py").write_text(
+        "import torch\n"
+        "def make():\n"
+        "    torch.manual_seed(5)\n"
+        "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(9)
+    ref = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    torch.save(ref.state_dict(), tmp_path / "w.pt")
+    spec = model_spec("my_factory_mod:make", num_classes=3, checkpoint=tmp_path / "w.pt")
+    model = load_model(spec)
+    x = torch.rand(4, 3, 2, 2)
+    assert torch.allclose(model(x), ref(x))
+    with pytest.raises(InputError, match="has no callable 'nope'"):
+        load_model(model_spec("my_factory_mod:nope", num_classes=3))
+    with pytest.raises(InputError, match="cannot import module 'no_such_mod_xyz'"):
+        load_model(model_spec("no_such_mod_xyz:make", num_classes=3))
+
+
+# --------------------------------------------------------------------------- predictions files
+
+
+def test_predictions_files(image_dataset, tmp_path):
+    ds = load_dataset(image_dataset.manifest)
+    n = len(ds)
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(3), size=n).astype(np.float32)
+    np.save(tmp_path / "p.npy", probs)
+    p = read_predictions(tmp_path / "p.npy", ds)
+    assert (p.pred == probs.argmax(1)).all() and np.allclose(p.confidence, probs.max(1))
+    np.save(tmp_path / "l.npy", probs.argmax(1))
+    p = read_predictions(tmp_path / "l.npy", ds)
+    assert (p.pred == probs.argmax(1)).all() and np.isnan(p.confidence).all()
+    # csv keyed by path, shuffled, class names as predictions, prob columns by name
+    frame = pd.DataFrame(
+        {
+            "path": ds.frame["path"],
+            "pred": [ds.classes[k] for k in probs.argmax(1)],
+            **{f"prob_{c}": probs[:, i] for i, c in enumerate(ds.classes)},
+        }
+    ).sample(frac=1.0, random_state=0)
+    frame.to_csv(tmp_path / "p.csv", index=False)
+    p = read_predictions(tmp_path / "p.csv", ds)
+    assert (p.pred == probs.argmax(1)).all()
+    assert np.allclose(p.confidence, probs.max(1), atol=1e-6)
+    frame.drop(columns="pred").to_parquet(tmp_path / "p.parquet")
+    assert (read_predictions(tmp_path / "p.parquet", ds).pred == probs.argmax(1)).all()
+
+
+def test_predictions_file_errors(image_dataset, tmp_path):
+    ds = load_dataset(image_dataset.manifest)
+    np.save(tmp_path / "short.npy", np.zeros(100, dtype=np.int64))
+    with pytest.raises(InputError, match="has 100 rows but the dataset has 144 examples"):
+        read_predictions(tmp_path / "short.npy", ds)
+    pd.DataFrame({"pred": ["ant"] * 143 + ["dog"]}).to_csv(tmp_path / "p.csv", index=False)
+    with pytest.raises(InputError, match="pred 'dog' at row 143 is not in the classes"):
+        read_predictions(tmp_path / "p.csv", ds)
+    pd.DataFrame({"x": [1] * 144}).to_csv(tmp_path / "q.csv", index=False)
+    with pytest.raises(InputError, match="neither a 'pred' column"):
+        read_predictions(tmp_path / "q.csv", ds)
+    ids = pd.DataFrame({"id": np.arange(1, 145), "pred": 0})
+    ids.to_csv(tmp_path / "k.csv", index=False)
+    with pytest.raises(InputError, match="no row for id 0"):
+        read_predictions(tmp_path / "k.csv", ds)
+
+
+def test_classes_file_json(tmp_path):
+    from failscope.data import read_classes_file
+
+    (tmp_path / "c.json").write_text(json.dumps(["b", "a"]))
+    assert read_classes_file(tmp_path / "c.json") == ["b", "a"]
+    (tmp_path / "d.txt").write_text("a\nb\na\n")
+    with pytest.raises(InputError, match="lists class 'a' twice"):
+        read_classes_file(tmp_path / "d.txt")

@@ -1,0 +1,230 @@
+"""CLIP loading (offline, never random by accident) and the resumable embedding cache."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import numpy as np
+import pytest
+
+from failscope import InputError
+from failscope.data import load_dataset
+from failscope.embed import (
+    ClipModel,
+    add_clip_model,
+    embed_dataset,
+    list_clip_models,
+    load_clip,
+    load_clip_from_spec,
+    load_embeddings,
+)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a socket fails the test."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.fixture
+def clip(tiny_clip) -> ClipModel:
+    return load_clip(str(tiny_clip.config), None, checkpoint=tiny_clip.checkpoint, device="cpu")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def test_tiny_clip_loads_from_config_and_checkpoint(clip, tiny_clip):
+    import torch
+
+    assert clip.dim == 32 and clip.precision == "fp32" and not clip.random_init
+    img = clip.encode_images(torch.rand(3, 3, 32, 32))
+    txt = clip.encode_text(["a photo of an ant", "a bee", "a cat"], batch_size=2)
+    for emb in (img, txt):
+        assert emb.dtype == np.float32 and emb.shape == (3, 32)
+        assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    spec = clip.spec()
+    assert spec["checkpoint"] == str(tiny_clip.checkpoint.resolve())
+    again = load_clip_from_spec(spec, device="cpu")
+    assert again.identity == clip.identity
+    x = torch.rand(2, 3, 32, 32)
+    assert np.allclose(again.encode_images(x), clip.encode_images(x), atol=1e-6)
+
+
+def test_identity_changes_with_other_weights(tiny_clip, tmp_path, clip):
+    import torch
+
+    state = torch.load(tiny_clip.checkpoint, weights_only=True)
+    state["logit_scale"] = state["logit_scale"] + 1.0
+    other = tmp_path / "other.pt"
+    torch.save(state, other)
+    assert load_clip(str(tiny_clip.config), None, checkpoint=other).identity != clip.identity
+    same = tmp_path / "copy.pt"
+    same.write_bytes(tiny_clip.checkpoint.read_bytes())
+    assert load_clip(str(tiny_clip.config), None, checkpoint=same).identity == clip.identity
+
+
+def test_missing_pretrained_weights_fail_offline_with_one_line(no_network, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(InputError) as err:
+        load_clip("ViT-B-32", "laion2b_s34b_b79k", device="cpu")
+    msg = str(err.value)
+    assert "\n" not in msg
+    for part in ("ViT-B-32", "laion2b_s34b_b79k", "--clip-checkpoint", "--clip world", "hub"):
+        assert part in msg
+    with pytest.raises(InputError, match="unknown pretrained tag 'nope'"):
+        load_clip("ViT-B-32", "nope", device="cpu")
+    with pytest.raises(InputError, match="unknown CLIP 'NoSuchNet'"):
+        load_clip("NoSuchNet", "x", device="cpu")
+
+
+def test_random_weights_only_when_asked(tiny_clip, caplog):
+    import torch
+
+    with pytest.raises(InputError, match=r"random weights.*--clip-random-init"):
+        load_clip(str(tiny_clip.config), None, device="cpu")
+    a = load_clip(str(tiny_clip.config), None, device="cpu", random_init=True)
+    b = load_clip(str(tiny_clip.config), None, device="cpu", random_init=True)
+    assert a.random_init and a.spec()["random_init"]
+    assert "RANDOM weights" in caplog.text
+    x = torch.rand(2, 3, 32, 32)
+    assert np.array_equal(a.encode_images(x), b.encode_images(x))  # seeded: reproducible
+
+
+def test_registry_and_world_entry(tiny_clip, monkeypatch):
+    assert "world" in list_clip_models()
+    import failscope.world.clip as world_clip
+
+    monkeypatch.setattr(world_clip, "WORLD_CLIP_CONFIG", tiny_clip.config)
+    monkeypatch.setattr(world_clip, "WORLD_CLIP_WEIGHTS", tiny_clip.checkpoint)
+    world = load_clip("world", device="cpu")
+    assert world.registered and world.name == "world" and world.dim == 32
+    assert world.spec()["registered"]
+    with pytest.raises(InputError, match="does not apply to the registered CLIP 'world'"):
+        load_clip("world", checkpoint=tiny_clip.checkpoint)
+
+    calls = []
+
+    def factory(*, device, precision):
+        calls.append((device, precision))
+        inner = load_clip(str(tiny_clip.config), None, checkpoint=tiny_clip.checkpoint)
+        return inner.model, inner.preprocess, inner.tokenizer
+
+    add_clip_model("tiny-registered", factory)
+    assert "tiny-registered" in list_clip_models()
+    reg = load_clip("tiny-registered", device="cpu")
+    assert calls == [("cpu", "fp32")] and reg.registered and len(reg.identity) == 64
+
+
+# --------------------------------------------------------------------------- the cache
+
+
+class Killed(Exception):
+    """Stands in for a crash (or Ctrl-C) in the middle of the extraction."""
+
+
+class _Counter:
+    """Wraps ``clip.encode_images`` counting batches and images."""
+
+    def __init__(self, clip: ClipModel, fail_after: int | None = None):
+        self.inner = ClipModel.encode_images.__get__(clip)  # the real method, not a wrapper
+        self.batches = 0
+        self.images = 0
+        self.fail_after = fail_after
+        clip.encode_images = self  # instance attribute shadows the method
+
+    def __call__(self, pixels):
+        if self.fail_after is not None and self.batches >= self.fail_after:
+            raise Killed
+        self.batches += 1
+        self.images += len(pixels)
+        return self.inner(pixels)
+
+
+def test_cache_resumes_after_interruption_and_matches(image_dataset, clip, tmp_path):
+    ds = load_dataset(image_dataset.manifest)
+    full, skipped = embed_dataset(ds, clip, cache_dir=tmp_path / "full", batch_size=16)
+    assert isinstance(full, np.memmap) and full.shape == (144, 32) and skipped == []
+    assert np.allclose(np.linalg.norm(full, axis=1), 1.0, atol=1e-5)
+
+    count = _Counter(clip, fail_after=4)
+    with pytest.raises(Killed):
+        embed_dataset(ds, clip, cache_dir=tmp_path / "c", batch_size=16, flush_seconds=3600)
+    assert count.batches == 4  # 64 rows finished before the "kill"
+    count = _Counter(clip)
+    progress = []
+    emb, _ = embed_dataset(
+        ds, clip, cache_dir=tmp_path / "c", batch_size=16, progress=lambda d, t: progress.append(d)
+    )
+    assert count.images == 144 - 64 and count.batches == 5
+    assert progress[0] == 64 and progress[-1] == 144
+    assert np.allclose(emb, full, atol=1e-6)
+
+    count = _Counter(clip)  # a re-run computes nothing
+    emb2, _ = embed_dataset(ds, clip, cache_dir=tmp_path / "c", batch_size=16)
+    assert count.images == 0 and np.array_equal(np.asarray(emb2), np.asarray(emb))
+
+
+def test_cache_recomputes_changed_files_only(image_dataset, clip, tmp_path):
+    from PIL import Image
+
+    ds = load_dataset(image_dataset.manifest)
+    before, _ = embed_dataset(ds, clip, cache_dir=tmp_path, batch_size=32)
+    before = np.array(before)
+    target = image_dataset.root / image_dataset.rows[7]["path"]
+    Image.fromarray(np.full((32, 32, 3), 255, np.uint8)).save(target)
+    st = target.stat()
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    count = _Counter(clip)
+    after, _ = embed_dataset(ds, clip, cache_dir=tmp_path, batch_size=32)
+    assert count.images == 1
+    changed = ~np.isclose(np.asarray(after), before).all(axis=1)
+    assert changed.tolist() == [i == 7 for i in range(144)]
+
+
+def test_cache_reuses_rows_when_the_dataset_grows(image_dataset, clip, tmp_path):
+    import pandas as pd
+
+    frame = pd.read_csv(image_dataset.manifest)
+    frame.iloc[:100].to_csv(tmp_path / "small.csv", index=False)
+    for p in frame["path"]:
+        (tmp_path / p).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / p).write_bytes((image_dataset.root / p).read_bytes())
+    small, _ = embed_dataset(load_dataset(tmp_path / "small.csv"), clip, cache_dir=tmp_path / "c")
+    small = np.array(small)
+    frame.iloc[::-1].to_csv(tmp_path / "all.csv", index=False)  # reversed and larger
+    count = _Counter(clip)
+    big, _ = embed_dataset(load_dataset(tmp_path / "all.csv"), clip, cache_dir=tmp_path / "c")
+    assert count.images == 44
+    assert np.allclose(np.asarray(big)[::-1][:100], small, atol=1e-6)
+
+
+def test_skipped_images_are_nan_rows_and_retried(image_dataset, clip, tmp_path):
+    (image_dataset.root / image_dataset.rows[3]["path"]).unlink()
+    (image_dataset.root / image_dataset.rows[5]["path"]).write_bytes(b"not an image")
+    ds = load_dataset(image_dataset.manifest)
+    emb, skipped = embed_dataset(ds, clip, cache_dir=tmp_path, batch_size=32)
+    assert [s["id"] for s in skipped] == [3, 5]
+    assert skipped[0] == {"id": 3, "path": image_dataset.rows[3]["path"], "reason": "missing file"}
+    bad = ~np.isfinite(emb).all(axis=1)
+    assert np.flatnonzero(bad).tolist() == [3, 5]
+    count = _Counter(clip)
+    _, skipped = embed_dataset(ds, clip, cache_dir=tmp_path, batch_size=32)
+    assert count.images == 0 and [s["id"] for s in skipped] == [3, 5]
+
+
+def test_precomputed_embeddings(tmp_path):
+    x = np.random.default_rng(0).normal(size=(10, 4))
+    np.save(tmp_path / "e.npy", x)  # float64 -> converted to a float32 memmap
+    emb = load_embeddings(tmp_path / "e.npy", 10, cache_dir=tmp_path / "c")
+    assert emb.dtype == np.float32 and isinstance(emb, np.memmap)
+    assert np.allclose(emb, x, atol=1e-6)
+    with pytest.raises(InputError, match="has 10 rows but the dataset has 11 examples"):
+        load_embeddings(tmp_path / "e.npy", 11)
