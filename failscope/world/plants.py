@@ -131,7 +131,7 @@ def parse_plant(spec: str) -> Plant:
     if cls_text not in CLASS_NAMES:
         raise fail(f"plant {spec!r}: class {cls_text!r} out of range; allowed classes: 0-9")
     if assignment.count("=") != 1:
-        raise fail(f"plant {spec!r}: {assignment!r} is not FAMILY=VALUE, e.g. 'color=red'")
+        raise fail(f"plant {spec!r}: {assignment!r} is not FAMILY=VALUE; expected e.g. 'color=red'")
     family, value = (p.strip() for p in assignment.split("="))
     if family not in FAMILIES:
         raise fail(
