@@ -1,7 +1,8 @@
 """Do the captions name the planted failure? Top-1 / top-5 hit rates on the built-in world.
 
-For every seed and plant set, this builds a world run the way ``failscope demo``
-does (world -> audited CNN -> ``discover`` with the world CLIP), then ranks the
+For every seed and plant set, this runs ``failscope demo`` (``run_demo`` with
+captions, retraining and report off: world -> audited CNN -> ``discover`` with the
+world CLIP, default world sizes), then ranks the
 **full world vocabulary** (every value of every family, in the world's
 phrasings) along each class's failure direction with each scoring method.
 
@@ -12,13 +13,13 @@ the **success** end for ``polarity: absent`` plants (spurious: the model fails
 on the class's examples that *lack* the value, so the value word belongs with
 success). Targets: top-1 >= 0.90 and top-5 >= 0.98.
 
-Worlds, audited models and runs are cached under ``--workdir`` (keyed by seed,
-plants and sizes), so re-running only re-ranks captions.
+Audited models and runs are cached under ``--workdir`` (keyed by the world's
+key: seed, plants, sizes), so re-running only re-ranks captions.
 
 Usage::
 
     python benchmarks/caption_accuracy.py                       # 5 seeds x 4 plant sets
-    python benchmarks/caption_accuracy.py --seeds 0 1 --sizes 6000 2000 2000
+    python benchmarks/caption_accuracy.py --seeds 0 --sets default --verbose
 """
 
 from __future__ import annotations
@@ -42,34 +43,25 @@ TARGET_TOP1 = 0.90
 TARGET_TOP5 = 0.98
 
 
-def build_world_run(plants: tuple[str, ...], *, seed: int, sizes: dict[str, int], workdir: Path):
-    """World -> audited model -> discover (world CLIP); cached. Returns (Run, truth entries)."""
-    from failscope import discover, load_run
-    from failscope.world import make_world, parse_plants
-    from failscope.world.audited import get_audited_model
+def build_world_run(plants: tuple[str, ...], *, seed: int, workdir: Path) -> tuple[Any, list]:
+    """``failscope demo`` without captions, retraining and report; cached by world key.
+
+    Returns the run and its planted truth entries.
+    """
+    from failscope import load_run
+    from failscope.demo import run_demo
+    from failscope.world import DEFAULT_SIZES, parse_plants
     from failscope.world.generate import world_key
 
-    key = world_key(parse_plants(list(plants)), seed=seed, sizes=sizes)
-    world = make_world(list(plants), seed=seed, root=workdir / "worlds" / key, sizes=sizes)
-    out = workdir / "runs" / world.key
-    truth = world.truth()
-    if (out / "run.json").is_file() and (out / "error_directions.npz").is_file():
-        run = load_run(out)
-        if run.info.get("world", {}).get("key") == world.key:
-            return run, truth
-    model_path, _ = get_audited_model(world, cache_dir=workdir / "models")
-    run = discover(
-        str(world.manifest_path),
-        out=out,
-        model=str(model_path),
-        clip="world",
-        clip_pretrained=None,
-        fit_split="val",
-        seed=seed,
-        batch_size=512,
-    )
-    run.update_info(world={"key": world.key, "seed": seed, "plants": list(plants)})
-    return run, truth
+    key = world_key(parse_plants(list(plants)), seed=seed, sizes=dict(DEFAULT_SIZES))
+    out = workdir / "runs" / key
+    if not ((out / "error_directions.npz").is_file() and (out / "truth.json").is_file()):
+        run_demo(
+            out=out, plants=list(plants), seed=seed, captions=False, retrain=False,
+            report=False, cache_dir=workdir / "models",
+        )  # fmt: skip
+    run = load_run(out)
+    return run, run.truth
 
 
 def caption_hits(
@@ -105,30 +97,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--sets", nargs="+", default=list(PLANT_SETS), choices=list(PLANT_SETS))
     ap.add_argument("--methods", nargs="+", default=["classifier", "centroid"])
-    ap.add_argument(
-        "--sizes", type=int, nargs=3, default=None, metavar=("TRAIN", "VAL", "TEST"),
-        help="examples per split (default: the world's defaults)",
-    )  # fmt: skip
     ap.add_argument("--workdir", type=Path, default=Path("runs/caption_accuracy"))
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--verbose", action="store_true", help="print every planted slice's captions")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
     import torch
 
-    from failscope.world import DEFAULT_SIZES
-
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    sizes = dict(DEFAULT_SIZES) if args.sizes is None else dict(
-        zip(("train", "val", "test"), args.sizes, strict=True)
-    )  # fmt: skip
+    torch.set_num_threads(args.threads)
     results: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     t0 = time.perf_counter()
     for seed in args.seeds:
         for name in args.sets:
-            run, truth = build_world_run(
-                PLANT_SETS[name], seed=seed, sizes=sizes, workdir=args.workdir
-            )
+            run, truth = build_world_run(PLANT_SETS[name], seed=seed, workdir=args.workdir)
             for method in args.methods:
                 for row in caption_hits(run, truth, method=method):
                     results.setdefault((name, row["plant"], method), []).append(row)
@@ -139,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
 
     print(
         f"\nCaption accuracy on the built-in world: {len(args.seeds)} seeds, full world "
-        f"vocabulary, sizes {sizes}, {time.perf_counter() - t0:.0f} s\n"
+        f"vocabulary, {time.perf_counter() - t0:.0f} s\n"
     )
     print("| plant set | planted slice | end checked | method | top-1 | top-5 |")
     print("|---|---|---|---|---:|---:|")

@@ -135,7 +135,7 @@ def check_template(template: str) -> str | None:
     return None
 
 
-def fill(template: str, *, cls: str, word: str) -> str | None:
+def fill(template: str, *, cls: str, word: str, articles: bool = True) -> str | None:
     """Fill a template's slots, fix its articles and normalise its whitespace.
 
     Parameters
@@ -146,6 +146,8 @@ def fill(template: str, *, cls: str, word: str) -> str | None:
         The class name (or synonym) for the class slot.
     word : str
         The vocabulary phrase for the word slot.
+    articles : bool, default=True
+        Make "a"/"an" agree with the next word (:func:`fix_articles`).
 
     Returns
     -------
@@ -161,7 +163,8 @@ def fill(template: str, *, cls: str, word: str) -> str | None:
     def repl(m: re.Match[str]) -> str:
         return cls if m.group(1) in CLASS_SLOTS else word
 
-    return fix_articles(normalize_space(_SLOT.sub(repl, template)))
+    text = normalize_space(_SLOT.sub(repl, template))
+    return fix_articles(text) if articles else text
 
 
 def _words(text: str) -> tuple[str, ...]:

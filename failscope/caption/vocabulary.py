@@ -101,10 +101,20 @@ class Family:
 
 @dataclass(frozen=True)
 class Vocabulary:
-    """A named collection of word families."""
+    """A named collection of word families.
+
+    Parameters
+    ----------
+    name : str
+    families : tuple of Family
+    fix_articles : bool, default=True
+        Make "a"/"an" agree with the next word in every caption. Off only for a
+        CLIP trained on captions that never use "an" (it has never seen the word).
+    """
 
     name: str
     families: tuple[Family, ...]
+    fix_articles: bool = True
 
     @property
     def n_words(self) -> int:
@@ -120,7 +130,11 @@ class Vocabulary:
         return list(seen)
 
     def __add__(self, other: Vocabulary) -> Vocabulary:
-        return Vocabulary(f"{self.name}+{other.name}", self.families + other.families)
+        return Vocabulary(
+            f"{self.name}+{other.name}",
+            self.families + other.families,
+            fix_articles=self.fix_articles and other.fix_articles,
+        )
 
 
 @dataclass(frozen=True)
@@ -178,8 +192,9 @@ def build_candidates(
     names = list(dict.fromkeys(n for n in map(class_display_name, [class_name, *synonyms]) if n))
     if not names:
         raise fail(f"class name {class_name!r} is empty; captions need a class name")
-    reference = _reference(names[0])
-    restated = {caption_key(_reference(n)) for n in names}
+    articles = vocab.fix_articles
+    reference = _reference(names[0], articles)
+    restated = {caption_key(_reference(n, articles)) for n in names}
     texts: list[str] = []
     fams: list[str] = []
     words: list[str] = []
@@ -192,7 +207,7 @@ def build_candidates(
                 continue
             for template in fam.templates:
                 for name in names:
-                    text = fill(template, cls=name, word=word)
+                    text = fill(template, cls=name, word=word, articles=articles)
                     if text is None:
                         dropped["empty_slot"] += 1
                         continue
@@ -217,8 +232,9 @@ def build_candidates(
     )
 
 
-def _reference(name: str) -> str:
-    return fix_articles(normalize_space(REFERENCE_TEMPLATE.replace("{cls}", name)))
+def _reference(name: str, articles: bool = True) -> str:
+    text = normalize_space(REFERENCE_TEMPLATE.replace("{cls}", name))
+    return fix_articles(text) if articles else text
 
 
 # --------------------------------------------------------------------------- file loading

@@ -139,3 +139,11 @@ def test_candidates_underscore_class_names_and_digits():
     )
     assert build_candidates(vocab, "8").reference == "a photo of an 8"
     assert build_candidates(vocab, "18").texts == ("a photo of an old 18",)
+
+
+def test_articles_can_be_left_as_written():
+    fam = Family("c", ("orange",), ("a photo of a {adj} {cls}",))
+    v = Vocabulary("t", (fam,), fix_articles=False)
+    c = build_candidates(v, "8")
+    assert c.texts == ("a photo of a orange 8",) and c.reference == "a photo of a 8"
+    assert fill("a {adj} {cls}", cls="8", word="old", articles=False) == "a old 8"
