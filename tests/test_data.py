@@ -300,3 +300,19 @@ def test_classes_file_json(tmp_path):
     (tmp_path / "d.txt").write_text("a\nb\na\n")
     with pytest.raises(InputError, match="lists class 'a' twice"):
         read_classes_file(tmp_path / "d.txt")
+
+
+def test_shipped_example_inputs_parse():
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "data" / "examples"
+    ds = load_dataset(folder / "manifest.csv", classes=folder / "classes.txt")
+    assert ds.classes == ["bird", "cat", "dog"] and ds.metadata_columns == ["site", "camera"]
+    assert ds.split_names == ["train", "val", "test"]
+    assert ds.abspaths[4] == "/mnt/archive/extra/bird_17.png"
+    by_label = read_predictions(folder / "predictions_labels.csv", ds)
+    by_prob = read_predictions(folder / "predictions_probs.csv", ds)
+    assert by_label.pred.tolist() == by_prob.pred.tolist() == [1, 2, 2, 2, 0]
+    assert by_prob.confidence.tolist() == pytest.approx([0.9, 0.6, 0.95, 0.8, 0.7])
+    ints = load_dataset(folder / "manifest_int_labels.csv")
+    assert ints.classes == ["0", "1", "2"] and ints.labels.tolist() == [0, 2, 1]

@@ -228,3 +228,52 @@ def test_precomputed_embeddings(tmp_path):
     assert np.allclose(emb, x, atol=1e-6)
     with pytest.raises(InputError, match="has 10 rows but the dataset has 11 examples"):
         load_embeddings(tmp_path / "e.npy", 11)
+
+
+_KILLED_SCRIPT = """
+import pathlib, sys, time
+import torch
+torch.set_num_threads(1)
+from failscope.data import load_dataset
+from failscope.embed import embed_dataset, load_clip
+config, ckpt, manifest, cache, marker = sys.argv[1:]
+clip = load_clip(config, None, checkpoint=ckpt, device="cpu")
+def progress(done, total):
+    if done >= 64:
+        pathlib.Path(marker).write_text(str(done))
+        time.sleep(600)  # wait to be killed
+embed_dataset(load_dataset(manifest), clip, cache_dir=cache, batch_size=16,
+              flush_seconds=0, progress=progress)
+"""
+
+
+def test_cache_survives_sigkill(image_dataset, clip, tiny_clip, tmp_path, cli_env):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    marker = tmp_path / "marker"
+    args = [tiny_clip.config, tiny_clip.checkpoint, image_dataset.manifest, tmp_path / "c", marker]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_SCRIPT, *map(str, args)],
+        env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while not marker.exists():
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "the extraction never reached 64 rows"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    ds = load_dataset(image_dataset.manifest)
+    count = _Counter(clip)
+    emb, _ = embed_dataset(ds, clip, cache_dir=tmp_path / "c", batch_size=16)
+    assert count.images == 144 - 64
+    full, _ = embed_dataset(ds, clip, cache_dir=tmp_path / "full", batch_size=16)
+    assert np.allclose(emb, full, atol=1e-6)

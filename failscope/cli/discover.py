@@ -210,48 +210,13 @@ def _clip_args(args: argparse.Namespace) -> tuple[str | None, str | None]:
     return clip, tag
 
 
-def _console() -> Any:
-    """The console the log handler writes to, so progress bars and logs share it."""
-    import logging
-
-    from rich.console import Console
-    from rich.logging import RichHandler
-
-    for h in logging.getLogger().handlers:
-        if isinstance(h, RichHandler):
-            return h.console
-    return Console(stderr=True)
-
-
 def run(args: argparse.Namespace) -> int:
     """Run discovery with a progress bar per stage, then print the per-class summary."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
+    from failscope.cli._progress import StageBars
     from failscope.pipeline import discover
 
     clip, tag = _clip_args(args)
-    labels = {"predict": "predicting", "embed": "embedding"}
-    with Progress(
-        TextColumn("{task.description:<10}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=_console(),
-        transient=False,
-    ) as bars:
-        tasks: dict[str, Any] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bars.add_task(labels.get(stage, stage), total=total)
-            bars.update(tasks[stage], completed=done, total=total)
-
+    with StageBars() as bars:
         result = discover(
             args.data,
             out=args.out,
@@ -281,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
             num_workers=args.num_workers,
             device=args.device,
             seed=args.seed,
-            progress=progress,
+            progress=bars.update,
         )
     print_summary(result)
     return 0
@@ -306,7 +271,7 @@ def print_summary(run: Any, *, max_rows: int = 40, console: Any = None) -> None:
     table = Table(title=f"failure slices on split {info['fit_split']!r}", title_justify="left")
     short = {"balanced_accuracy": "CV bal.acc", "roc_auc": "CV AUC"}.get(metric, f"CV {metric}")
     for col, justify in (
-        ("class", "left"), ("n fit", "right"), ("errors", "right"), (short, "right"),
+        ("class", "left"), ("n fit", "right"), ("err rate", "right"), (short, "right"),
         ("slice", "right"), ("slice err", "right"), ("rest err", "right"), ("note", "left"),
     ):  # fmt: skip
         table.add_column(col, justify=justify)
