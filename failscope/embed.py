@@ -472,7 +472,8 @@ def _resolve_arch(name: str) -> tuple[str, str]:
             raise fail(f"CLIP config {path} is not valid JSON ({exc})") from None
         if not all(k in cfg for k in ("embed_dim", "vision_cfg", "text_cfg")):
             raise fail(f"CLIP config {path} needs the keys embed_dim, vision_cfg and text_cfg")
-        open_clip.add_model_config(path)
+        if open_clip.factory.get_model_config(path.stem) != cfg:
+            open_clip.add_model_config(path)  # registers it under its file stem
         return path.stem, _hash(cfg)
     if name not in open_clip.list_models():
         models = open_clip.list_models()

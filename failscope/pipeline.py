@@ -220,7 +220,6 @@ def discover(
             reference_split if reference_split in splits and reference_split != fit_split else None
         )
     out.mkdir(parents=True, exist_ok=True)
-    _forget_previous_run(out)
     cache = Path(cache_dir) if cache_dir is not None else out / "cache"
 
     with timings.stage("predict"):
@@ -286,6 +285,7 @@ def discover(
         )  # fmt: skip
 
     with timings.stage("write"):
+        _forget_previous_run(out)
         info = {
             "format": None,  # set in _write
             "command": "discover",
@@ -375,8 +375,8 @@ def _forget_previous_run(out: Path) -> None:
 
     old = out / RUN_JSON
     if old.is_file():
-        logger.warning("overwriting the run in %s (its cache is reused)", out)
-        old.unlink()  # a crash from here on leaves no run.json, not a stale one
+        logger.warning("overwriting the run in %s", out)
+        old.unlink()  # a crash while writing leaves no run.json rather than a stale one
 
 
 def _predict(
