@@ -154,6 +154,17 @@ def _describe(value: Any) -> str:
     return str(value)
 
 
+def _when(value: Any) -> str:
+    """An ISO timestamp as ``YYYY-MM-DD HH:MM UTC`` (other values as given)."""
+    try:
+        t = _dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return _describe(value)
+    if t.tzinfo is not None:
+        return t.astimezone(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return t.strftime("%Y-%m-%d %H:%M")
+
+
 def _fit_split(info: Mapping[str, Any]) -> str | None:
     value = _lookup(info, "fit_split", "split", "directions_split")
     if isinstance(value, Mapping):
@@ -217,7 +228,7 @@ def _plot_uri(png: bytes) -> str:
 
 
 def _img(uri: str, alt: str, *, css: str = "plot", width: int | None = None) -> Markup:
-    return tag("img", src=uri, alt=alt, class_=css, width=width, loading="lazy")
+    return tag("img", src=uri, alt=alt, class_=css, width=width, decoding="async")
 
 
 def _badge(text: str, kind: str, title: str | None = None) -> Markup:
@@ -325,7 +336,7 @@ def _header(
         ("Examples", fmt_num(n_examples) if isinstance(n_examples, int) else _describe(n_examples)),
         ("Classes", f"{len(run.class_names or views):,}"),
         ("Slices fit", f"{n_ok:,}" + (f" ({n_skipped:,} skipped)" if n_skipped else "")),
-        ("Run time", _describe(created) if created else "–"),
+        ("Created", _when(created) if created else "–"),
     ]
     if total is not None:
         cards.append(("Discovery took", f"{float(total):.1f} s"))
@@ -525,7 +536,10 @@ def _thumb(ctx: _Context, row: Mapping[str, Any]) -> Markup:
     correct = bool(row.get("correct")) if row.get("correct") is not None else label == pred
     path = str(row.get("path", ""))
     uri = thumbnail_uri(resolve_image(path, roots=ctx.image_roots), size=ctx.thumb_size)
-    caption = f"✓ {cname(label)}" if correct else f"✗ {cname(label)} → {cname(pred)}"
+    caption = [tag("span", "✓ " if correct else "✗ ", cname(label))]
+    if not correct:
+        caption.append(tag("span", "→ ", cname(pred)))
+    alt = f"{cname(label)}, predicted {cname(pred)}"
     score = row.get("failure_score")
     tip = [
         path,
@@ -538,7 +552,7 @@ def _thumb(ctx: _Context, row: Mapping[str, Any]) -> Markup:
     tip += [f"{c}: {row.get(c)}" for c in ctx.meta_columns if row.get(c) is not None]
     title = "\n".join(tip)
     img = (
-        _img(uri, caption, css="", width=None)
+        _img(uri, alt, css="", width=None)
         if uri
         else tag(
             "div", "image unavailable", class_="missing", role="img", aria_label="image unavailable"
@@ -911,24 +925,29 @@ def _retrain(ctx: _Context, metrics: Mapping[str, Any], views: list[_ClassView])
     def slice_name(group: str, sid: str) -> str:
         return names_by_id.get(sid, sid) if group != "planted" else sid
 
-    # columns: (header, getter)
-    cols: list[tuple[str, Any]] = [("overall accuracy", lambda d: d["overall"])]
+    # numeric columns: (group, header, getter); two header rows, grouped
+    cols: list[tuple[str, str, Any]] = [("", "overall accuracy", lambda d: d["overall"])]
     for g in groups:
-        label = "slice" if g == "slices" else f"{g} slice"
-        cols.append((f"mean {label} acc.", lambda d, g=g: d["groups"].get(g, {}).get("mean")))
-        cols.append((f"worst {label} acc.", lambda d, g=g: d["groups"].get(g, {}).get("worst")))
+        label = "slices" if g == "slices" else f"{g} slices"
+        cols.append((label, "mean", lambda d, g=g: d["groups"].get(g, {}).get("mean")))
+        cols.append((label, "worst", lambda d, g=g: d["groups"].get(g, {}).get("worst")))
     if len(groups) != 1:
-        cols.append(("worst-slice accuracy", lambda d: d["worst"]))
+        cols.append(("all slices", "worst", lambda d: d["worst"]))
     best = [
         max((v for m in order if (v := get(methods[m])) is not None), default=None)
-        for _, get in cols
+        for _, _, get in cols
     ]
-    head = tag(
-        "tr",
-        tag("th", "method"),
-        [tag("th", h, class_="num") for h, _ in cols],
-        tag("th", "worst slice"),
-    )
+    top_row = [tag("th", "method", rowspan="2")]
+    sub_row = []
+    for group in dict.fromkeys(c[0] for c in cols):
+        members = [c for c in cols if c[0] == group]
+        if not group:
+            top_row += [tag("th", c[1], rowspan="2", class_="num") for c in members]
+        else:
+            top_row.append(tag("th", group, colspan=str(len(members)), class_="grp"))
+            sub_row += [tag("th", c[1], class_="num") for c in members]
+    top_row.append(tag("th", "worst slice", rowspan="2"))
+    head = [tag("tr", top_row), tag("tr", sub_row)]
     rows = []
     for i, m in enumerate(order):
         d = methods[m]
@@ -938,14 +957,20 @@ def _retrain(ctx: _Context, metrics: Mapping[str, Any], views: list[_ClassView])
                 if acc is not None and (worst_at is None or acc < worst_at[0]):
                     worst_at = (acc, slice_name(g, sid))
         cells = []
-        for (_, get), b in zip(cols, best, strict=True):
+        for (_, _, get), b in zip(cols, best, strict=True):
             v = get(d)
             top = len(order) > 1 and v is not None and b is not None and abs(v - b) < 1e-12
             cells.append(tag("td", fmt_pct(v), class_="num best" if top else "num"))
         rows.append(
             tag(
                 "tr",
-                tag("td", m, " ", _badge("before", "info") if i == 0 and len(order) > 1 else ""),
+                tag(
+                    "td",
+                    m,
+                    " ",
+                    _badge("before", "info") if i == 0 and len(order) > 1 else "",
+                    class_="nowrap",
+                ),
                 cells,
                 tag("td", worst_at[1] if worst_at else "–"),
             )
@@ -989,7 +1014,14 @@ def _retrain(ctx: _Context, metrics: Mapping[str, Any], views: list[_ClassView])
         "slice-aware retraining; the best value in each column is highlighted in green.",
         class_="note",
     )
-    return tag("section", tag("h2", "Retraining"), note, table, figs, id="retrain")
+    return tag(
+        "section",
+        tag("h2", "Retraining"),
+        note,
+        table,
+        tag("div", figs, class_="grid2"),
+        id="retrain",
+    )
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -1005,7 +1037,13 @@ def _generic_table(rows: list[Mapping[str, Any]]) -> Markup:
         for k, v in r.items():
             if k not in cols and _scalar(v):
                 cols.append(k)
-    head = tag("tr", [tag("th", c, class_="num" if _numeric_col(rows, c) else None) for c in cols])
+    head = tag(
+        "tr",
+        [
+            tag("th", c.replace("_", " "), class_="num" if _numeric_col(rows, c) else None)
+            for c in cols
+        ],
+    )
     body = []
     for r in rows:
         cells = []

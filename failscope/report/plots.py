@@ -133,6 +133,9 @@ class ClassPlots:
                 ncols=2,
                 borderaxespad=0.2,
             )
+            from matplotlib.ticker import MaxNLocator
+
+            ax.yaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
             ax.set_xlabel("failure score", fontsize=8)
             ax.set_ylabel("examples", fontsize=8)
             fig.subplots_adjust(left=0.13, right=0.98, bottom=0.19, top=0.88)
@@ -340,6 +343,13 @@ def retrain_plot(
     ax.set_xticks(x, [_text(n, 18) for n in slice_names], rotation=30 if s > 6 else 0, ha="right")
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("slice accuracy", fontsize=8)
-    ax.legend(fontsize=7, frameon=False, ncols=min(m, 4), loc="lower left")
+    ax.legend(
+        fontsize=7,
+        frameon=False,
+        ncols=min(m, 5),
+        loc="lower left",
+        bbox_to_anchor=(0, 1.0),
+        borderaxespad=0.2,
+    )
     fig.tight_layout(pad=0.4)
     return _save(fig, path)

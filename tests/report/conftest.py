@@ -11,19 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from cdp import Chromium, find_chromium
-from synthetic_run import make_run
-
-HOSTILE_NAMES = [
-    "<script>window.__pwned = 1</script>",
-    '"><img src=x onerror="window.__pwned = 2">',
-    "fish &amp; chips",
-    "plain",
-]
-HOSTILE_CAPTIONS = {
-    0: ["<script>window.__pwned = 3</script> on a red background", "a 'quoted' & <b>bold</b> one"],
-    1: ['"><svg onload="window.__pwned = 4">', "$x^2$ \\ back\\slash"],
-    2: ["<!-- comment --> ]]> </details></section>", "plain caption"],
-}
+from synthetic_run import HOSTILE_CAPTIONS, HOSTILE_NAMES, make_run
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,19 @@ from failscope.run import (
     write_parquet,
 )
 
+#: Class names and captions that try to inject HTML or JavaScript into the report.
+HOSTILE_NAMES = [
+    "<script>window.__pwned = 1</script>",
+    '"><img src=x onerror="window.__pwned = 2">',
+    "fish &amp; chips",
+    "plain",
+]
+HOSTILE_CAPTIONS = {
+    0: ["<script>window.__pwned = 3</script> on a red background", "a 'quoted' & <b>bold</b> one"],
+    1: ['"><svg onload="window.__pwned = 4">', "$x^2$ \\ back\\slash"],
+    2: ["<!-- comment --> ]]> </details></section>", "plain caption"],
+}
+
 COLORS = ["red", "green", "blue", "black"]
 _RGB = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 70, 220), "black": (20, 20, 20)}
 
