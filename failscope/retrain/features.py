@@ -27,7 +27,7 @@ from failscope._validation import fail
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BackboneFeatures", "audited_features", "feature_fn", "final_linear"]
+__all__ = ["BackboneFeatures", "audited_features", "clip_features", "feature_fn", "final_linear"]
 
 CACHE_NAME = "retrain_features"
 _HEAD_NAMES = ("fc", "head", "classifier")
@@ -95,6 +95,11 @@ def feature_fn(model: Any) -> Any:
     )
 
 
+def clip_features(run: Any) -> BackboneFeatures:
+    """The run's CLIP image embeddings as backbone features (no audited head)."""
+    return BackboneFeatures(np.asarray(run.embeddings(), dtype=np.float32), source="clip")
+
+
 def _cache_key(run: Any) -> str:
     ex = run.examples
     h = hashlib.sha256()
@@ -140,7 +145,13 @@ def audited_features(
         from failscope.data.models import load_model
     except ImportError as exc:  # pragma: no cover - the data package ships with failscope
         raise fail(f"cannot load the audited model ({exc})") from None
-    model = load_model(spec, trust_checkpoint=trust_checkpoint)
+    if spec.get("kind") not in ("torchscript", "torchvision", "callable"):
+        raise fail(
+            f"the audited model of {run.path} (kind {spec.get('kind')!r}) cannot be reloaded "
+            "to read its features; use --backbone clip or pass features=..."
+        )
+    trust = trust_checkpoint or bool(spec.get("trust_checkpoint"))
+    model = load_model(spec, trust_checkpoint=trust)
     model.eval()
     n_classes = len(run.class_names)
 
@@ -179,35 +190,21 @@ def audited_features(
 def iter_images(run: Any, *, batch_size: int = 256) -> Any:
     """Yield float tensors of the run's images, in ``examples.parquet`` row order.
 
-    Uses ``failscope.data.models.model_transform`` on each image file named by the
-    ``path`` column.
+    Re-opens the dataset from ``run.json["data"]`` and applies the audited model's
+    preprocessing (:func:`failscope.data.models.model_transform`).
     """
-    import torch
-    from PIL import Image
-
+    from failscope.data.datasets import iter_image_batches, load_dataset_from_spec
     from failscope.data.models import model_transform
 
-    transform = model_transform(run.info["model"])
-    root = _data_root(run)
-    paths = run.examples["path"].tolist()
-    for s in range(0, len(paths), batch_size):
-        imgs = []
-        for p in paths[s : s + batch_size]:
-            full = p if root is None or _is_abs(p) else str(root / p)
-            with Image.open(full) as im:
-                imgs.append(transform(im.convert("RGB")))
-        yield torch.stack(imgs)
-
-
-def _is_abs(p: str) -> bool:
-    from pathlib import Path
-
-    return Path(p).is_absolute()
-
-
-def _data_root(run: Any) -> Any:
-    from pathlib import Path
-
-    data = run.info.get("data") or {}
-    root = data.get("root") if isinstance(data, dict) else None
-    return None if root is None else Path(root)
+    ds = load_dataset_from_spec(run.info["data"])
+    ids = run.examples["id"].to_numpy(dtype=np.int64)
+    for batch in iter_image_batches(
+        ds, model_transform(run.info["model"]), ids=ids, batch_size=batch_size
+    ):
+        if batch.skipped or batch.pixels is None:
+            bad = batch.skipped[0] if batch.skipped else (None, "unreadable batch")
+            raise fail(
+                f"image id {bad[0]} cannot be read now ({bad[1]}) although discover read it; "
+                "re-run `failscope discover`"
+            )
+        yield batch.pixels

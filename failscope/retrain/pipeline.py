@@ -87,6 +87,10 @@ class RetrainConfig:
         Initial weight of MoA's dot-product attention.
     w_ind, w_pred, w_master : float, default=1.0
         SBL/MoA loss weights.
+    tie_master : bool, default=True
+        The master head shares its weights with the slice predictor head.
+    balance_indicators : bool, default=True
+        Weight each indicator's positives by ``n_out / n_in`` (rare slices).
     upweight_factor : float, default=5.0
         Weight of a flagged example in ``upweight-hard`` (and the median one in ``-soft``).
     membership : {"hard", "soft"}, default="hard"
@@ -102,6 +106,8 @@ class RetrainConfig:
     w_ind: float = 1.0
     w_pred: float = 1.0
     w_master: float = 1.0
+    tie_master: bool = True
+    balance_indicators: bool = True
     upweight_factor: float = 5.0
     membership: str = "hard"
     erm_init: str = "audited"
@@ -235,9 +241,12 @@ def _train_method(
                 w_ind=cfg.w_ind,
                 w_pred=cfg.w_pred,
                 w_master=cfg.w_master,
+                tie_master=cfg.tie_master,
             )
 
         model = _seeded(train_cfg.seed, build)
+        if cfg.balance_indicators:
+            model.balance_indicators(use.membership)
         hist = fit_head(model, feats, labels, membership=use.membership, config=train_cfg)
         info.update(slices=list(use.names), slice_source=use.source)
         info["parameters_per_slice"] = model.parameters_per_slice
@@ -310,6 +319,7 @@ def retrain_run(
     slice_columns: Sequence[str] | None = None,
     slice_mask: Any = None,
     features: Any = None,
+    backbone: str = "model",
     config: RetrainConfig | None = None,
     train_config: TrainConfig | None = None,
     out: str | os.PathLike[str] | None = None,
@@ -337,6 +347,9 @@ def retrain_run(
     features : ndarray of shape (n_examples, d) or BackboneFeatures, optional
         Backbone features aligned with ``examples.parquet`` rows; default: the audited
         model's penultimate layer (cached in ``RUN/cache``).
+    backbone : {"model", "clip"}, default="model"
+        Without ``features``: the audited model's penultimate layer, or the run's CLIP
+        image embeddings (for audited models that cannot be reloaded).
     config : RetrainConfig, optional
     train_config : TrainConfig, optional
         ``epochs`` and ``seed`` override its fields.
@@ -353,7 +366,7 @@ def retrain_run(
         The metrics (as written to ``metrics.json``). ``status`` is ``"ok"``, or
         ``"no-slices"`` when the run has no slice to train on (nothing is written).
     """
-    from failscope.retrain.features import BackboneFeatures, audited_features
+    from failscope.retrain.features import BackboneFeatures, audited_features, clip_features
     from failscope.run import RETRAIN_DIR, Run, load_run
 
     if not isinstance(run, Run):
@@ -379,6 +392,7 @@ def retrain_run(
         run, train_rows, cfg=cfg, slice_columns=slice_columns, slice_mask=slice_mask
     )
     if slices.n_slices == 0:
+        _remove_outputs(Path(out) if out is not None else run.path / RETRAIN_DIR)
         msg = (
             "the run has no discovered slice (every class was skipped or empty); nothing to retrain"
         )
@@ -389,7 +403,12 @@ def retrain_run(
         logger.info("no planted_* columns: skipping the oracle")
         names = [m for m in names if m != "oracle"]
 
-    if features is None:
+    check_choice(backbone, ("model", "clip"), name="backbone")
+    if progress is not None and features is None:
+        progress("backbone features")
+    if features is None and backbone == "clip":
+        backbone = clip_features(run)
+    elif features is None:
         backbone = audited_features(run)
     elif isinstance(features, BackboneFeatures):
         backbone = features
@@ -467,6 +486,21 @@ def retrain_run(
     return metrics
 
 
+def _remove_outputs(out_dir: Path, keep: Sequence[str] = ()) -> None:
+    """Delete this module's earlier outputs in ``out_dir`` (not in ``keep``), so that a
+    re-run never leaves results that no longer describe the run."""
+    if not out_dir.is_dir():
+        return
+    stale = [] if keep else [out_dir / "metrics.json", out_dir / "predictions.parquet"]
+    for method in METHODS:
+        if method not in keep:
+            stale += [out_dir / "models" / f"{method}{ext}" for ext in (".json", ".safetensors")]
+    for p in stale:
+        if p.is_file():
+            logger.info("removing stale %s", p)
+            p.unlink()
+
+
 def _write_outputs(
     out_dir: Path,
     *,
@@ -488,6 +522,7 @@ def _write_outputs(
         frames.append(pd.DataFrame({"id": ids, "method": method, "pred": pred[test]}))
     table = pd.concat(frames, ignore_index=True)
     table["pred"] = table["pred"].astype("int64")
+    _remove_outputs(out_dir, keep=list(models))
     for method, (model, info) in models.items():
         save_retrained(model, out_dir / "models" / method, info=info)
     write_parquet(out_dir / "predictions.parquet", table)

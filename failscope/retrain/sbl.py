@@ -170,10 +170,8 @@ class SliceAwareClassifier(nn.Module):
 
         k = len(names) + 1
         self.indicator = nn.Linear(d, k)  # column k is slice k's indicator head
-        # Experts as one batched weight: expert k is ReLU(f @ expert_weight[k] + expert_bias[k]).
-        bound = 1.0 / math.sqrt(d)
-        self.expert_weight = nn.Parameter(torch.empty(k, d, h).uniform_(-bound, bound))
-        self.expert_bias = nn.Parameter(torch.empty(k, h).uniform_(-bound, bound))
+        # All experts as one Linear(d, (K+1) * h): expert k is output block k*h:(k+1)*h.
+        self.experts = nn.Linear(d, k * h)
         self.predictor = nn.Linear(h, c)  # shared by every slice
         self.master = None if self.tie_master else nn.Linear(h, c)
         if attention == "moa":
@@ -282,7 +280,7 @@ class SliceAwareClassifier(nn.Module):
             ``attention_sbl`` and, for MoA, ``attention_dot`` (N, K+1).
         """
         ind = self.indicator(f)
-        reps = F.relu(torch.einsum("nd,kdh->nkh", f, self.expert_weight) + self.expert_bias)
+        reps = F.relu(self.experts(f)).view(f.shape[0], self.n_slices, self.expert_dim)
         slice_logits = self.predictor(reps)
         conf = self._confidence(slice_logits)
         a_sbl = F.softmax(torch.sigmoid(ind) * conf / self.temperature, dim=1)

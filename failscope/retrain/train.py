@@ -34,6 +34,9 @@ class TrainConfig:
         Mini-batch size; 0 means full batch.
     seed : int, default=0
         Seeds the initialisation (by the caller) and the batch order.
+    threads : int, default=1
+        torch CPU threads while training (restored afterwards); the heads are small,
+        so threading overhead outweighs its gain. 0 keeps the current setting.
     """
 
     epochs: int = 60
@@ -41,11 +44,13 @@ class TrainConfig:
     weight_decay: float = 1e-4
     batch_size: int = 512
     seed: int = 0
+    threads: int = 1
 
     def __post_init__(self) -> None:
         check_int(self.epochs, name="epochs", low=1)
         check_int(self.batch_size, name="batch_size", low=0)
         check_int(self.seed, name="seed", low=0)
+        check_int(self.threads, name="threads", low=0)
         if not (float(self.lr) > 0 and np.isfinite(self.lr)):
             raise fail(f"lr={self.lr!r} must be a positive number")
         if not (float(self.weight_decay) >= 0 and np.isfinite(self.weight_decay)):
@@ -58,7 +63,10 @@ class TrainConfig:
 def _as_tensor(x: Any, dtype: torch.dtype) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         return x.to(dtype)
-    return torch.as_tensor(np.asarray(x), dtype=dtype)
+    arr = np.asarray(x)
+    if not arr.flags.writeable:  # memory maps and read-only views
+        arr = np.array(arr)
+    return torch.as_tensor(arr, dtype=dtype)
 
 
 def fit_head(
@@ -110,33 +118,39 @@ def fit_head(
     gen = torch.Generator().manual_seed(int(config.seed))
     bs = n if config.batch_size == 0 else min(config.batch_size, n)
     losses: list[float] = []
-    steps = 0
     start = time.perf_counter()
+    threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
     model.train()
-    for epoch in range(config.epochs):
-        order = torch.randperm(n, generator=gen)
-        total = 0.0
-        for s in range(0, n, bs):
-            idx = order[s : s + bs]
-            f = x[idx] if on_features else model.features(x[idx])
-            out = model.forward_features(f)
-            parts = model.loss(
-                out,
-                y[idx],
-                None if m is None else m[idx],
-                sample_weight=None if w is None else w[idx],
-            )
-            opt.zero_grad(set_to_none=True)
-            parts["loss"].backward()
-            opt.step()
-            total += float(parts["loss"].detach()) * len(idx)
-            steps += 1
-        losses.append(total / n)
-        if callback is not None:
-            callback(epoch, losses[-1])
-    model.eval()
-    seconds = time.perf_counter() - start
-    return {"losses": losses, "seconds": seconds, "steps": steps}
+    try:
+        for epoch in range(config.epochs):
+            order = torch.randperm(n, generator=gen)
+            total = 0.0
+            for s in range(0, n, bs):
+                idx = order[s : s + bs]
+                f = x[idx] if on_features else model.features(x[idx])
+                parts = model.loss(
+                    model.forward_features(f),
+                    y[idx],
+                    None if m is None else m[idx],
+                    sample_weight=None if w is None else w[idx],
+                )
+                opt.zero_grad(set_to_none=True)
+                parts["loss"].backward()
+                opt.step()
+                total += float(parts["loss"].detach()) * len(idx)
+            losses.append(total / n)
+            if callback is not None:
+                callback(epoch, losses[-1])
+    finally:
+        torch.set_num_threads(threads)
+        model.eval()
+    return {
+        "losses": losses,
+        "seconds": time.perf_counter() - start,
+        "steps": config.epochs * ((n + bs - 1) // bs),
+    }
 
 
 @torch.no_grad()

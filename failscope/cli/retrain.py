@@ -1,0 +1,183 @@
+"""``failscope retrain RUN``: slice-aware retraining (SBL / MoA) against baselines."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+METHOD_CHOICES = "sbl, moa, erm, erm-mlp, upweight (all three), upweight-hard, " \
+    "upweight-balanced, upweight-soft, oracle, all"  # fmt: skip
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "retrain",
+        help="retrain with the discovered slices (SBL, MoA) and compare with baselines",
+        description=(
+            "Train slice-aware heads (slice-based learning and its mixture-of-attentions "
+            "variant) on the audited model's frozen penultimate features, using the run's "
+            "discovered slices as training signal, beside ERM and upweighting baselines on "
+            "the same budget (and the oracle with the planted slices of a world run). "
+            "Writes RUN/retrain/: models/<method>.safetensors + .json, predictions.parquet "
+            "(test split), metrics.json; prints a comparison on the test split."
+        ),
+        epilog=(
+            "examples:\n"
+            "  failscope retrain runs/demo\n"
+            "  failscope retrain runs/demo --method sbl,erm --epochs 100 --membership soft\n"
+            "  failscope retrain runs/mine --slice-column is_night --backbone clip"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("run", metavar="RUN", help="run directory written by `failscope discover`")
+    p.add_argument(
+        "--method",
+        action="append",
+        metavar="NAME",
+        help=f"method(s), repeatable or comma-separated: {METHOD_CHOICES} (default: all)",
+    )
+    p.add_argument("--epochs", type=int, default=60, help="training epochs (default: 60)")
+    p.add_argument(
+        "--membership",
+        choices=("hard", "soft"),
+        default="hard",
+        help="discovered-slice membership: hard cutoff or calibrated probability (default: hard)",
+    )
+    p.add_argument(
+        "--slice-column",
+        action="append",
+        metavar="COL",
+        help="boolean column of examples.parquet to use as a slice instead of the "
+        "discovered ones (repeatable)",
+    )
+    p.add_argument(
+        "--slice-mask",
+        metavar="FILE.npy",
+        help="slice mask aligned with examples.parquet rows, shape (n,) or (n, K)",
+    )
+    p.add_argument(
+        "--backbone",
+        choices=("model", "clip"),
+        default="model",
+        help="features to train on: the audited model's penultimate layer, or the run's "
+        "CLIP embeddings (default: model)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: RUN/retrain)")
+    p.add_argument("--expert-dim", type=int, default=None, help="slice expert width")
+    p.add_argument("--temperature", type=float, default=None, help="SBL attention temperature")
+    p.add_argument(
+        "--confidence",
+        choices=("max_prob", "entropy"),
+        default=None,
+        help="predictor confidence used by the SBL attention",
+    )
+    p.add_argument("--lr", type=float, default=None, help="AdamW learning rate")
+    p.add_argument("--batch-size", type=int, default=None, help="batch size (0: full batch)")
+    p.set_defaults(func=run)
+
+
+def _fmt(v: Any, spec: str = ".3f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def _delta(v: Any, ref: Any) -> str:
+    if v is None or ref is None:
+        return "-"
+    return f"{100 * (v - ref):+.1f}"
+
+
+def print_metrics(metrics: dict[str, Any], *, console: Any = None) -> None:
+    """Print a retrain comparison table (test split) with rich."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    if metrics.get("status") != "ok":
+        console.print(metrics.get("message", "nothing retrained"))
+        return
+    methods = metrics["methods"]
+    audited = methods["audited"]
+    has_planted = audited.get("mean_planted_accuracy") is not None
+    table = Table(
+        title="Retraining, test split: accuracy overall and mean over slices (Δ: points vs audited)"
+    )
+    cols = ["method", "overall", "Δ", "discovered", "Δ"]
+    if has_planted:
+        cols += ["planted", "Δ"]
+    cols += ["worst", "params", "sec"]
+    for c in cols:
+        table.add_column(c, justify="left" if c == "method" else "right", no_wrap=True)
+    for name, m in methods.items():
+        row = [
+            name,
+            _fmt(m["test_accuracy"]),
+            _delta(m["test_accuracy"], audited["test_accuracy"]),
+            _fmt(m.get("mean_discovered_accuracy")),
+            _delta(m.get("mean_discovered_accuracy"), audited.get("mean_discovered_accuracy")),
+        ]
+        if has_planted:
+            row += [
+                _fmt(m.get("mean_planted_accuracy")),
+                _delta(m.get("mean_planted_accuracy"), audited.get("mean_planted_accuracy")),
+            ]
+        params = m.get("parameters")
+        row += [
+            _fmt(m.get("worst_slice_accuracy")),
+            "-" if params is None else f"{params:,}",
+            _fmt(m.get("train_seconds"), ".1f"),
+        ]
+        table.add_row(*row)
+    console.print(table)
+    tr = metrics["slices"]["training"]
+    console.print(
+        f"{len(tr['names'])} training slice(s) from {tr['source']} membership; "
+        f"features: {metrics['features']['source']} (d={metrics['features']['dim']}); "
+        f"total {metrics['seconds']['total']:.1f} s"
+        + (f"; written to {metrics['out']}" if metrics.get("out") else "")
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from failscope.retrain.pipeline import RetrainConfig, retrain_run
+    from failscope.retrain.train import TrainConfig
+    from failscope.run import load_run
+
+    cfg = RetrainConfig()
+    overrides = {
+        k: getattr(args, k)
+        for k in ("expert_dim", "temperature", "confidence")
+        if getattr(args, k) is not None
+    }
+    cfg = replace(cfg, **overrides)
+    tcfg = TrainConfig()
+    t_over = {k: getattr(args, k) for k in ("lr", "batch_size") if getattr(args, k) is not None}
+    tcfg = replace(tcfg, **t_over)
+
+    from failscope.cli._progress import log_console
+
+    console = log_console()
+    with console.status("retraining ...") as status:
+        metrics = retrain_run(
+            load_run(args.run),
+            methods=args.method or "all",
+            epochs=args.epochs,
+            seed=args.seed,
+            membership=args.membership,
+            slice_columns=args.slice_column,
+            slice_mask=args.slice_mask,
+            backbone=args.backbone,
+            config=cfg,
+            train_config=tcfg,
+            out=args.out,
+            progress=lambda m: status.update(f"retraining: {m} ..."),
+        )
+    if metrics.get("status") != "ok":
+        print(f"failscope retrain: {metrics.get('message')}")
+        return 0
+    from rich.console import Console
+
+    print_metrics(metrics, console=Console())
+    return 0
