@@ -29,6 +29,9 @@ _EXPORTS = {
     "add_clip_model": "failscope.embed",
     "load_dataset": "failscope.data",
     "build_report": "failscope.report",
+    "retrain_run": "failscope.retrain.pipeline",
+    "SliceAwareClassifier": "failscope.retrain.sbl",
+    "load_retrained": "failscope.retrain.checkpoint",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
