@@ -317,7 +317,7 @@ def discover(
                 "cache_dir": str(cache),
                 "fit_split": fit_split,
                 "reference_split": reference_split,
-                "threshold": f"{thr.mode}:{thr.value}" if thr.mode != "zero" else "zero",
+                "threshold": "zero" if thr.mode == "zero" else f"{thr.mode}:{thr.value:g}",
                 "cv": cv,
                 "scoring": scoring,
                 "solver": solver,

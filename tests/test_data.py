@@ -104,7 +104,7 @@ def test_manifest_integer_labels_parquet_and_reserved_columns(image_dataset, tmp
         (lambda f: f.drop(columns="path"), "has no 'path' column"),
         (lambda f: f.drop(columns="label"), "has no 'label' column"),
         (lambda f: f.assign(split=[None] + ["val"] * (len(f) - 1)), "empty 'split' at row 0"),
-        (lambda f: f.assign(label=[1.5] * len(f)), "holds floats"),
+        (lambda f: f.assign(label=[1.5] * len(f)), "holds non-integer numbers"),
     ],
 )
 def test_manifest_errors_are_one_line(image_dataset, tmp_path, change, message):
@@ -316,3 +316,17 @@ def test_shipped_example_inputs_parse():
     assert by_prob.confidence.tolist() == pytest.approx([0.9, 0.6, 0.95, 0.8, 0.7])
     ints = load_dataset(folder / "manifest_int_labels.csv")
     assert ints.classes == ["0", "1", "2"] and ints.labels.tolist() == [0, 2, 1]
+
+
+def test_manifest_label_text_rules(tmp_path):
+    def labels_of(values, classes=None):
+        pd.DataFrame({"path": [f"{i}.png" for i in range(len(values))], "label": values}).to_csv(
+            tmp_path / "m.csv", index=False
+        )
+        ds = load_dataset(tmp_path / "m.csv", classes=classes)
+        return ds.classes, ds.labels.tolist()
+
+    assert labels_of(["2", "0", "1"]) == (["0", "1", "2"], [2, 0, 1])  # indices
+    assert labels_of(["007", "010"]) == (["007", "010"], [0, 1])  # names (leading zeros)
+    assert labels_of(["10", "9"], classes=["9", "10"]) == (["9", "10"], [1, 0])  # by name
+    assert labels_of(["1", "0"], classes=["b", "a"]) == (["b", "a"], [1, 0])  # by index

@@ -108,7 +108,7 @@ def test_rerun_reuses_the_embedding_cache(
     assert [s["size"] for s in second.slices] == [3, 3, 3]
     with pytest.raises(InputError, match="is not a file"):  # a failed re-run keeps the old run
         failscope.discover(image_dataset.manifest, out=tmp_path / "run", model="nope.pt", clip=clip)
-    assert failscope.load_run(tmp_path / "run").info["config"]["threshold"] == "topk:3.0"
+    assert failscope.load_run(tmp_path / "run").info["config"]["threshold"] == "topk:3"
 
 
 def test_discover_callable_and_pickled_torchvision_checkpoint(

@@ -378,7 +378,8 @@ def _read_table(path: Path) -> Any:
 
     try:
         if path.name.lower().endswith(".csv"):
-            return pd.read_csv(path, dtype={"path": str, "split": str}, keep_default_na=True)
+            # labels as text: "007" stays a class name; canonical integers become indices
+            return pd.read_csv(path, dtype={"path": str, "split": str, "label": str})
         return pd.read_parquet(path)
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         msg = " ".join(str(exc).split())
@@ -436,34 +437,34 @@ def _load_manifest(path: Path, class_list: list[str] | None) -> ImageDataset:
 def _encode_labels(
     values: Any, class_list: list[str] | None, *, where: str
 ) -> tuple[np.ndarray, list[str], bool]:
-    """Class indices (int64) and class names for a manifest's ``label`` column."""
+    """Class indices (int64) and class names for a manifest's ``label`` column.
+
+    Integer labels (an integer column, or text that is all canonical integers such as
+    ``"0"``, ``"12"`` but not ``"007"``, and not class names from ``class_list``)
+    are class indices; any other text is a class name.
+    """
     import pandas as pd
 
     missing = values.isna()
     if missing.any():
         raise fail(f"manifest {where}: empty 'label' at row {int(np.flatnonzero(missing)[0])}")
     if pd.api.types.is_integer_dtype(values) or pd.api.types.is_bool_dtype(values):
-        codes = values.to_numpy(dtype=np.int64)
-        neg = codes < 0
-        if neg.any():
-            row = int(np.flatnonzero(neg)[0])
-            raise fail(f"manifest {where}: label {codes[row]} at row {row} is negative")
-        if class_list is None:
-            return codes, [str(i) for i in range(int(codes.max()) + 1)], True
-        over = codes >= len(class_list)
-        if over.any():
-            row = int(np.flatnonzero(over)[0])
-            raise fail(
-                f"manifest {where}: label index {codes[row]} at row {row} is out of range for "
-                f"{len(class_list)} classes {_show(class_list)}"
-            )
-        return codes, list(class_list), False
+        return _index_labels(values.to_numpy(dtype=np.int64), class_list, where=where)
     if pd.api.types.is_float_dtype(values):
         raise fail(
             f"manifest {where}: 'label' holds floats (e.g. {values.iloc[0]!r}); "
             "use class names or integer class indices"
         )
     strings = values.astype(str).str.strip()
+    named = class_list is not None and strings.isin(class_list).any()
+    if not named and strings.str.fullmatch(r"0|[1-9][0-9]*").all():
+        return _index_labels(strings.astype(np.int64).to_numpy(), class_list, where=where)
+    numbers = pd.to_numeric(strings, errors="coerce")
+    if class_list is None and numbers.notna().all() and (numbers != numbers.round()).any():
+        raise fail(
+            f"manifest {where}: 'label' holds non-integer numbers (e.g. {strings.iloc[0]!r}); "
+            "use class names or integer class indices"
+        )
     names = sorted(strings.unique().tolist()) if class_list is None else list(class_list)
     lookup = {c: i for i, c in enumerate(names)}
     codes = strings.map(lookup)
@@ -475,6 +476,25 @@ def _encode_labels(
             f"classes {_show(names)}"
         )
     return codes.to_numpy(dtype=np.int64), names, False
+
+
+def _index_labels(
+    codes: np.ndarray, class_list: list[str] | None, *, where: str
+) -> tuple[np.ndarray, list[str], bool]:
+    neg = codes < 0
+    if neg.any():
+        row = int(np.flatnonzero(neg)[0])
+        raise fail(f"manifest {where}: label {codes[row]} at row {row} is negative")
+    if class_list is None:
+        return codes, [str(i) for i in range(int(codes.max()) + 1)], True
+    over = codes >= len(class_list)
+    if over.any():
+        row = int(np.flatnonzero(over)[0])
+        raise fail(
+            f"manifest {where}: label index {codes[row]} at row {row} is out of range for "
+            f"{len(class_list)} classes {_show(class_list)}"
+        )
+    return codes, list(class_list), False
 
 
 _SPLIT_BY = re.compile(r"^(none|random:(.+)|column:(.+))$")
