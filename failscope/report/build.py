@@ -154,6 +154,60 @@ def _describe(value: Any) -> str:
     return str(value)
 
 
+def _short(value: Any) -> str:
+    """A path's last two components (``data/manifest.csv``); other values as given."""
+    text = str(value)
+    if "/" not in text and "\\" not in text:
+        return text
+    parts = Path(text).parts
+    return "/".join(parts[-2:]) if len(parts) > 1 else text
+
+
+def _dataset_desc(info: Mapping[str, Any]) -> tuple[str, str | None]:
+    """(short, full) description of the dataset, from run.json's ``data`` spec."""
+    data = info.get("data")
+    if isinstance(data, Mapping) and data:
+        source = data.get("manifest") or data.get("root") or _config(info).get("data")
+        name = data.get("name") or (_short(source) if source else None) or data.get("kind")
+        kind = data.get("kind")
+        short = f"{name} ({kind})" if kind and kind != name else str(name or "–")
+        return short, None if source is None else str(source)
+    value = _lookup(info, "dataset", "data")
+    return (_short(_describe(value)), _describe(value)) if value else ("–", None)
+
+
+def _model_desc(info: Mapping[str, Any]) -> tuple[str, str | None]:
+    """(short, full) description of the audited model, from run.json's ``model`` spec."""
+    model = info.get("model")
+    if isinstance(model, Mapping) and model:
+        spec = model.get("name") or model.get("spec") or model.get("path")
+        kind = model.get("kind")
+        if spec is None:
+            return str(kind or "–"), None
+        short = _short(spec) + (f" ({kind})" if kind and kind != spec else "")
+        return short, str(spec)
+    value = _lookup(info, "model", "audited_model", "classifier")
+    return (_short(_describe(value)), _describe(value)) if value else ("–", None)
+
+
+def _clip_desc(info: Mapping[str, Any]) -> tuple[str, str | None]:
+    """(short, full) description of the image embedder (CLIP, or precomputed embeddings)."""
+    emb = info.get("embeddings")
+    clip = emb.get("clip") if isinstance(emb, Mapping) else None
+    if isinstance(clip, Mapping) and clip.get("name"):
+        name, pre = str(clip["name"]), clip.get("pretrained")
+        return _short(name) + (f" ({pre})" if pre else ""), name
+    if isinstance(emb, Mapping) and emb.get("source") not in (None, "clip"):
+        src = emb.get("file")
+        return f"precomputed ({_short(src)})" if src else "precomputed", src
+    value = _lookup(info, "clip", "clip_model", "embedder", "backbone")
+    if value is None:
+        return "–", None
+    pre = _config(info).get("clip_pretrained")
+    text = _describe(value)
+    return _short(text) + (f" ({pre})" if pre and isinstance(value, str) else ""), text
+
+
 def _when(value: Any) -> str:
     """An ISO timestamp as ``YYYY-MM-DD HH:MM UTC`` (other values as given)."""
     try:
@@ -317,9 +371,7 @@ def _header(
     run: Run, views: list[_ClassView], examples: Any, *, n_expanded: int
 ) -> tuple[Markup, Markup]:
     info = run.info
-    dataset = _lookup(info, "dataset", "data")
-    model = _lookup(info, "model", "audited_model", "classifier")
-    clip = _lookup(info, "clip", "clip_model", "embedder", "backbone")
+    dataset, model, clip = _dataset_desc(info), _model_desc(info), _clip_desc(info)
     n_examples = len(examples) if examples is not None else _lookup(info, "n_examples")
     n_ok = sum(not v.skipped for v in views)
     n_skipped = len(views) - n_ok
@@ -329,20 +381,27 @@ def _header(
     if isinstance(timings, Mapping):
         secs = [float(v) for v in timings.values() if isinstance(v, (int, float))]
         total = timings.get("total", sum(secs) if secs else None)
+    n_text = fmt_num(n_examples) if isinstance(n_examples, int) else _describe(n_examples)
     cards = [
-        ("Dataset", _describe(dataset)),
-        ("Audited model", _describe(model)),
-        ("CLIP", _describe(clip)),
-        ("Examples", fmt_num(n_examples) if isinstance(n_examples, int) else _describe(n_examples)),
-        ("Classes", f"{len(run.class_names or views):,}"),
-        ("Slices fit", f"{n_ok:,}" + (f" ({n_skipped:,} skipped)" if n_skipped else "")),
-        ("Created", _when(created) if created else "–"),
+        ("Dataset", *dataset),
+        ("Audited model", *model),
+        ("CLIP", *clip),
+        ("Examples", n_text, None),
+        ("Classes", f"{len(run.class_names or views):,}", None),
+        ("Slices fit", f"{n_ok:,}" + (f" ({n_skipped:,} skipped)" if n_skipped else ""), None),
+        ("Created", _when(created) if created else "–", None),
     ]
     if total is not None:
-        cards.append(("Discovery took", f"{float(total):.1f} s"))
+        cards.append(("Discovery took", f"{float(total):.1f} s", None))
     card_html = join(
-        tag("div", tag("div", k, class_="k"), tag("div", v, class_="v"), class_="card")
-        for k, v in cards
+        tag(
+            "div",
+            tag("div", k, class_="k"),
+            tag("div", v, class_="v"),
+            class_="card",
+            title=full if full and full != v else None,
+        )
+        for k, v, full in cards
     )
     nav = [("#overview", "Overview"), ("#classes", "Classes")]
     if run.retrain_metrics is not None:
@@ -350,7 +409,7 @@ def _header(
     if run.evaluation is not None:
         nav.append(("#evaluation", "Planted slices"))
     nav.append(("#run", "Run details"))
-    title = f"failscope report: {_describe(dataset)}" if dataset else "failscope report"
+    title = f"failscope report: {dataset[0]}" if dataset[0] != "–" else "failscope report"
     sub = (
         f"{run.path.name} · {len(views):,} classes · heavy parts (thumbnails, plots) "
         f"for the top {n_expanded:,} by severity"
@@ -1305,7 +1364,7 @@ def build_report(
     from failscope import __version__
 
     parts.append(tag("footer", f"failscope {__version__} · report built {stamp}"))
-    title = f"failscope report: {_describe(_lookup(info, 'dataset', 'data'))}"
+    title = f"failscope report: {_dataset_desc(info)[0]}"
     html_text = _page(title=title, body=header + tag("main", parts))
     with atomic_open(out_path, "w") as fh:
         fh.write(html_text)

@@ -212,19 +212,27 @@ def make_run(
         {
             "format": FORMAT_VERSION,
             "config": {
-                "dataset": {"name": "synthetic", "root": str(img_dir)},
-                "model": "toy-mlp",
-                "clip": {"name": "ViT-T-world", "pretrained": "world"},
+                "data": str(img_dir / "manifest.csv"),
+                "model": "toy-mlp.pt",
+                "clip": "ViT-T-world",
+                "clip_pretrained": "world",
                 "fit_split": "val",
-                "seed": seed,
             },
+            "seed": seed,
             "classes": names,
+            "n_examples": len(rows) + skipped_inputs,
+            "fit_split": "val",
             "skipped": [
-                {"path": f"bad/<b>broken_{i}</b>.png", "reason": "cannot identify image file"}
+                {"id": 10_000 + i, "path": f"bad/<b>broken_{i}</b>.png", "reason": "missing file"}
                 for i in range(skipped_inputs)
             ],
-            "data": {"root": str(img_dir)},
-            "embeddings": {"path": "cache/embeddings.npy"},
+            "data": {"kind": "synthetic", "root": str(img_dir), "n_classes": n_classes},
+            "model": {"kind": "torchscript", "spec": "/models/toy-mlp.pt"},
+            "embeddings": {
+                "path": "embeddings.npy",
+                "source": "clip",
+                "clip": {"name": "ViT-T-world", "pretrained": "world"},
+            },
             "created": "2025-01-01T12:00:00Z",
             "timings": {"embed": 1.5, "fit": 0.5},
         },

@@ -91,9 +91,14 @@ def test_report_is_self_contained_and_complete(run_factory):
     csp = next(a["content"] for t, a in p.tags if a.get("http-equiv") == "Content-Security-Policy")
     assert "default-src 'none'" in csp and "img-src data:" in csp
     # header: dataset, model, CLIP, example and class counts, skipped inputs
-    body = " ".join(p.text)
-    for s in ("synthetic", "toy-mlp", "ViT-T-world", "200", "2 inputs skipped"):
-        assert s in body, s
+    cards = dict(re.findall(r'<div class="k">([^<]+)</div><div class="v">([^<]*)</div>', text))
+    assert cards["Dataset"].endswith("run-images (synthetic)")
+    assert cards["Audited model"] == "models/toy-mlp.pt (torchscript)"
+    assert cards["CLIP"] == "ViT-T-world (world)"
+    assert cards["Examples"] == "200" and cards["Classes"] == "5"
+    assert cards["Slices fit"] == "4 (1 skipped)"
+    assert cards["Created"] == "2025-01-01 12:00 UTC"
+    assert "2 inputs skipped" in " ".join(p.text)
     # one overview row and one section per class; sections link from the rows
     ids = [a["id"] for t, a in p.tags if t == "details" and "cls" in (a.get("class") or "")]
     assert sorted(ids) == sorted(f"class-{c}" for c in range(5))
