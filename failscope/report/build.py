@@ -15,6 +15,7 @@ import hashlib
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,9 @@ __all__ = ["PLOTS_DIR", "build_report", "parse_retrain_metrics", "severity"]
 
 #: Sub-folder of the run directory that receives the report's PNG plots.
 PLOTS_DIR = "plots"
+
+#: run.json timing keys written by ``failscope discover`` (the "Discovery took" card).
+_DISCOVER_STAGES = ("load_data", "predict", "embed", "fit", "score", "write")
 
 _CORE_COLUMNS = frozenset(
     {"id", "path", "split", "label", "pred", "correct", "failure_score", "slice", "confidence"}
@@ -379,7 +383,10 @@ def _header(
     timings = info.get("timings")
     total = None
     if isinstance(timings, Mapping):
-        secs = [float(v) for v in timings.values() if isinstance(v, (int, float))]
+        stages = [k for k in _DISCOVER_STAGES if k in timings] or [
+            k for k in timings if k not in ("report", "total")
+        ]
+        secs = [float(timings[k]) for k in stages if isinstance(timings[k], (int, float))]
         total = timings.get("total", sum(secs) if secs else None)
     n_text = fmt_num(n_examples) if isinstance(n_examples, int) else _describe(n_examples)
     cards = [
@@ -1125,7 +1132,95 @@ def _numeric_col(rows: list[Mapping[str, Any]], col: str) -> bool:
     return bool(vals) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals)
 
 
-def _evaluation(evaluation: Mapping[str, Any]) -> Markup:
+_SUMMARY_LABELS = {
+    "n_plants": "planted slices",
+    "mean_average_precision": "mean AP",
+    "top1_caption_hit_rate": "top-1 caption hit rate",
+    "top5_caption_hit_rate": "top-5 caption hit rate",
+}
+
+
+def _summary_label(key: str) -> str:
+    if key in _SUMMARY_LABELS:
+        return _SUMMARY_LABELS[key]
+    m = re.fullmatch(r"mean_precision_at_(\d+)", key)
+    return f"mean precision@{m.group(1)}" if m else key.replace("_", " ")
+
+
+def _hit(value: Any) -> Markup:
+    if value is None:
+        return tag("span", "–", class_="empty")
+    return _badge("yes", "ok") if value else _badge("no", "bad")
+
+
+def _plants_table(rows: list[Mapping[str, Any]], ks: list[int], views: list[_ClassView]) -> Markup:
+    """The planted-slice table of ``failscope evaluate``'s rows."""
+    by_index = {v.index: v for v in views}
+    head = tag(
+        "tr",
+        tag("th", "planted slice"),
+        tag("th", "class"),
+        tag("th", "members", class_="num"),
+        tag("th", "acc. on plant vs all", class_="num"),
+        tag("th", "AP", class_="num"),
+        [tag("th", f"P@{k}", class_="num") for k in ks],
+        tag("th", "slice precision / recall", class_="num"),
+        tag("th", "caption hit (top-1 / top-5)"),
+        tag("th", "top caption"),
+    )
+    body = []
+    for r in rows:
+        c = r.get("class")
+        view = by_index.get(int(c)) if isinstance(c, int) else None
+        cls = tag("a", view.name, href=f"#{view.anchor}") if view else (c if c is not None else "–")
+        plant = [tag("div", r.get("name", "–"))]
+        if r.get("family") is not None:
+            plant.append(
+                tag(
+                    "div",
+                    f"{r.get('kind', '')} · {r['family']}={r.get('value', '')}"
+                    + (" (absent)" if r.get("polarity") == "absent" else ""),
+                    class_="note",
+                )
+            )
+        caps = r.get("top_captions") or []
+        body.append(
+            tag(
+                "tr",
+                tag("td", plant),
+                tag("td", cls),
+                tag(
+                    "td",
+                    f"{fmt_num(r.get('n_members'))} / {fmt_num(r.get('n_class'))}",
+                    class_="num",
+                ),
+                tag(
+                    "td",
+                    f"{fmt_pct(r.get('acc_in_slice'))} vs {fmt_pct(r.get('acc_overall'))}",
+                    class_="num",
+                ),
+                tag("td", fmt_num(r.get("average_precision")), class_="num"),
+                [tag("td", fmt_num(r.get(f"precision_at_{k}")), class_="num") for k in ks],
+                tag(
+                    "td",
+                    f"{fmt_pct(r.get('slice_precision'))} / {fmt_pct(r.get('slice_recall'))}",
+                    class_="num",
+                ),
+                tag("td", _hit(r.get("top1_hit")), " ", _hit(r.get("top5_hit")), class_="nowrap"),
+                tag(
+                    "td",
+                    caps[0] if caps else tag("span", "not captioned", class_="empty"),
+                    tag("div", f"{r.get('caption_end')} end", class_="note")
+                    if caps and r.get("caption_end")
+                    else "",
+                    class_="cap",
+                ),
+            )
+        )
+    return tag("div", tag("table", tag("thead", head), tag("tbody", body)), class_="tablewrap")
+
+
+def _evaluation(evaluation: Mapping[str, Any], views: list[_ClassView]) -> Markup:
     rows: list[Mapping[str, Any]] = []
     for key in ("plants", "planted", "slices", "results", "per_plant"):
         v = evaluation.get(key)
@@ -1135,35 +1230,51 @@ def _evaluation(evaluation: Mapping[str, Any]) -> Markup:
         if isinstance(v, Mapping) and v and all(isinstance(r, Mapping) for r in v.values()):
             rows = [{"plant": k, **r} for k, r in v.items()]
             break
-    summary = {k: v for k, v in evaluation.items() if _scalar(v) and k != "format"}
+    summary = evaluation.get("summary")
+    if not isinstance(summary, Mapping):
+        summary = {}
+    summary = {
+        **{k: v for k, v in evaluation.items() if _scalar(v) and k not in ("format", "split")},
+        **{k: v for k, v in summary.items() if _scalar(v)},
+    }
+    split = evaluation.get("split")
     parts: list[Any] = [
         tag(
             "p",
-            "The world's planted failure modes against what failscope discovered: average "
-            "precision (AP) of the failure score at retrieving each plant's examples, precision "
-            "of the top-k, and whether a top caption names the planted attribute.",
+            "The world's planted failure modes against what failscope discovered"
+            + (f" (on the {split!r} split)" if split else "")
+            + ": the average precision (AP) and precision@k of the class's failure score at "
+            "ranking the plant's examples first, the precision and recall of the discovered "
+            "slice, and whether the top caption (top-1) or one of the top five names the "
+            "planted value.",
             class_="note",
         )
     ]
     if summary:
-        parts.append(
+        cards = [
             tag(
                 "div",
-                [
-                    tag(
-                        "div",
-                        tag("div", k.replace("_", " "), class_="k"),
-                        tag("div", fmt_num(v) if not isinstance(v, str) else v, class_="v"),
-                        class_="card",
-                    )
-                    for k, v in summary.items()
-                ],
-                class_="cards",
+                tag("div", _summary_label(k), class_="k"),
+                tag("div", fmt_num(v) if not isinstance(v, str) else v, class_="v"),
+                class_="card",
             )
-        )
+            for k, v in summary.items()
+        ]
+        parts.append(tag("div", cards, class_="cards"))
     if rows:
         parts.append(tag("h3", "Planted slices vs discovered"))
-        parts.append(_generic_table(list(rows)))
+        if any("average_precision" in r for r in rows):
+            ks = [int(k) for k in evaluation.get("ks") or []] or sorted(
+                {
+                    int(m.group(1))
+                    for r in rows
+                    for k in r
+                    if (m := re.fullmatch(r"precision_at_(\d+)", k))
+                }
+            )
+            parts.append(_plants_table(list(rows), ks, views))
+        else:
+            parts.append(_generic_table(list(rows)))
     if not summary and not rows:
         parts.append(tag("p", "evaluation.json holds nothing to show.", class_="empty"))
     return tag("section", tag("h2", "Planted slices"), parts, id="evaluation")
@@ -1358,7 +1469,7 @@ def build_report(
         parts.append(_retrain(ctx, metrics, views))
     evaluation = run.evaluation
     if evaluation is not None:
-        parts.append(_evaluation(evaluation))
+        parts.append(_evaluation(evaluation, views))
     parts.append(_run_details(run))
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     from failscope import __version__
@@ -1369,13 +1480,17 @@ def build_report(
     with atomic_open(out_path, "w") as fh:
         fh.write(html_text)
     _remove_stale_plots(ctx)
+    seconds = time.perf_counter() - t0
+    timings = info.get("timings")
+    if isinstance(timings, Mapping):  # record this stage's time, as every stage does
+        run.update_info(timings={**timings, "report": round(seconds, 3)})
     logger.info(
         "report: %s (%.1f MB, %d classes, %d expanded) in %.1f s",
         out_path,
         out_path.stat().st_size / 1e6,
         len(views),
         n_expanded,
-        time.perf_counter() - t0,
+        seconds,
     )
     return out_path
 

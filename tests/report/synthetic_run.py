@@ -256,27 +256,52 @@ def make_run(
             path / "truth.json",
             {"format": 1, "plants": [{"name": "red", "class": 0, "attribute": "color=red"}]},
         )
+        plants = [
+            ("spurious-red <i>bg</i>", "spurious", 0, "color", "red", "absent", 0.83, True),
+            ("rare-small", "rare", min(1, n_classes - 1), "size", "small", "present", 0.59, False),
+        ]
+        rows_eval = [
+            {
+                "name": name,
+                "kind": kind,
+                "class": c,
+                "family": fam,
+                "value": val,
+                "polarity": pol,
+                "n_class": 20,
+                "n_members": 6,
+                "base_rate": 0.3,
+                "acc_overall": 0.9,
+                "acc_in_slice": 0.4,
+                "discovered_status": "ok",
+                "average_precision": ap,
+                "precision_at_10": ap - 0.1,
+                "precision_at_25": None,
+                "slice_size": 8,
+                "slice_precision": 0.5,
+                "slice_recall": 0.66,
+                "caption_end": "success" if pol == "absent" else "failure",
+                "top1_hit": hit,
+                "top5_hit": True,
+                "top_captions": [f"a photo of a {names[c]} on a {val} background"],
+            }
+            for name, kind, c, fam, val, pol, ap, hit in plants
+        ]
         write_json(
             path / "evaluation.json",
             {
                 "format": 1,
-                "mean_ap": 0.71,
-                "plants": [
-                    {
-                        "plant": "red <i>bg</i>",
-                        "class_name": names[0],
-                        "ap": 0.83,
-                        "precision_at_k": 0.9,
-                        "caption_hit": True,
-                    },
-                    {
-                        "plant": "blur",
-                        "class_name": names[min(1, n_classes - 1)],
-                        "ap": 0.59,
-                        "precision_at_k": 0.5,
-                        "caption_hit": False,
-                    },
-                ],
+                "split": "test",
+                "ks": [10, 25],
+                "plants": rows_eval,
+                "summary": {
+                    "n_plants": 2,
+                    "mean_average_precision": 0.71,
+                    "mean_precision_at_10": 0.61,
+                    "mean_precision_at_25": None,
+                    "top1_caption_hit_rate": 0.5,
+                    "top5_caption_hit_rate": 1.0,
+                },
             },
         )
     return path

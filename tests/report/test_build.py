@@ -99,6 +99,9 @@ def test_report_is_self_contained_and_complete(run_factory):
     assert cards["Slices fit"] == "4 (1 skipped)"
     assert cards["Created"] == "2025-01-01 12:00 UTC"
     assert "2 inputs skipped" in " ".join(p.text)
+    assert cards["Discovery took"] == "2.0 s"  # embed 1.5 + fit 0.5
+    timings = load_run(run).info["timings"]
+    assert set(timings) == {"embed", "fit", "report"} and 0 < timings["report"] < 60
     # one overview row and one section per class; sections link from the rows
     ids = [a["id"] for t, a in p.tags if t == "details" and "cls" in (a.get("class") or "")]
     assert sorted(ids) == sorted(f"class-{c}" for c in range(5))
@@ -237,8 +240,12 @@ def test_evaluation_table(run_factory):
     text = build_report(run).read_text()
     section = text[text.index('id="evaluation"') :]
     section = section[: section.index("</section>")]
-    assert "red &lt;i&gt;bg&lt;/i&gt;" in section and "<i>bg" not in section
-    assert "0.830" in section and "0.590" in section and "mean ap" in section
+    assert "spurious-red &lt;i&gt;bg&lt;/i&gt;" in section and "<i>bg" not in section
+    assert "0.830" in section and "0.590" in section and "0.730" in section  # AP, P@10
+    assert "mean AP" in section and "top-1 caption hit rate" in section
+    assert section.count('<span class="badge ok">yes</span>') == 3  # top-1 once, top-5 twice
+    assert '<a href="#class-0">class-0</a>' in section
+    assert "spurious · color=red (absent)" in section
 
 
 def test_partial_run_without_examples_or_captions(run_factory):
