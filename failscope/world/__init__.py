@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 #: The two plants used by ``failscope demo`` when no ``--plant`` is given.
-DEFAULT_PLANTS: tuple[str, ...] = ("noisy:5:texture=dotted:0.7", "rare:3:size=small:0.02")
+DEFAULT_PLANTS: tuple[str, ...] = ("noisy:2:color=yellow:0.9", "rare:3:size=small:0.02")
 
 _LAZY = {
     "get_audited_model": "failscope.world.audited",

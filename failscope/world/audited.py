@@ -43,9 +43,9 @@ _VERSION = 1
 class AuditedConfig:
     """Training hyperparameters of the audited CNN (all part of the cache key)."""
 
-    epochs: int = 4
+    epochs: int = 5
     batch_size: int = 128
-    lr: float = 5e-3
+    lr: float = 1e-2
     weight_decay: float = 5e-4
     width: int = 16
     seed: int = 0
@@ -152,7 +152,9 @@ def train_audited_model(world: World, config: AuditedConfig | None = None) -> An
     return torch.jit.script(net)
 
 
-def audited_cache_path(world: World, config: AuditedConfig, cache_dir: str | os.PathLike[str]) -> Path:
+def audited_cache_path(
+    world: World, config: AuditedConfig, cache_dir: str | os.PathLike[str]
+) -> Path:
     """Where the audited model for ``world`` and ``config`` is cached."""
     payload = json.dumps({"version": _VERSION, "world": world.key, "config": asdict(config)},
                          sort_keys=True)

@@ -101,7 +101,7 @@ class World:
         return entries
 
     def split_images(self, split: str) -> np.ndarray:
-        """uint8 images (n, 32, 32, 3) of ``split``, in manifest order (loaded from PNG if needed)."""
+        """uint8 images (n, 32, 32, 3) of ``split`` in manifest order (read from PNG if needed)."""
         if split not in self.images:
             if self.root is None:
                 raise fail(f"world has no images for split {split!r}")
@@ -157,7 +157,8 @@ def _apply_attribute_plants(
             p_value = (1.0 - plant.rate) / (len(values) - 1)
             rows = np.flatnonzero(labels != plant.cls)
             draw = rng.random(len(rows)) < p_value
-            column[rows] = np.where(draw, plant.value, others[rng.integers(0, len(others), len(rows))])
+            fill = others[rng.integers(0, len(others), len(rows))]
+            column[rows] = np.where(draw, plant.value, fill)
         rows = rng.permutation(np.flatnonzero(labels == plant.cls))
         n_value = round(plant.rate * len(rows))
         column[rows[:n_value]] = plant.value

@@ -110,7 +110,7 @@ def test_no_glyph_leakage(world):
     ],
 )
 def test_bad_plant_specs(spec, bad_part):
-    with pytest.raises(ValueError, match="allowed|expected") as info:
+    with pytest.raises(ValueError, match=r"allowed|expected") as info:
         parse_plant(spec)
     message = str(info.value)
     assert bad_part in message

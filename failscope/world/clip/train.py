@@ -29,7 +29,12 @@ import numpy as np
 from failscope.world.attributes import CLASS_NAMES, FAMILIES
 from failscope.world.clip import WORLD_CLIP_NAME, register_world_clip
 from failscope.world.clip.zeroshot import compose_caption, images_to_tensor, zero_shot_accuracy
-from failscope.world.render import glyph_pools, load_glyphs, render_scenes, sample_uniform_attributes
+from failscope.world.render import (
+    glyph_pools,
+    load_glyphs,
+    render_scenes,
+    sample_uniform_attributes,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -80,13 +85,13 @@ def train(
     *,
     out: Path,
     seed: int = 0,
-    steps: int = 1500,
-    batch_size: int = 256,
-    lr: float = 1e-3,
+    steps: int = 700,
+    batch_size: int = 128,
+    lr: float = 3e-3,
     weight_decay: float = 0.05,
     warmup: int = 100,
     threads: int = 2,
-    eval_every: int = 250,
+    eval_every: int = 100,
 ) -> dict[str, float]:
     """Train the world CLIP and write float16 safetensors weights to ``out``.
 
@@ -106,10 +111,12 @@ def train(
     eval_rng = np.random.default_rng(10_000 + seed)
     ev_imgs, ev_labels, ev_attrs = sample_batch(1000, pool=pools["val"], rng=eval_rng)
 
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    named = list(model.named_parameters())
+    decay = [p for n, p in named if p.ndim >= 2 and "embedding" not in n]
+    no_decay = [p for n, p in named if not (p.ndim >= 2 and "embedding" not in n)]
     opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        [{"params": decay, "weight_decay": weight_decay},
+         {"params": no_decay, "weight_decay": 0.0}],
         lr=lr, betas=(0.9, 0.98), eps=1e-6,
     )
 
@@ -138,12 +145,14 @@ def train(
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
         if (step + 1) % 50 == 0:
-            logger.info("step %d/%d loss %.3f (%.0fs)", step + 1, steps, loss.item(), time.time() - t0)
+            logger.info("step %d/%d loss %.3f (%.0fs)", step + 1, steps, loss.item(),
+                        time.time() - t0)
         if (step + 1) % eval_every == 0 or step + 1 == steps:
             model.eval()
             acc = zero_shot_accuracy(model, tokenizer, ev_imgs, ev_labels, ev_attrs)
             logger.info("step %d zero-shot %s", step + 1, {k: round(v, 3) for k, v in acc.items()})
-            state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
+            state = {k: v.detach().to(torch.float16).contiguous()
+                     for k, v in model.state_dict().items()}
             out.parent.mkdir(parents=True, exist_ok=True)
             tmp = out.with_name(out.name + ".tmp")
             save_file(state, str(tmp), metadata={"model": WORLD_CLIP_NAME, "seed": str(seed),
@@ -158,9 +167,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--steps", type=int, default=700)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

@@ -107,7 +107,8 @@ def zero_shot_accuracy(
         for family, values in FAMILIES.items():
             protos = []
             for value in values:
-                emb = encode([FAMILY_PHRASES[family].format(value=value, cls=c) for c in CLASS_NAMES])
+                phrase = FAMILY_PHRASES[family]
+                emb = encode([phrase.format(value=value, cls=c) for c in CLASS_NAMES])
                 protos.append(torch.nn.functional.normalize(emb.mean(0), dim=-1))
             pred = (img @ torch.stack(protos).T).argmax(1).numpy()
             truth = np.asarray(attributes[family], dtype=object)
