@@ -3,6 +3,7 @@
 Stages (each timed in ``run.json["timings"]``, in seconds):
 
 1. ``load_data``: open the ImageFolder tree or manifest (:mod:`failscope.data.datasets`).
+   ``load_clip``: load the CLIP backbone (before predicting, so missing weights fail fast).
 2. ``predict``: the audited model's ``pred`` and ``confidence`` for every example,
    or read them from a predictions file (:mod:`failscope.data.models`).
 3. ``embed``: CLIP image embeddings of every example, all splits (cached and
@@ -222,6 +223,12 @@ def discover(
     out.mkdir(parents=True, exist_ok=True)
     cache = Path(cache_dir) if cache_dir is not None else out / "cache"
 
+    with timings.stage("load_clip"):
+        clip_model = _load_clip(
+            clip, clip_pretrained=clip_pretrained, clip_checkpoint=clip_checkpoint,
+            clip_random_init=clip_random_init, device=device,
+        )  # fmt: skip
+
     with timings.stage("predict"):
         preds, model_info = _predict(
             ds, model=model, predictions=predictions, checkpoint=checkpoint,
@@ -232,9 +239,8 @@ def discover(
 
     with timings.stage("embed"):
         emb, emb_skipped, clip_model, emb_source = _embed(
-            ds, clip=clip, clip_pretrained=clip_pretrained, clip_checkpoint=clip_checkpoint,
-            clip_random_init=clip_random_init, embeddings=embeddings, cache=cache,
-            batch_size=batch_size, num_workers=num_workers, device=device,
+            ds, clip_model=clip_model, embeddings=embeddings, cache=cache,
+            batch_size=batch_size, num_workers=num_workers,
             progress=_stage_progress(progress, "embed"),
         )  # fmt: skip
 
@@ -452,30 +458,40 @@ def _predict(
     return preds, info
 
 
-def _embed(
-    ds: Any,
-    *,
+def _load_clip(
     clip: Any,
+    *,
     clip_pretrained: str | None,
     clip_checkpoint: Any,
     clip_random_init: bool,
+    device: str | None,
+) -> Any:
+    """The CLIP model, or None; loaded before predicting so a missing weight fails fast."""
+    if clip is None:
+        return None
+    from failscope.embed import load_clip
+
+    clip_model = load_clip(
+        clip, clip_pretrained, checkpoint=clip_checkpoint, device=device,
+        random_init=clip_random_init,
+    )  # fmt: skip
+    if clip_model.random_init:
+        logger.warning("CLIP has random weights: directions and captions are meaningless")
+    return clip_model
+
+
+def _embed(
+    ds: Any,
+    *,
+    clip_model: Any,
     embeddings: Any,
     cache: Path,
     batch_size: int,
     num_workers: int,
-    device: str | None,
     progress: Callable[[int, int], None] | None,
 ) -> tuple[np.ndarray, list[dict[str, Any]], Any, dict[str, Any]]:
-    from failscope.embed import embed_dataset, load_clip, load_embeddings
+    from failscope.embed import embed_dataset, load_embeddings
 
-    clip_model = None
-    if clip is not None:
-        clip_model = load_clip(
-            clip, clip_pretrained, checkpoint=clip_checkpoint, device=device,
-            random_init=clip_random_init,
-        )  # fmt: skip
-        if clip_model.random_init:
-            logger.warning("CLIP has random weights: directions and captions are meaningless")
     if embeddings is None:
         emb, skipped = embed_dataset(
             ds, clip_model, cache_dir=cache, batch_size=batch_size,

@@ -143,7 +143,7 @@ def test_cli_pickled_checkpoint_is_refused(image_dataset, cli_env, tmp_path):
 
 def test_cli_missing_clip_weights_offline(image_dataset, cli_env, tmp_path):
     np.save(tmp_path / "p.npy", np.zeros(144, dtype=np.int64))
-    env = dict(cli_env, HF_HUB_CACHE=str(tmp_path / "empty-hub"), HOME=str(tmp_path))
+    env = dict(cli_env, HF_HUB_CACHE=str(tmp_path / "empty-hub"))
     args = ["--data", image_dataset.manifest, "--predictions", tmp_path / "p.npy"]
     proc = discover_cli([*args, "--out", tmp_path / "r"], env)
     assert_one_line_error(proc, "ViT-B-32", "laion2b_s34b_b79k", "--clip-checkpoint PATH")

@@ -47,7 +47,15 @@ def check_run_consistency(run, *, n_rows: int, n_classes: int = 3) -> pd.DataFra
             assert not members["slice"].any()
     info = run.info
     assert info["format"] == 1 and info["classes"] == run.class_names
-    assert set(info["timings"]) == {"load_data", "predict", "embed", "fit", "score", "write"}
+    assert set(info["timings"]) == {
+        "load_data",
+        "load_clip",
+        "predict",
+        "embed",
+        "fit",
+        "score",
+        "write",
+    }
     assert set(info["versions"]) >= {"failscope", "torch", "open_clip", "sklearn", "numpy"}
     return ex
 
