@@ -692,32 +692,60 @@ def _checks_table(entry: Mapping[str, Any]) -> Markup:
     checks = _checks(entry)
     if not checks:
         return Markup("")
-    ks = sorted({k for c in checks for k in _acc_at(c)})[:5] or [25, 50, 100]
+    accs = [_acc_at(c) for c in checks]
+    # depths with at least one value (a small class has fewer than 25 images)
+    ks = sorted({k for a in accs for k, v in a.items() if v is not None})[:5]
+    decision = any(c.get("acc_at_decision") is not None for c in checks)
+    p_values = any(c.get("p_value") is not None for c in checks)
     head = tag(
         "tr",
         tag("th", "caption"),
         [tag("th", f"acc@{k}", class_="num") for k in ks],
+        tag("th", "acc@K*", class_="num", title="accuracy at the decision depth K*")
+        if decision
+        else "",
         tag("th", "class acc", class_="num"),
+        tag("th", "p", class_="num", title="hypergeometric test of the drop") if p_values else "",
         tag("th", "verdict"),
     )
     rows = []
-    for c in checks:
-        acc = _acc_at(c)
+    for c, acc in zip(checks, accs, strict=True):
+        at = c.get("acc_at_decision")
         rows.append(
             tag(
                 "tr",
                 tag("td", c.get("text", ""), class_="cap"),
                 [tag("td", fmt_pct(acc.get(k)), class_="num") for k in ks],
+                tag(
+                    "td",
+                    fmt_pct(at),
+                    tag("span", f" (K*={c['k_decision']})", class_="score")
+                    if at is not None and c.get("k_decision")
+                    else "",
+                    class_="num",
+                )
+                if decision
+                else "",
                 tag("td", fmt_pct(c.get("class_acc")), class_="num"),
+                tag("td", _fmt_p(c.get("p_value")), class_="num") if p_values else "",
                 tag("td", _confirmed_badge(c) or "–"),
             )
         )
     split = next((c.get("split") for c in checks if c.get("split")), None)
+    note = next((c.get("note") for c in checks if c.get("note")), None)
     return tag(
         "div",
         tag("h3", "Caption checks", f" ({split!s} split)" if split else ""),
+        tag("p", note, class_="note") if note else "",
         tag("div", tag("table", tag("thead", head), tag("tbody", rows)), class_="tablewrap"),
     )
+
+
+def _fmt_p(p: Any) -> str:
+    if p is None:
+        return "–"
+    p = float(p)
+    return f"{p:.2g}" if p >= 0.001 else "<0.001"
 
 
 def _class_plots(ctx: _Context, v: _ClassView, frame: Any) -> Markup:

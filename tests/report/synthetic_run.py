@@ -198,6 +198,9 @@ def make_run(
                         "acc_at_k": [0.4 + 0.1 * j, None, None],
                         "class_acc": float(1 - wrong.mean()),
                         "confirmed": j == 0,
+                        "k_decision": 12,
+                        "acc_at_decision": 0.3 + 0.1 * j,
+                        "p_value": 0.0004 if j == 0 else 0.31,
                         "split": "test",
                         "curve": {"k": ks, "acc": [0.2 + 0.1 * j + 0.02 * q for q in range(4)]},
                     }

@@ -182,6 +182,21 @@ def test_heavy_parts_only_for_top_classes_and_capped(run_factory):
     assert len(list((run / "plots").glob("class-*-scores.png"))) == 1
 
 
+def test_caption_checks_table(run_factory):
+    run = run_factory("checks", n_classes=2)
+    text = build_report(run).read_text()
+    sec = text[text.index('id="class-0"') :]
+    sec = sec[sec.index("Caption checks") : sec.index("</table>", sec.index("Caption checks"))]
+    heads = re.findall(r"<th[^>]*>([^<]+)</th>", sec)
+    # acc@50/acc@100 are None for every caption: no empty columns
+    assert heads == ["caption", "acc@25", "acc@K*", "class acc", "p", "verdict"]
+    rows = sec.split("<tr>")[2:]
+    assert "40.0%" in rows[0] and "30.0%" in rows[0] and "(K*=12)" in rows[0]
+    assert "&lt;0.001" in rows[0] and ">confirmed<" in rows[0]
+    assert "0.31" in rows[1] and ">unconfirmed<" in rows[1]
+    assert "(test split)" in sec
+
+
 def test_retrain_section_only_when_metrics_exist(run_factory):
     run = run_factory("noretrain", n_classes=3, retrain=False)
     text = build_report(run).read_text()

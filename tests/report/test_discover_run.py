@@ -7,6 +7,7 @@ import re
 import failscope
 from failscope.embed import load_clip
 from failscope.report import build_report
+from failscope.report._html import escape
 
 
 def test_report_of_a_discover_run(image_dataset, channel_classifier_ts, tiny_clip, tmp_path):
@@ -15,6 +16,9 @@ def test_report_of_a_discover_run(image_dataset, channel_classifier_ts, tiny_cli
     run = failscope.discover(
         image_dataset.manifest, out=tmp_path / "run", model=str(channel_classifier_ts), clip=clip
     )
+    from failscope.caption import caption_run
+
+    caption_run(run, clip=clip, vocab=["general"])
     out = build_report(run)
     text = out.read_text(encoding="utf-8")
     ok = [s for s in run.slices if s["status"] == "ok"]
@@ -30,5 +34,15 @@ def test_report_of_a_discover_run(image_dataset, channel_classifier_ts, tiny_cli
     assert cards["Audited model"] not in ("", "–")
     assert cards["CLIP"] not in ("", "–")
     assert "1 input skipped" in text and "missing file" in text
+    # captions and caption checks from caption_run are shown, with their curves
+    captioned = [s for s in run.slices if s.get("captions")]
+    assert captioned
+    for s in captioned:
+        top = s["captions"]["failure"][0]["text"]
+        assert escape(top) in text
+    checked = [s for s in run.slices if s.get("caption_checks")]
+    assert text.count("Caption checks") == len(checked)
+    n_curves = sum(any(c["curve"]["k"] for c in s["caption_checks"]) for s in checked)
+    assert len(list((run.path / "plots").glob("class-*-captions.png"))) == n_curves
     # the fitting split is named in the severity definition
     assert f"(split &#x27;{run.info['fit_split']}&#x27;)" in text
