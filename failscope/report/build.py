@@ -91,6 +91,7 @@ class _Context:
     meta_columns: list[str]
     plots_written: set[Path] = field(default_factory=set)
     painter: Any = None
+    rows_by_class: dict[int, np.ndarray] | None = None
 
 
 # --------------------------------------------------------------------------- ordering
@@ -579,13 +580,24 @@ def _overview(views: list[_ClassView], ctx: _Context, plot: Markup) -> Markup:
 
 
 def _class_frame(ctx: _Context, index: int) -> Any:
+    """The examples of class ``index`` in the shown split (rows located once, then cached)."""
     df = ctx.examples
     if df is None or "label" not in df.columns:
         return None
-    sel = df["label"].to_numpy() == index
-    if ctx.view_split is not None:
-        sel &= df["split"].astype(str).to_numpy() == ctx.view_split
-    return df.loc[sel]
+    if ctx.rows_by_class is None:
+        labels = df["label"].to_numpy()
+        keep = np.ones(len(df), bool)
+        if ctx.view_split is not None:
+            keep = df["split"].astype(str).to_numpy() == ctx.view_split
+        rows = np.flatnonzero(keep)
+        order = np.argsort(labels[rows], kind="stable")
+        rows, sorted_labels = rows[order], labels[rows][order]
+        uniq, starts = np.unique(sorted_labels, return_index=True)
+        bounds = [*starts[1:], len(rows)]
+        ctx.rows_by_class = {
+            int(c): rows[a:b] for c, a, b in zip(uniq, starts, bounds, strict=True)
+        }
+    return df.iloc[ctx.rows_by_class.get(index, np.zeros(0, np.int64))]
 
 
 def _thumb(ctx: _Context, row: Mapping[str, Any]) -> Markup:
@@ -646,21 +658,22 @@ def _mosaics(ctx: _Context, frame: Any) -> Markup:
     n_fail = min(t, (len(order) + 1) // 2) if len(order) < 2 * t else t
     fail_idx = order[:n_fail]
     succ_idx = order[::-1][: min(t, len(order) - n_fail)]
-    records = frame.to_dict("records")
 
     def mosaic(idx: np.ndarray, title: str, note: str) -> Markup:
-        tiles = [_thumb(ctx, records[i]) for i in idx]
-        n_bad = sum(not bool(records[i].get("correct", True)) for i in idx)
+        records = frame.iloc[idx].to_dict("records")
+        tiles = [_thumb(ctx, r) for r in records]
+        n_bad = sum(not bool(r.get("correct", True)) for r in records)
         head = tag(
             "h3", title, " ", _badge(f"{n_bad}/{len(idx)} wrong", "bad" if n_bad else "skip")
         )
         body = tag("div", tiles, class_="mosaic") if tiles else tag("p", "none", class_="empty")
         return tag("div", head, tag("p", note, class_="note"), body)
 
+    where = f" · {ctx.view_split} split" if ctx.view_split else ""
     return tag(
         "div",
-        mosaic(fail_idx, "Most failure-aligned images", "highest failure score first"),
-        mosaic(succ_idx, "Most success-aligned images", "lowest failure score first"),
+        mosaic(fail_idx, "Most failure-aligned images", f"highest failure score first{where}"),
+        mosaic(succ_idx, "Most success-aligned images", f"lowest failure score first{where}"),
         class_="grid2",
     )
 
@@ -1340,8 +1353,6 @@ def _run_details(run: Run) -> Markup:
     return tag(
         "section",
         tag("h2", "Run details"),
-        tag("h3", "Skipped inputs"),
-        _skipped_inputs(run),
         tag(
             "details",
             tag("summary", "run.json (configuration, versions, timings)"),
@@ -1482,6 +1493,7 @@ def build_report(
     header, cards = _header(run, views, examples, n_expanded=n_expanded)
     parts = [
         cards,
+        tag("div", _skipped_inputs(run), class_="skipped-inputs"),
         _overview(views, ctx, severity_html)
         if views
         else tag(
