@@ -77,18 +77,19 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _fmt(v: Any, spec: str = ".3f") -> str:
-    return "-" if v is None else format(v, spec)
-
-
-def _delta(v: Any, ref: Any) -> str:
-    if v is None or ref is None:
+def _cell(v: Any, ref: Any = None, *, delta: bool = False) -> str:
+    """``"52.9"`` or ``"52.9 (+21.1)"``: accuracy in percent, with points vs ``ref``."""
+    if v is None:
         return "-"
-    return f"{100 * (v - ref):+.1f}"
+    text = f"{100 * v:.1f}"
+    if delta and ref is not None:
+        text += f" ({100 * (v - ref):+.1f})"
+    return text
 
 
 def print_metrics(metrics: dict[str, Any], *, console: Any = None) -> None:
     """Print a retrain comparison table (test split) with rich."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
@@ -97,43 +98,38 @@ def print_metrics(metrics: dict[str, Any], *, console: Any = None) -> None:
         console.print(metrics.get("message", "nothing retrained"))
         return
     methods = metrics["methods"]
-    audited = methods["audited"]
-    has_planted = audited.get("mean_planted_accuracy") is not None
+    aud = methods["audited"]
+    has_planted = aud.get("mean_planted_accuracy") is not None
     table = Table(
-        title="Retraining, test split: accuracy overall and mean over slices (Δ: points vs audited)"
+        title="Retraining: test accuracy % (points vs audited)",
+        caption="discovered/planted: mean over slices; worst: lowest slice",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
     )
-    cols = ["method", "overall", "Δ", "discovered", "Δ"]
-    if has_planted:
-        cols += ["planted", "Δ"]
-    cols += ["worst", "params", "sec"]
-    for c in cols:
+    cols = ["method", "overall", "discovered", *(["planted"] if has_planted else []), "worst"]
+    for c in [*cols, "params"]:
         table.add_column(c, justify="left" if c == "method" else "right", no_wrap=True)
     for name, m in methods.items():
+        delta = name != "audited"
         row = [
             name,
-            _fmt(m["test_accuracy"]),
-            _delta(m["test_accuracy"], audited["test_accuracy"]),
-            _fmt(m.get("mean_discovered_accuracy")),
-            _delta(m.get("mean_discovered_accuracy"), audited.get("mean_discovered_accuracy")),
-        ]
+            _cell(m["test_accuracy"], aud["test_accuracy"], delta=delta),
+            _cell(m.get("mean_discovered_accuracy"), aud.get("mean_discovered_accuracy"),
+                  delta=delta),
+        ]  # fmt: skip
         if has_planted:
-            row += [
-                _fmt(m.get("mean_planted_accuracy")),
-                _delta(m.get("mean_planted_accuracy"), audited.get("mean_planted_accuracy")),
-            ]
+            row.append(
+                _cell(m.get("mean_planted_accuracy"), aud.get("mean_planted_accuracy"), delta=delta)
+            )
         params = m.get("parameters")
-        row += [
-            _fmt(m.get("worst_slice_accuracy")),
-            "-" if params is None else f"{params:,}",
-            _fmt(m.get("train_seconds"), ".1f"),
-        ]
+        row += [_cell(m.get("worst_slice_accuracy")), "-" if params is None else f"{params:,}"]
         table.add_row(*row)
     console.print(table)
     tr = metrics["slices"]["training"]
     console.print(
-        f"{len(tr['names'])} training slice(s) from {tr['source']} membership; "
-        f"features: {metrics['features']['source']} (d={metrics['features']['dim']}); "
-        f"total {metrics['seconds']['total']:.1f} s"
+        f"{len(tr['names'])} training slice(s) ({tr['source']}); features: "
+        f"{metrics['features']['source']} (d={metrics['features']['dim']}); "
+        f"{metrics['seconds']['total']:.1f} s"
         + (f"; written to {metrics['out']}" if metrics.get("out") else "")
     )
 

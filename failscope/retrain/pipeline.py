@@ -147,20 +147,43 @@ def _accuracy(pred: np.ndarray, label: np.ndarray, mask: np.ndarray) -> float | 
 
 
 def _eval_slices(
-    ex: Any, test: np.ndarray, discovered: list[dict[str, Any]], planted: SliceSet | None
+    ex: Any, rows: np.ndarray, discovered: list[dict[str, Any]], planted: SliceSet | None
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Test-split boolean masks of every evaluation slice, by group."""
+    """Boolean masks (restricted to ``rows``) of every evaluation slice, by group.
+
+    ``discovered``: examples of the slice's class flagged by the run's classifiers
+    (the ``slice`` column); ``planted``: the ``planted_*`` columns.
+    """
     labels = ex["label"].to_numpy()
     flagged = ex["slice"].to_numpy(dtype=bool) if "slice" in ex.columns else None
     groups: dict[str, dict[str, np.ndarray]] = {"discovered": {}, "planted": {}}
     if flagged is not None:
         for e in discovered:
             c = int(e["class_index"])
-            groups["discovered"][str(e["id"])] = test & flagged & (labels == c)
+            groups["discovered"][str(e["id"])] = rows & flagged & (labels == c)
     if planted is not None:
         for k, name in enumerate(planted.names):
-            groups["planted"][name] = test & (planted.membership[:, k] > 0)
+            groups["planted"][name] = rows & (planted.membership[:, k] > 0)
     return groups
+
+
+def _slice_metrics(
+    pred: np.ndarray, labels: np.ndarray, groups: dict[str, dict[str, np.ndarray]], prefix: str
+) -> dict[str, Any]:
+    out: dict[str, Any] = {f"{prefix}slice_accuracy": {}}
+    worst_all: list[float] = []
+    for group, masks in groups.items():
+        accs = {name: _accuracy(pred, labels, m) for name, m in masks.items()}
+        out[f"{prefix}slice_accuracy"][group] = accs
+        vals = [a for a in accs.values() if a is not None]
+        out[f"{prefix}worst_{group}_accuracy"] = min(vals) if vals else None
+        out[f"{prefix}mean_{group}_accuracy"] = float(np.mean(vals)) if vals else None
+        if vals:
+            pooled = np.any(np.stack(list(masks.values())), axis=0)
+            out[f"{prefix}pooled_{group}_accuracy"] = _accuracy(pred, labels, pooled)
+        worst_all += vals
+    out[f"{prefix}worst_slice_accuracy"] = min(worst_all) if worst_all else None
+    return out
 
 
 def _method_metrics(
@@ -168,27 +191,15 @@ def _method_metrics(
     labels: np.ndarray,
     split: np.ndarray,
     groups: dict[str, dict[str, np.ndarray]],
+    val_groups: dict[str, dict[str, np.ndarray]],
 ) -> dict[str, Any]:
-    """Accuracy overall, per slice and worst-slice, for predictions over all rows."""
-    test, val = split == "test", split == "val"
-    out: dict[str, Any] = {
-        "test_accuracy": _accuracy(pred, labels, test),
-        "val_accuracy": _accuracy(pred, labels, val),
-        "slice_accuracy": {},
+    """Accuracy overall, per slice and worst-slice on test (and on val, ``val_`` keys)."""
+    return {
+        "test_accuracy": _accuracy(pred, labels, split == "test"),
+        **_slice_metrics(pred, labels, groups, ""),
+        "val_accuracy": _accuracy(pred, labels, split == "val"),
+        **_slice_metrics(pred, labels, val_groups, "val_"),
     }
-    worst_all: list[float] = []
-    for group, masks in groups.items():
-        accs = {name: _accuracy(pred, labels, m) for name, m in masks.items()}
-        out["slice_accuracy"][group] = accs
-        vals = [a for a in accs.values() if a is not None]
-        out[f"worst_{group}_accuracy"] = min(vals) if vals else None
-        out[f"mean_{group}_accuracy"] = float(np.mean(vals)) if vals else None
-        if group == "planted" and vals:
-            pooled = np.any(np.stack(list(masks.values())), axis=0)
-            out["planted_pooled_accuracy"] = _accuracy(pred, labels, pooled)
-        worst_all += vals
-    out["worst_slice_accuracy"] = min(worst_all) if worst_all else None
-    return out
 
 
 # --------------------------------------------------------------------------- training
@@ -422,10 +433,12 @@ def retrain_run(
         )
     t_feat = time.perf_counter() - t0
 
-    groups = _eval_slices(ex, split == "test", discovered_slice_entries(run), planted)
+    entries = discovered_slice_entries(run)
+    groups = _eval_slices(ex, split == "test", entries, planted)
+    val_groups = _eval_slices(ex, split == "val", entries, planted)
     results: dict[str, Any] = {
         "audited": {
-            **_method_metrics(ex["pred"].to_numpy(), labels, split, groups),
+            **_method_metrics(ex["pred"].to_numpy(), labels, split, groups, val_groups),
             "parameters": (
                 None
                 if backbone.head_weight is None
@@ -458,7 +471,7 @@ def retrain_run(
         pred = predict_logits(model, feats).argmax(axis=1)
         preds[method] = pred
         models[method] = (model, info)
-        results[method] = {**_method_metrics(pred, labels, split, groups), **info}
+        results[method] = {**_method_metrics(pred, labels, split, groups, val_groups), **info}
 
     metrics = {
         "format": METRICS_FORMAT,
