@@ -131,7 +131,10 @@ def acceptance(summary: dict[str, dict[str, Any]]) -> list[str]:
         m = summary[method]
         gain = 100 * (m["mean_planted_accuracy"] - a["mean_planted_accuracy"])
         drop = 100 * (a["test_accuracy"] - m["test_accuracy"])
-        line = f"{method}: planted gain {gain:+.1f} pts (target >= +10), overall drop {drop:+.1f} pts (target <= 1)"
+        line = (
+            f"{method}: planted gain {gain:+.1f} pts (target >= +10), "
+            f"overall drop {drop:+.1f} pts (target <= 1)"
+        )
         if oracle is not None:
             og = 100 * (oracle["mean_planted_accuracy"] - a["mean_planted_accuracy"])
             rec = gain / og if og > 0 else float("nan")
@@ -170,7 +173,7 @@ def sweep(runs: list[Any], args: argparse.Namespace) -> dict[str, Any]:
                 membership=membership,
                 config=cfg,
                 write=False,
-            )  # fmt: skip
+            )
             for run, seed in zip(runs, args.seeds, strict=True)
         ]
         for method in ("sbl", "moa"):
@@ -237,15 +240,11 @@ def main() -> None:
     result: dict[str, Any] = {"seeds": args.seeds, "epochs": args.epochs, "default": summary}
     if args.sweep:
         picked = sweep(runs, args)
-        merged = [
-            {
-                "methods": {
-                    **d["methods"],
-                    **{k: picked[k]["per_seed"][i]["methods"][k] for k in picked},
-                }
-            }  # fmt: skip
-            for i, d in enumerate(per_seed)
-        ]
+        merged = []
+        for i, d in enumerate(per_seed):
+            methods = dict(d["methods"])
+            methods.update({k: picked[k]["per_seed"][i]["methods"][k] for k in picked})
+            merged.append({"methods": methods})
         tuned = summarise(merged)
         print_table(tuned, "World, SBL/MoA settings picked on val, test accuracy (%)")
         for line in acceptance(tuned):
