@@ -3,7 +3,8 @@
 Stages (each timed in ``run.json["timings"]``, in seconds):
 
 1. ``load_data``: open the ImageFolder tree or manifest (:mod:`failscope.data.datasets`).
-   ``load_clip``: load the CLIP backbone (before predicting, so missing weights fail fast).
+   ``load_models``: load the audited model and CLIP (before any long stage, so a bad
+   checkpoint or missing weights fail fast).
 2. ``predict``: the audited model's ``pred`` and ``confidence`` for every example,
    or read them from a predictions file (:mod:`failscope.data.models`).
 3. ``embed``: CLIP image embeddings of every example, all splits (cached and
@@ -223,7 +224,11 @@ def discover(
     out.mkdir(parents=True, exist_ok=True)
     cache = Path(cache_dir) if cache_dir is not None else out / "cache"
 
-    with timings.stage("load_clip"):
+    with timings.stage("load_models"):
+        module, spec = _audited_model(
+            ds, model=model, checkpoint=checkpoint, trust_checkpoint=trust_checkpoint,
+            image_size=image_size, mean=mean, std=std,
+        )  # fmt: skip
         clip_model = _load_clip(
             clip, clip_pretrained=clip_pretrained, clip_checkpoint=clip_checkpoint,
             clip_random_init=clip_random_init, device=device,
@@ -231,9 +236,8 @@ def discover(
 
     with timings.stage("predict"):
         preds, model_info = _predict(
-            ds, model=model, predictions=predictions, checkpoint=checkpoint,
-            trust_checkpoint=trust_checkpoint, image_size=image_size, mean=mean, std=std,
-            batch_size=batch_size, num_workers=num_workers, device=device, seed=seed,
+            ds, module=module, spec=spec, predictions=predictions, batch_size=batch_size,
+            num_workers=num_workers, device=device, seed=seed,
             progress=_stage_progress(progress, "predict"),
         )  # fmt: skip
 
@@ -385,23 +389,54 @@ def _forget_previous_run(out: Path) -> None:
         old.unlink()  # a crash while writing leaves no run.json rather than a stale one
 
 
-def _predict(
+def _audited_model(
     ds: Any,
     *,
     model: Any,
-    predictions: Any,
     checkpoint: Any,
     trust_checkpoint: bool,
     image_size: int | None,
     mean: Any,
     std: Any,
+) -> tuple[Any, dict[str, Any] | None]:
+    """(module, spec) of the audited model, or (None, None) when predictions are given."""
+    if model is None:
+        return None, None
+    import torch
+
+    from failscope.data import load_model, model_spec
+
+    if isinstance(model, torch.nn.Module):
+        spec = {
+            "kind": "module", "spec": type(model).__name__, "checkpoint": None,
+            "num_classes": ds.n_classes, "image_size": image_size,
+            "mean": None if mean is None else list(mean),
+            "std": None if std is None else list(std),
+        }  # fmt: skip
+        module = model
+    else:
+        spec = model_spec(
+            str(model), num_classes=ds.n_classes, checkpoint=checkpoint,
+            image_size=image_size, mean=mean, std=std,
+        )  # fmt: skip
+        module = load_model(spec, trust_checkpoint=trust_checkpoint)
+    spec["trust_checkpoint"] = bool(trust_checkpoint)
+    return module, spec
+
+
+def _predict(
+    ds: Any,
+    *,
+    module: Any,
+    spec: dict[str, Any] | None,
+    predictions: Any,
     batch_size: int,
     num_workers: int,
     device: str | None,
     seed: int,
     progress: Callable[[int, int], None] | None,
 ) -> tuple[Any, dict[str, Any]]:
-    from failscope.data import Predictions, load_model, model_spec, model_transform, predict
+    from failscope.data import Predictions, model_transform, predict, read_predictions
     from failscope.data.datasets import _show
 
     if predictions is not None:
@@ -409,34 +444,17 @@ def _predict(
             preds = predictions
             info = dict(preds.source or {"kind": "predictions", "spec": None})
         else:
-            from failscope.data import read_predictions
-
             preds = read_predictions(predictions, ds)
             info = dict(preds.source)
     else:
         import torch
 
         torch.manual_seed(seed)
-        if isinstance(model, torch.nn.Module):
-            spec = {
-                "kind": "module", "spec": type(model).__name__, "checkpoint": None,
-                "num_classes": ds.n_classes, "image_size": image_size,
-                "mean": None if mean is None else list(mean),
-                "std": None if std is None else list(std),
-            }  # fmt: skip
-            module = model
-        else:
-            spec = model_spec(
-                str(model), num_classes=ds.n_classes, checkpoint=checkpoint,
-                image_size=image_size, mean=mean, std=std,
-            )  # fmt: skip
-            module = load_model(spec, trust_checkpoint=trust_checkpoint)
-        spec["trust_checkpoint"] = bool(trust_checkpoint)
         preds = predict(
             ds, module, model_transform(spec), batch_size=batch_size,
             num_workers=num_workers, device=device, progress=progress,
         )  # fmt: skip
-        info = spec
+        info = dict(spec)
     if preds.n_outputs is not None:
         ds.extend_classes(preds.n_outputs)
         if preds.n_outputs != ds.n_classes:

@@ -136,8 +136,10 @@ def test_cli_pickled_checkpoint_is_refused(image_dataset, cli_env, tmp_path):
         "import torch\ndef make():\n    return torch.nn.Sequential(torch.nn.Flatten())\n"
     )
     torch.save({"net": torch.nn.Linear(3, 3), "epoch": 1}, tmp_path / "ck.pt")  # needs pickle
+    np.save(tmp_path / "emb.npy", np.zeros((144, 4), np.float32))
     args = ["--data", image_dataset.manifest, "--model", "arch:make", "--checkpoint", "ck.pt"]
-    proc = discover_cli([*args, "--out", tmp_path / "r"], cli_env, cwd=tmp_path)
+    args += ["--embeddings", "emb.npy", "--out", tmp_path / "r"]
+    proc = discover_cli(args, cli_env, cwd=tmp_path)
     assert_one_line_error(proc, "ck.pt needs pickle", "--trust-checkpoint")
 
 

@@ -49,7 +49,7 @@ def check_run_consistency(run, *, n_rows: int, n_classes: int = 3) -> pd.DataFra
     assert info["format"] == 1 and info["classes"] == run.class_names
     assert set(info["timings"]) == {
         "load_data",
-        "load_clip",
+        "load_models",
         "predict",
         "embed",
         "fit",
