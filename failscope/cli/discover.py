@@ -49,8 +49,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "discover",
         help="find where a classifier fails: failure directions and slices per class",
         description=(
-            "Run the audited model and CLIP over a dataset, fit one failure direction per "
-            "class on the fitting split, flag each class's failure slice, and write the run "
+            "Run the audited model and CLIP over a dataset, fit one failure direction per\n"
+            "class on the fitting split, flag each class's failure slice, and write the run\n"
             "directory (run.json, examples.parquet, slices.json, directions.npy)."
         ),
         epilog=EPILOG,
