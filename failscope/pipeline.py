@@ -37,7 +37,7 @@ import numpy as np
 
 from failscope._validation import check_choice, check_int, fail
 from failscope.directions import DEFAULT_CS, SCORINGS, SOLVERS, ErrorDirections
-from failscope.embed import DEFAULT_CLIP, DEFAULT_PRETRAINED
+from failscope.embed import DEFAULT_CLIP, DEFAULT_PRETRAINED, file_sha256
 from failscope.slices import SliceThreshold, assign_slices, summarize_slices
 
 logger = logging.getLogger(__name__)
@@ -357,6 +357,7 @@ def discover(
                 "source": emb_source["kind"],
                 "file": emb_source.get("path"),
                 "clip": None if clip_model is None else clip_model.spec(),
+                **_cache_fingerprint(emb_file, out),
             },
         }
         _write(
@@ -578,6 +579,18 @@ def _aligned(
     atomic_write(target, copy)
     logger.info("wrote %d scored embeddings to %s", len(ids), target)
     return np.load(target, mmap_mode="r", allow_pickle=False), target
+
+
+def _cache_fingerprint(emb_file: Path, out: Path) -> dict[str, str]:
+    """For embeddings read in place from a cache outside ``out``: its row keys' hash.
+
+    A shared cache can be re-laid out by a later run on other data; ``Run.embeddings``
+    compares this hash before trusting the file's row order.
+    """
+    keys = emb_file.parent / "keys.npy"
+    if emb_file.resolve().is_relative_to(out.resolve()) or not keys.is_file():
+        return {}
+    return {"keys_path": str(keys.resolve()), "keys_sha256": file_sha256(keys)}
 
 
 def _relative(path: Path, out: Path) -> str:

@@ -258,6 +258,15 @@ class Run:
         p = p if p.is_absolute() else self.path / p
         if not p.is_file():
             raise fail(f"embeddings file {p} is missing; re-run `failscope discover`")
+        if meta.get("keys_sha256"):  # read in place from a shared cache: still this run's rows?
+            from failscope.embed import file_sha256
+
+            keys = Path(meta["keys_path"])
+            if not keys.is_file() or file_sha256(keys) != meta["keys_sha256"]:
+                raise fail(
+                    f"the shared embedding cache {p.parent} has changed since this run was "
+                    "written (another run re-used it); re-run `failscope discover`"
+                )
         return np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False)
 
     # -- optional parts written by later stages

@@ -212,3 +212,19 @@ def test_discover_input_errors(image_dataset, channel_classifier_ts, tmp_path):
     with pytest.raises(InputError, match="slice threshold 'half'"):
         failscope.discover(m, out=tmp_path / "r", model="x", threshold="half")
     assert not (tmp_path / "r" / "run.json").exists()
+
+
+def test_shared_cache_rebuilt_by_another_run_is_refused(
+    image_dataset, channel_classifier_ts, clip, tmp_path, dataset_writer
+):
+    """A run that reads embeddings in place from a shared cache notices a re-layout."""
+    shared = tmp_path / "shared-cache"
+    kwargs = dict(model=str(channel_classifier_ts), clip=clip, cache_dir=shared)
+    run = failscope.discover(image_dataset.manifest, out=tmp_path / "a", **kwargs)
+    assert run.info["embeddings"]["keys_sha256"]
+    assert run.embeddings().shape[0] == 144
+    other = tmp_path / "other"
+    dataset_writer(other, n_per_class=10, seed=5)
+    failscope.discover(other / "manifest.csv", out=tmp_path / "b", **kwargs)
+    with pytest.raises(InputError, match=r"shared embedding cache .* has changed"):
+        failscope.load_run(tmp_path / "a").embeddings()
