@@ -1,9 +1,10 @@
 """The world's own small CLIP, loadable through open_clip like any pretrained model.
 
-The architecture is an open_clip model config (``failscope-world-clip.json``: a
-ViT with 32x32 input, patch 4, width 64, 2 layers; a 1-layer text transformer
-of width 64 with context length 32; 64-d joint space) and the weights are a
-float16 safetensors file trained by :mod:`failscope.world.clip.train`.
+The architecture is an open_clip model config (``failscope-world-clip.json``: an
+open_clip ``ModifiedResNet`` image tower with 32x32 input, width 16 and one
+bottleneck per stage; a 1-layer text transformer of width 64 with context
+length 32; a 64-d joint space) and the weights are a float16 safetensors file
+trained by :mod:`failscope.world.clip.train`.
 Images are normalised with open_clip's default (OpenAI) mean and std.
 
 Examples
