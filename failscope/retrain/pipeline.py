@@ -89,6 +89,8 @@ class RetrainConfig:
         SBL/MoA loss weights.
     tie_master : bool, default=True
         The master head shares its weights with the slice predictor head.
+    indicator_input : {"features", "expert"}, default="expert"
+        What the indicator heads read (see :mod:`failscope.retrain.sbl`).
     balance_indicators : bool, default=True
         Weight each indicator's positives by ``n_out / n_in`` (rare slices).
     upweight_factor : float, default=5.0
@@ -107,6 +109,7 @@ class RetrainConfig:
     w_pred: float = 1.0
     w_master: float = 1.0
     tie_master: bool = True
+    indicator_input: str = "expert"
     balance_indicators: bool = True
     upweight_factor: float = 5.0
     membership: str = "hard"
@@ -253,6 +256,7 @@ def _train_method(
                 w_pred=cfg.w_pred,
                 w_master=cfg.w_master,
                 tie_master=cfg.tie_master,
+                indicator_input=cfg.indicator_input,
             )
 
         model = _seeded(train_cfg.seed, build)

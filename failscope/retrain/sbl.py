@@ -3,23 +3,33 @@
 SBL (Chen et al., NeurIPS 2019; Snorkel's ``snorkel.slicing``) adds, for each slice
 ``k`` of ``K + 1`` (index 0 is the *base* slice, which covers every example):
 
-* an **indicator head** ``g_k(f) = w_k . f + b_k`` trained with binary cross-entropy
-  against slice membership (the base slice's target is always 1);
 * a **slice expert** ``r_k = ReLU(E_k f + e_k)``, ``E_k`` of shape ``(h, d)``;
+* an **indicator head** ``g_k``, trained with binary cross-entropy against slice
+  membership (the base slice's target is always 1). Snorkel's reads the backbone
+  features, ``g_k = w_k . f + b_k`` (``indicator_input="features"``); with
+  ``indicator_input="expert"`` it reads the slice's own expert, ``g_k = u_k . r_k + b_k``,
+  which makes the indicator non-linear in ``f`` at ``h + 1`` parameters per slice
+  (useful on frozen features, where a linear indicator is weak);
 * a **shared predictor head** ``P`` (``Linear(h, C)``) applied to every expert, whose
   cross-entropy counts only the slice's members (a masked mean; a slice with no
   members in a batch contributes exactly 0).
 
 An attention over slices combines the experts::
 
-    a_sbl = softmax_k( sigmoid(g_k(f)) * conf(P r_k) / T )
+    a_sbl = softmax_k( sigmoid(g_k) * conf(P r_k) / T )
     z     = sum_k a_k r_k
     y_hat = M z                      (the master head, full cross-entropy)
+
+With ``tie_master=True`` the master head *is* the shared predictor (``M = P``), so the
+slice experts and the final prediction live in one output space and what the
+predictor learns on a slice's members carries straight into the prediction.
 
 Snorkel's combiner is binary-only (its confidence is the larger of two softmax
 probabilities). For ``C`` classes this module offers ``conf="max_prob"`` (the largest
 softmax probability, Snorkel's choice generalised) and ``conf="entropy"``
-(``1 - H(p) / log C``); ``benchmarks/retrain_world.py`` measures both.
+(``1 - H(p) / log C``); ``benchmarks/retrain_world.py`` measures both. Both lie in
+[0, 1], so at Snorkel's ``T = 1`` the attention over ``K + 1`` slices is nearly
+uniform; a lower ``T`` sharpens it.
 
 MoA (Wang et al., 2021) adds a content-based attention, a scaled dot product between a
 projection of the backbone representation and the slice expert representations::
@@ -34,14 +44,16 @@ distributions is a distribution, so ``a`` needs no renormalisation.
 
 Loss (weights ``w_ind``, ``w_pred``, ``w_master``)::
 
-    L = w_ind    * mean_k  mean_n BCE(g_k(f_n), m_nk)
+    L = w_ind    * mean_k  mean_n BCE_pw(g_k(f_n), m_nk)
       + w_pred   * mean_k  [ sum_n m_nk CE(P r_nk, y_n) / sum_n m_nk ]
       + w_master * mean_n  CE(M z_n, y_n)
 
 Indicator and predictor terms are averaged over the ``K + 1`` slices so the weights
-do not depend on how many slices there are. Soft memberships weight the predictor's
-cross-entropy; an example with membership exactly 0 gets exactly zero gradient from
-that slice's predictor term.
+do not depend on how many slices there are. ``BCE_pw`` weights slice ``k``'s positives
+by ``indicator_pos_weight[k]`` (1 unless :meth:`SliceAwareClassifier.balance_indicators`
+sets it to ``n_out / n_in``). Soft memberships weight the predictor's cross-entropy; an
+example with membership exactly 0 gets exactly zero gradient from that slice's
+predictor term.
 """
 
 from __future__ import annotations
@@ -62,6 +74,7 @@ __all__ = ["ATTENTIONS", "CONFIDENCES", "LinearHead", "SliceAwareClassifier"]
 
 ATTENTIONS = ("sbl", "moa")
 CONFIDENCES = ("max_prob", "entropy")
+INDICATOR_INPUTS = ("features", "expert")
 
 
 def _check_positive(value: Any, *, name: str) -> float:
@@ -116,6 +129,11 @@ class SliceAwareClassifier(nn.Module):
         features directly.
     freeze_backbone : bool, default=True
         Keep the backbone's weights fixed (and in eval mode).
+    tie_master : bool, default=False
+        Use the shared predictor head as the master head (``M = P``).
+    indicator_input : {"features", "expert"}, default="features"
+        What each indicator head reads: the backbone features (Snorkel) or its slice's
+        expert representation.
 
     Attributes
     ----------
@@ -141,9 +159,13 @@ class SliceAwareClassifier(nn.Module):
         backbone: nn.Module | None = None,
         freeze_backbone: bool = True,
         tie_master: bool = False,
+        indicator_input: str = "features",
     ) -> None:
         super().__init__()
         self.tie_master = bool(tie_master)
+        self.indicator_input = check_choice(
+            indicator_input, INDICATOR_INPUTS, name="indicator_input"
+        )
         d = check_int(in_features, name="in_features", low=1)
         c = check_int(n_classes, name="n_classes", low=2)
         h = check_int(expert_dim, name="expert_dim", low=1)
@@ -169,7 +191,11 @@ class SliceAwareClassifier(nn.Module):
         self.freeze_backbone = bool(freeze_backbone)
 
         k = len(names) + 1
-        self.indicator = nn.Linear(d, k)  # column k is slice k's indicator head
+        if self.indicator_input == "features":
+            self.indicator = nn.Linear(d, k)  # column k is slice k's indicator head
+        else:  # slice k's indicator reads expert k: weight row k of shape (h,)
+            self.indicator_weight = nn.Parameter(torch.empty(k, h).uniform_(-(h**-0.5), h**-0.5))
+            self.indicator_bias = nn.Parameter(torch.zeros(k))
         # All experts as one Linear(d, (K+1) * h): expert k is output block k*h:(k+1)*h.
         self.experts = nn.Linear(d, k * h)
         self.predictor = nn.Linear(h, c)  # shared by every slice
@@ -214,10 +240,11 @@ class SliceAwareClassifier(nn.Module):
     def parameters_per_slice(self) -> int:
         """Trainable parameters each extra slice adds: an expert and an indicator head.
 
-        ``d * h + h`` (expert) ``+ d + 1`` (indicator); the predictor head is shared.
+        ``d * h + h`` (expert) plus ``d + 1`` (indicator on features) or ``h + 1``
+        (indicator on the expert); the predictor and master heads are shared.
         """
         d, h = self.in_features, self.expert_dim
-        return d * h + h + d + 1
+        return d * h + h + (d if self.indicator_input == "features" else h) + 1
 
     def head_parameter_count(self) -> int:
         """Trainable parameters of the head (everything but the backbone)."""
@@ -242,6 +269,7 @@ class SliceAwareClassifier(nn.Module):
             "w_master": self.w_master,
             "freeze_backbone": self.freeze_backbone,
             "tie_master": self.tie_master,
+            "indicator_input": self.indicator_input,
         }
 
     def train(self, mode: bool = True) -> SliceAwareClassifier:
@@ -279,8 +307,11 @@ class SliceAwareClassifier(nn.Module):
             ``experts`` (N, K+1, h); ``attention`` (N, K+1), rows sum to 1;
             ``attention_sbl`` and, for MoA, ``attention_dot`` (N, K+1).
         """
-        ind = self.indicator(f)
         reps = F.relu(self.experts(f)).view(f.shape[0], self.n_slices, self.expert_dim)
+        if self.indicator_input == "features":
+            ind = self.indicator(f)
+        else:
+            ind = (reps * self.indicator_weight).sum(dim=-1) + self.indicator_bias
         slice_logits = self.predictor(reps)
         conf = self._confidence(slice_logits)
         a_sbl = F.softmax(torch.sigmoid(ind) * conf / self.temperature, dim=1)

@@ -21,8 +21,9 @@ def _model(attention="sbl", names=("a", "b", "c"), **kw):
 
 @pytest.mark.parametrize("attention", ["sbl", "moa"])
 @pytest.mark.parametrize("tie", [False, True])
-def test_shapes_and_attention_rows_sum_to_one(attention, tie):
-    model = _model(attention, tie_master=tie)
+@pytest.mark.parametrize("indicator_input", ["features", "expert"])
+def test_shapes_and_attention_rows_sum_to_one(attention, tie, indicator_input):
+    model = _model(attention, tie_master=tie, indicator_input=indicator_input)
     out = model.forward_features(torch.randn(7, 8))
     assert out["logits"].shape == (7, 5)
     assert out["indicator_logits"].shape == (7, 4)
@@ -38,15 +39,17 @@ def test_shapes_and_attention_rows_sum_to_one(attention, tie):
         torch.testing.assert_close(out["attention"], expected)
 
 
-def test_parameters_per_slice_matches_the_actual_overhead():
-    small = _model(names=("a",))
-    big = _model(names=("a", "b", "c"))
+@pytest.mark.parametrize(("indicator_input", "ind"), [("features", 8 + 1), ("expert", 6 + 1)])
+def test_parameters_per_slice_matches_the_actual_overhead(indicator_input, ind):
+    small = _model(names=("a",), indicator_input=indicator_input)
+    big = _model(names=("a", "b", "c"), indicator_input=indicator_input)
     per = (big.head_parameter_count() - small.head_parameter_count()) / 2
-    assert per == big.parameters_per_slice == 8 * 6 + 6 + 8 + 1
+    assert per == big.parameters_per_slice == 8 * 6 + 6 + ind
 
 
-def test_non_members_get_exactly_zero_gradient_from_a_slice_predictor():
-    model = _model()
+@pytest.mark.parametrize("indicator_input", ["features", "expert"])
+def test_non_members_get_exactly_zero_gradient_from_a_slice_predictor(indicator_input):
+    model = _model(indicator_input=indicator_input)
     x = torch.randn(6, 8, requires_grad=True)
     out = model.forward_features(x)
     out["experts"].retain_grad()
@@ -87,7 +90,8 @@ def test_masked_mean_is_a_weighted_mean_and_zero_for_empty_columns():
     torch.testing.assert_close(masked_mean(v, w), torch.tensor([2.5, 0.0]))
 
 
-def test_indicator_k_is_trained_on_membership_column_k_whatever_the_names():
+@pytest.mark.parametrize("indicator_input", ["features", "expert"])
+def test_indicator_k_is_trained_on_membership_column_k_whatever_the_names(indicator_input):
     """Names that sort in the opposite order must not swap indicators and experts."""
     from failscope.retrain.train import TrainConfig, fit_head
 
@@ -97,8 +101,9 @@ def test_indicator_k_is_trained_on_membership_column_k_whatever_the_names():
     m = np.stack([x[:, 0] > 0.5, x[:, 1] > 0.5], axis=1).astype(np.float32)
     torch.manual_seed(0)
     model = SliceAwareClassifier(
-        in_features=8, n_classes=5, slice_names=["zeta", "alpha"], expert_dim=6
-    )
+        in_features=8, n_classes=5, slice_names=["zeta", "alpha"], expert_dim=6,
+        indicator_input=indicator_input,
+    )  # fmt: skip
     assert model.all_slice_names == ("base", "zeta", "alpha")
     fit_head(model, x, y, membership=m, config=TrainConfig(epochs=300, lr=3e-2, batch_size=0))
     with torch.no_grad():
