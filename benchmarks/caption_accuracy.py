@@ -32,9 +32,10 @@ from typing import Any
 
 import numpy as np
 
-#: Plant sets: the demo default plus three others on other classes and families.
+#: Plant sets: the demo default (``failscope.world.DEFAULT_PLANTS``) plus three others
+#: on other classes and families.
 PLANT_SETS: dict[str, tuple[str, ...]] = {
-    "default": ("noisy:5:texture=dotted:0.7", "rare:3:size=small:0.02"),
+    "default": (),
     "spurious-color": ("spurious:7:color=red:0.95", "rare:1:background=navy:0.02"),
     "noisy-quality": ("noisy:8:quality=blurry:0.7", "rare:6:texture=striped:0.02"),
     "spurious-background": ("spurious:0:background=pink:0.95", "noisy:2:color=green:0.7"),
@@ -50,9 +51,10 @@ def build_world_run(plants: tuple[str, ...], *, seed: int, workdir: Path) -> tup
     """
     from failscope import load_run
     from failscope.demo import run_demo
-    from failscope.world import DEFAULT_SIZES, parse_plants
+    from failscope.world import DEFAULT_PLANTS, DEFAULT_SIZES, parse_plants
     from failscope.world.generate import world_key
 
+    plants = plants or DEFAULT_PLANTS
     key = world_key(parse_plants(list(plants)), seed=seed, sizes=dict(DEFAULT_SIZES))
     out = workdir / "runs" / key
     if not ((out / "error_directions.npz").is_file() and (out / "truth.json").is_file()):

@@ -197,7 +197,17 @@ def caption_run(
             f"vocabulary {vocabulary.name!r} gives no caption for class {empty[0]!r} "
             "(every phrase restates the class); add phrases"
         )
-    clip = load_run_clip(run) if clip is None else clip
+    if clip is None:
+        clip = load_run_clip(run)
+    else:
+        recorded = ((run.info.get("embeddings") or {}).get("clip") or {}).get("identity")
+        if recorded and getattr(clip, "identity", None) != recorded:
+            logger.warning(
+                "the given CLIP (identity %s) is not the one that embedded this run's images "
+                "(%s); captions compare texts and images from different models",
+                str(clip.identity)[:12],
+                str(recorded)[:12],
+            )
     cache = TextEmbeddingCache(run.path / CACHE_DIR / TEXT_CACHE_DIR, clip.identity)
     all_texts = list(dict.fromkeys(t for cd in cands.values() for t in (cd.reference, *cd.texts)))
     emb = cache.embed(all_texts, clip, batch_size=batch_size)
