@@ -10,7 +10,28 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["data_uri", "resolve_image", "thumbnail_uri"]
+__all__ = ["data_uri", "make_readable", "resolve_image", "thumbnail_uri"]
+
+
+def make_readable(path: Path) -> None:
+    """Give a freshly written file the usual ``0o666 & ~umask`` mode.
+
+    Atomic writes go through ``tempfile.mkstemp``, which creates files readable by
+    their owner only; a report is meant to be shared (served, attached, copied).
+    """
+    umask = 0o022
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    umask = int(line.split()[1], 8)
+                    break
+    except (OSError, ValueError):
+        pass
+    try:
+        os.chmod(path, 0o666 & ~umask)
+    except OSError as exc:
+        logger.debug("cannot chmod %s: %s", path, exc)
 
 
 def data_uri(data: bytes, mime: str) -> str:

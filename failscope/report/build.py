@@ -29,7 +29,7 @@ from failscope._validation import check_int, fail
 from failscope.run import REPORT_HTML, Run, atomic_open, load_run
 
 from ._html import Markup, escape, fmt_num, fmt_pct, join, render, tag
-from ._images import data_uri, resolve_image, thumbnail_uri
+from ._images import data_uri, make_readable, resolve_image, thumbnail_uri
 
 logger = logging.getLogger(__name__)
 
@@ -171,6 +171,11 @@ def _short(value: Any) -> str:
 def _dataset_desc(info: Mapping[str, Any]) -> tuple[str, str | None]:
     """(short, full) description of the dataset, from run.json's ``data`` spec."""
     data = info.get("data")
+    world = info.get("world")
+    if isinstance(world, Mapping):  # written by `failscope demo`
+        plants = world.get("plants") or []
+        short = f"built-in world (seed {world.get('seed', '?')}, {len(plants)} plants)"
+        return short, "; ".join(str(p) for p in plants) or None
     if isinstance(data, Mapping) and data:
         source = data.get("manifest") or data.get("root") or _config(info).get("data")
         name = data.get("name") or (_short(source) if source else None) or data.get("kind")
@@ -189,7 +194,7 @@ def _model_desc(info: Mapping[str, Any]) -> tuple[str, str | None]:
         kind = model.get("kind")
         if spec is None:
             return str(kind or "–"), None
-        short = _short(spec) + (f" ({kind})" if kind and kind != spec else "")
+        short = Path(str(spec)).name + (f" ({kind})" if kind and kind != spec else "")
         return short, str(spec)
     value = _lookup(info, "model", "audited_model", "classifier")
     return (_short(_describe(value)), _describe(value)) if value else ("–", None)
@@ -287,7 +292,7 @@ def _plot_uri(png: bytes) -> str:
 
 
 def _img(uri: str, alt: str, *, css: str = "plot", width: int | None = None) -> Markup:
-    return tag("img", src=uri, alt=alt, class_=css, width=width, decoding="async")
+    return tag("img", src=uri, alt=alt, class_=css, width=width)
 
 
 def _badge(text: str, kind: str, title: str | None = None) -> Markup:
@@ -405,7 +410,7 @@ def _header(
         tag(
             "div",
             tag("div", k, class_="k"),
-            tag("div", v, class_="v"),
+            tag("div", v, class_="v long" if len(str(v)) > 22 else "v"),
             class_="card",
             title=full if full and full != v else None,
         )
@@ -1126,7 +1131,7 @@ def _retrain(ctx: _Context, metrics: Mapping[str, Any], views: list[_ClassView])
         tag("h2", "Retraining"),
         note,
         table,
-        tag("div", figs, class_="grid2"),
+        figs,
         id="retrain",
     )
 
@@ -1519,6 +1524,7 @@ def build_report(
     html_text = _page(title=title, body=header + tag("main", parts))
     with atomic_open(out_path, "w") as fh:
         fh.write(html_text)
+    make_readable(out_path)
     _remove_stale_plots(ctx)
     seconds = time.perf_counter() - t0
     timings = info.get("timings")

@@ -16,6 +16,8 @@ import numpy as np
 
 from failscope.run import atomic_open
 
+from ._images import make_readable
+
 __all__ = [
     "PALETTE",
     "ClassPlots",
@@ -34,7 +36,10 @@ PALETTE = {
     "ink": "#1f2933",
     "grid": "#e4e7eb",
 }
-_SERIES = ["#8d99ae", "#3d5a80", "#2a9d8f", "#e9a03b", "#d1495b", "#6c4f9e", "#5c946e"]
+_SERIES = [
+    "#8d99ae", "#3d5a80", "#2a9d8f", "#e9a03b", "#d1495b",
+    "#6c4f9e", "#5c946e", "#b5651d", "#1b263b", "#c77dff",
+]  # fmt: skip
 _DPI = 100
 
 
@@ -80,6 +85,7 @@ def _save(fig: Any, path: Path | None) -> bytes:
     if path is not None:
         with atomic_open(path, "wb") as fh:
             fh.write(data)
+        make_readable(path)
     return data
 
 

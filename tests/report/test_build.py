@@ -91,9 +91,9 @@ def test_report_is_self_contained_and_complete(run_factory):
     csp = next(a["content"] for t, a in p.tags if a.get("http-equiv") == "Content-Security-Policy")
     assert "default-src 'none'" in csp and "img-src data:" in csp
     # header: dataset, model, CLIP, example and class counts, skipped inputs
-    cards = dict(re.findall(r'<div class="k">([^<]+)</div><div class="v">([^<]*)</div>', text))
+    cards = dict(re.findall(r'<div class="k">([^<]+)</div><div class="v[^"]*">([^<]*)</div>', text))
     assert cards["Dataset"].endswith("run-images (synthetic)")
-    assert cards["Audited model"] == "models/toy-mlp.pt (torchscript)"
+    assert cards["Audited model"] == "toy-mlp.pt (torchscript)"
     assert cards["CLIP"] == "ViT-T-world (world)"
     assert cards["Examples"] == "200" and cards["Classes"] == "5"
     assert cards["Slices fit"] == "4 (1 skipped)"
@@ -117,6 +117,8 @@ def test_report_is_self_contained_and_complete(run_factory):
         assert data.startswith(PNG_MAGIC)
         assert base64.b64encode(data).decode() in text, q.name
     assert not list((run / "plots").glob(".*"))  # no temporary files left behind
+    # shareable like any file the user writes (mkstemp alone would give 0o600)
+    assert (out.stat().st_mode & 0o044) == 0o044 and (plots[0].stat().st_mode & 0o044) == 0o044
     # sections for optional parts
     assert 'id="retrain"' in text and 'id="evaluation"' in text
 

@@ -28,7 +28,7 @@ def test_report_of_a_discover_run(image_dataset, channel_classifier_ts, tiny_cli
     assert text.count("<figure") > 0
     assert 'class="missing"' not in text
     # the header describes the dataset, the model and CLIP from run.json
-    cards = dict(re.findall(r'<div class="k">([^<]+)</div><div class="v">([^<]*)</div>', text))
+    cards = dict(re.findall(r'<div class="k">([^<]+)</div><div class="v[^"]*">([^<]*)</div>', text))
     assert cards["Examples"] == f"{len(run.examples):,}"
     assert cards["Classes"] == str(len(run.class_names))
     assert cards["Audited model"] not in ("", "–")
