@@ -273,7 +273,10 @@ def caption_run(
             )
     run.save_slices(slices)
     seconds = time.perf_counter() - t0
+    timings = dict(run.info.get("timings") or {})
+    timings["captions"] = round(seconds, 3)
     run.update_info(
+        timings=timings,
         captions={
             "method": method,
             "vocabulary": vocabulary.name,
@@ -283,7 +286,7 @@ def caption_run(
             "n_candidates": int(sum(len(cd) for cd in cands.values())),
             "n_encoded": int(n_encoded),
             "seconds": round(seconds, 3),
-        }
+        },
     )
     logger.info(
         "captioned %d classes with %s (%d candidates, %d newly encoded) in %.1f s",

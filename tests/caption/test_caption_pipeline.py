@@ -56,6 +56,7 @@ def test_caption_run_names_the_planted_word(run_dir, vocab_file, fake_encoder, m
     )
     info = json.loads((run_dir / "run.json").read_text())
     assert info["captions"]["method"] == method
+    assert info["timings"]["captions"] >= 0
     assert (
         "8" in slices[2]["captions"]["reference"] and "an 8" in slices[2]["captions"]["reference"]
     )
