@@ -201,7 +201,7 @@ def sweep(runs: list[Any], args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--plant", action="append", help="plant spec (default: the demo's)")
     parser.add_argument(
         "--runs-dir",

@@ -36,7 +36,7 @@ def add_parser(sub: Any) -> None:
         metavar="NAME",
         help=f"method(s), repeatable or comma-separated: {METHOD_CHOICES} (default: all)",
     )
-    p.add_argument("--epochs", type=int, default=60, help="training epochs (default: 60)")
+    p.add_argument("--epochs", type=int, default=40, help="training epochs (default: 40)")
     p.add_argument(
         "--membership",
         choices=("hard", "soft"),

@@ -191,16 +191,20 @@ def iter_images(run: Any, *, batch_size: int = 256) -> Any:
     """Yield float tensors of the run's images, in ``examples.parquet`` row order.
 
     Re-opens the dataset from ``run.json["data"]`` and applies the audited model's
-    preprocessing (:func:`failscope.data.models.model_transform`).
+    preprocessing (:func:`failscope.data.models.model_transform`). When that is only
+    "to a [0, 1] tensor" (no resize, no normalisation), images are decoded straight
+    into a batch array, which is several times faster than per-image transforms.
     """
     from failscope.data.datasets import iter_image_batches, load_dataset_from_spec
     from failscope.data.models import model_transform
 
+    spec = run.info["model"]
     ds = load_dataset_from_spec(run.info["data"])
     ids = run.examples["id"].to_numpy(dtype=np.int64)
-    for batch in iter_image_batches(
-        ds, model_transform(run.info["model"]), ids=ids, batch_size=batch_size
-    ):
+    if not spec.get("image_size") and spec.get("mean") is None:
+        yield from _iter_plain(ds.abspaths, ids, batch_size)
+        return
+    for batch in iter_image_batches(ds, model_transform(spec), ids=ids, batch_size=batch_size):
         if batch.skipped or batch.pixels is None:
             bad = batch.skipped[0] if batch.skipped else (None, "unreadable batch")
             raise fail(
@@ -208,3 +212,25 @@ def iter_images(run: Any, *, batch_size: int = 256) -> Any:
                 "re-run `failscope discover`"
             )
         yield batch.pixels
+
+
+def _iter_plain(paths: Any, ids: np.ndarray, batch_size: int) -> Any:
+    """RGB images as float tensors (b, 3, H, W) in [0, 1], decoded with PIL only."""
+    import torch
+    from PIL import Image
+
+    for s in range(0, len(ids), batch_size):
+        arrays = []
+        for i in ids[s : s + batch_size]:
+            try:
+                with Image.open(paths[int(i)]) as im:
+                    arrays.append(np.asarray(im.convert("RGB")))
+            except Exception as exc:  # same files discover read: report, do not skip
+                raise fail(
+                    f"image id {int(i)} ({paths[int(i)]}) cannot be read now "
+                    f"({type(exc).__name__}) although discover read it; re-run discover"
+                ) from None
+        if len({a.shape for a in arrays}) > 1:
+            raise fail("images differ in size and the model has no resize; re-run discover")
+        batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+        yield batch.float().div_(255.0)

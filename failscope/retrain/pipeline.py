@@ -80,8 +80,8 @@ class RetrainConfig:
     ----------
     expert_dim : int, default=64
         Width of each slice expert (SBL/MoA) and of the ``erm-mlp`` hidden layer.
-    temperature : float, default=1.0
-        SBL attention temperature.
+    temperature : float, default=0.1
+        SBL attention temperature (chosen on the world's validation split; Snorkel uses 1).
     confidence : {"max_prob", "entropy"}, default="max_prob"
     moa_mix : float, default=0.5
         Initial weight of MoA's dot-product attention.
@@ -102,7 +102,7 @@ class RetrainConfig:
     """
 
     expert_dim: int = 64
-    temperature: float = 1.0
+    temperature: float = 0.1
     confidence: str = "max_prob"
     moa_mix: float = 0.5
     w_ind: float = 1.0
@@ -328,7 +328,7 @@ def retrain_run(
     run: Any,
     *,
     methods: str | Sequence[str] = "all",
-    epochs: int = 60,
+    epochs: int = 40,
     seed: int = 0,
     membership: str = "hard",
     slice_columns: Sequence[str] | None = None,
@@ -350,7 +350,7 @@ def retrain_run(
     methods : str or list of str, default="all"
         Names from ``METHODS`` or the groups ``"all"`` and ``"upweight"``; comma lists
         are accepted. ``"oracle"`` is skipped when the run has no planted slices.
-    epochs : int, default=60
+    epochs : int, default=40
     seed : int, default=0
     membership : {"hard", "soft"}, default="hard"
         Overrides ``config.membership``.

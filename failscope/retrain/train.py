@@ -24,13 +24,13 @@ class TrainConfig:
 
     Parameters
     ----------
-    epochs : int, default=60
+    epochs : int, default=40
         Passes over the training split.
-    lr : float, default=3e-3
+    lr : float, default=1e-2
         AdamW learning rate.
     weight_decay : float, default=1e-4
         AdamW weight decay.
-    batch_size : int, default=512
+    batch_size : int, default=1024
         Mini-batch size; 0 means full batch.
     seed : int, default=0
         Seeds the initialisation (by the caller) and the batch order.
@@ -39,10 +39,10 @@ class TrainConfig:
         so threading overhead outweighs its gain. 0 keeps the current setting.
     """
 
-    epochs: int = 60
-    lr: float = 3e-3
+    epochs: int = 40
+    lr: float = 1e-2
     weight_decay: float = 1e-4
-    batch_size: int = 512
+    batch_size: int = 1024
     seed: int = 0
     threads: int = 1
 
