@@ -14,7 +14,8 @@ on the class's examples that *lack* the value, so the value word belongs with
 success). Targets: top-1 >= 0.90 and top-5 >= 0.98.
 
 Audited models and runs are cached under ``--workdir`` (keyed by the world's
-key: seed, plants, sizes), so re-running only re-ranks captions.
+key -- seed, plants, sizes -- and the world CLIP's identity), so re-running only
+re-ranks captions.
 
 Usage::
 
@@ -56,7 +57,7 @@ def build_world_run(plants: tuple[str, ...], *, seed: int, workdir: Path) -> tup
 
     plants = plants or DEFAULT_PLANTS
     key = world_key(parse_plants(list(plants)), seed=seed, sizes=dict(DEFAULT_SIZES))
-    out = workdir / "runs" / key
+    out = workdir / "runs" / f"{key}-clip{_world_clip_identity()[:12]}"
     if not ((out / "error_directions.npz").is_file() and (out / "truth.json").is_file()):
         run_demo(
             out=out, plants=list(plants), seed=seed, captions=False, retrain=False,
@@ -64,6 +65,19 @@ def build_world_run(plants: tuple[str, ...], *, seed: int, workdir: Path) -> tup
         )  # fmt: skip
     run = load_run(out)
     return run, run.truth
+
+
+def _world_clip_identity() -> str:
+    from failscope.embed import load_clip
+
+    return load_clip("world", device="cpu").identity
+
+
+def use_world_clip_weights(path: Path) -> None:
+    """Make the registered ``world`` CLIP load ``path`` (to compare world CLIP versions)."""
+    import failscope.world.clip as world_clip
+
+    world_clip.WORLD_CLIP_WEIGHTS = Path(path).resolve()
 
 
 def caption_hits(
@@ -101,6 +115,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--methods", nargs="+", default=["classifier", "centroid"])
     ap.add_argument("--workdir", type=Path, default=Path("runs/caption_accuracy"))
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ap.add_argument(
+        "--clip-weights", type=Path, default=None,
+        help="world CLIP weights to use instead of the shipped ones",
+    )  # fmt: skip
     ap.add_argument("--verbose", action="store_true", help="print every planted slice's captions")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -108,6 +126,8 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.clip_weights is not None:
+        use_world_clip_weights(args.clip_weights)
     results: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     t0 = time.perf_counter()
     for seed in args.seeds:
