@@ -125,7 +125,7 @@ def train_audited_model(world: World, config: AuditedConfig | None = None) -> An
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     x_all = _to_tensor(world.split_images("train"))
-    y_all = torch.from_numpy(world.split_frame("train")["label"].to_numpy(np.int64))
+    y_all = torch.from_numpy(world.split_frame("train")["label"].to_numpy(np.int64).copy())
     net = _build_net(config.width)
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = int(np.ceil(len(y_all) / config.batch_size))
