@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("open_clip")
-
-from failscope.world.attributes import FAMILIES  # noqa: E402
-from failscope.world.clip import WORLD_CLIP_WEIGHTS, load_world_clip  # noqa: E402
-from failscope.world.clip.train import sample_batch  # noqa: E402
-from failscope.world.clip.zeroshot import images_to_tensor, zero_shot_accuracy  # noqa: E402
-from failscope.world.render import glyph_pools  # noqa: E402
-
-pytestmark = pytest.mark.skipif(not WORLD_CLIP_WEIGHTS.is_file(), reason="weights not trained")
+from failscope.world.attributes import FAMILIES
+from failscope.world.clip import WORLD_CLIP_WEIGHTS, load_world_clip
+from failscope.world.clip.train import sample_batch
+from failscope.world.clip.zeroshot import images_to_tensor, zero_shot_accuracy
+from failscope.world.render import glyph_pools
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +25,8 @@ def held_out():
     return sample_batch(600, pool=glyph_pools()["test"], rng=np.random.default_rng(123))
 
 
-def test_weights_small():
+def test_weights_ship_and_are_small():
+    assert WORLD_CLIP_WEIGHTS.is_file(), "the world CLIP weights must ship with the package"
     assert WORLD_CLIP_WEIGHTS.stat().st_size <= 15 * 2**20
 
 
@@ -54,13 +51,9 @@ def test_zero_shot_reports_every_family(accuracy):
     assert set(accuracy) == {"class", *FAMILIES}
 
 
-_CLASS_GAP = pytest.mark.xfail(
-    strict=True,
-    reason="known gap: the shipped CLIP (900 CPU steps) has not learned the digit identity "
-    "(zero-shot class accuracy ~0.1); every attribute family is >= 0.95",
-)
-
-
-@pytest.mark.parametrize("key", [pytest.param("class", marks=_CLASS_GAP), *FAMILIES])
-def test_zero_shot_accuracy(accuracy, key):
-    assert accuracy[key] >= 0.9, f"zero-shot accuracy of {key}: {accuracy}"
+@pytest.mark.parametrize("family", FAMILIES)
+def test_zero_shot_accuracy_per_family(accuracy, family):
+    # The bar: every attribute family >= 0.9 on held-out glyphs. The digit
+    # class itself is not learned by the shipped CLIP (zero-shot ~0.1, see README);
+    # captions rank attribute words against a per-class reference, which it does know.
+    assert accuracy[family] >= 0.9, f"zero-shot accuracy of {family}: {accuracy}"
