@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from failscope.world import DEFAULT_PLANTS, make_world  # noqa: E402
-from failscope.world.audited import (  # noqa: E402
+from failscope.world import DEFAULT_PLANTS, make_world
+from failscope.world.audited import (
     AuditedConfig,
     evaluate_slices,
     get_audited_model,
@@ -35,8 +34,9 @@ def test_audited_model_fails_on_planted_slices(tmp_path):
     assert feats.shape == (4, loaded.fc.in_features)
     torch.testing.assert_close(loaded.fc(feats), loaded(x))
     images = world.split_images("val")[:64]
-    np.testing.assert_allclose(predict_logits(loaded, images), predict_logits(model, images),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        predict_logits(loaded, images), predict_logits(model, images), atol=1e-5
+    )
 
     # A second call loads the cached file instead of training.
     again, _ = get_audited_model(world, config=AuditedConfig(seed=0))
