@@ -62,6 +62,17 @@ def add_parser(sub: Any) -> None:
         help="features to train on: the audited model's penultimate layer, or the run's "
         "CLIP embeddings (default: model)",
     )
+    p.add_argument(
+        "--finetune",
+        action="store_true",
+        help="fine-tune the audited model's backbone with each head (slow; default: frozen, "
+        "cached features)",
+    )
+    p.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow a pickled audited-model checkpoint (unpickling can run code)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: RUN/retrain)")
     p.add_argument("--expert-dim", type=int, default=None, help="slice expert width")
@@ -165,6 +176,8 @@ def run(args: argparse.Namespace) -> int:
             slice_columns=args.slice_column,
             slice_mask=args.slice_mask,
             backbone=args.backbone,
+            finetune=args.finetune,
+            trust_checkpoint=args.trust_checkpoint,
             config=cfg,
             train_config=tcfg,
             out=args.out,

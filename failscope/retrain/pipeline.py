@@ -219,7 +219,8 @@ def _seeded(seed: int, build: Callable[[], Any]) -> Any:
 def _train_method(
     method: str,
     *,
-    feats: np.ndarray,
+    inputs: Any,
+    dim: int,
     labels: np.ndarray,
     n_classes: int,
     slices: SliceSet,
@@ -228,15 +229,21 @@ def _train_method(
     backbone: Any,
     cfg: RetrainConfig,
     train_cfg: TrainConfig,
+    module: Any = None,
 ) -> tuple[Any, dict[str, Any]]:
-    """Build and fit one method's head on the train-split features."""
+    """Build and fit one method's head on the train split.
+
+    ``inputs`` are the cached features, or the images when ``module`` (a fresh copy of
+    the audited model) is given: then the backbone is fine-tuned with the head.
+    """
     import torch
 
     from failscope.retrain.baselines import upweight_weights
     from failscope.retrain.sbl import LinearHead, SliceAwareClassifier
     from failscope.retrain.train import fit_head
 
-    d = feats.shape[1]
+    d = dim
+    tune = {"backbone": module, "freeze_backbone": module is None}
     info: dict[str, Any] = {"method": method}
     if method in ("sbl", "moa", "oracle"):
         use = oracle if method == "oracle" else slices
@@ -257,19 +264,23 @@ def _train_method(
                 w_master=cfg.w_master,
                 tie_master=cfg.tie_master,
                 indicator_input=cfg.indicator_input,
+                **tune,
             )
 
         model = _seeded(train_cfg.seed, build)
         if cfg.balance_indicators:
             model.balance_indicators(use.membership)
-        hist = fit_head(model, feats, labels, membership=use.membership, config=train_cfg)
+        hist = fit_head(
+            model, inputs, labels, membership=use.membership, config=train_cfg,
+            on_features=module is None,
+        )  # fmt: skip
         info.update(slices=list(use.names), slice_source=use.source)
         info["parameters_per_slice"] = model.parameters_per_slice
     else:
         hidden = cfg.expert_dim if method == "erm-mlp" else 0
         model = _seeded(
             train_cfg.seed,
-            lambda: LinearHead(in_features=d, n_classes=n_classes, hidden=hidden),
+            lambda: LinearHead(in_features=d, n_classes=n_classes, hidden=hidden, **tune),
         )
         init = "fresh"
         if hidden == 0 and cfg.erm_init == "audited" and backbone.head_weight is not None:
@@ -286,7 +297,10 @@ def _train_method(
                 margin=margin,
                 factor=cfg.upweight_factor,
             )
-        hist = fit_head(model, feats, labels, sample_weight=weights, config=train_cfg)
+        hist = fit_head(
+            model, inputs, labels, sample_weight=weights, config=train_cfg,
+            on_features=module is None,
+        )  # fmt: skip
         info["init"] = init
     info["parameters"] = model.head_parameter_count()
     info["train_seconds"] = round(hist["seconds"], 3)
@@ -335,6 +349,8 @@ def retrain_run(
     slice_mask: Any = None,
     features: Any = None,
     backbone: str = "model",
+    finetune: bool = False,
+    trust_checkpoint: bool = False,
     config: RetrainConfig | None = None,
     train_config: TrainConfig | None = None,
     out: str | os.PathLike[str] | None = None,
@@ -365,6 +381,11 @@ def retrain_run(
     backbone : {"model", "clip"}, default="model"
         Without ``features``: the audited model's penultimate layer, or the run's CLIP
         image embeddings (for audited models that cannot be reloaded).
+    finetune : bool, default=False
+        Fine-tune the audited model's backbone with every head (on the images) instead
+        of training heads on its cached, frozen features. Much slower.
+    trust_checkpoint : bool, default=False
+        Allow a pickled audited-model checkpoint (see ``failscope discover``).
     config : RetrainConfig, optional
     train_config : TrainConfig, optional
         ``epochs`` and ``seed`` override its fields.
@@ -424,7 +445,7 @@ def retrain_run(
     if features is None and backbone == "clip":
         backbone = clip_features(run)
     elif features is None:
-        backbone = audited_features(run)
+        backbone = audited_features(run, trust_checkpoint=trust_checkpoint)
     elif isinstance(features, BackboneFeatures):
         backbone = features
     else:
@@ -435,6 +456,15 @@ def retrain_run(
             f"features have shape {feats.shape}; expected ({len(ex)}, d), one row per "
             "row of examples.parquet"
         )
+    images = None
+    if finetune:
+        if backbone.source != "audited-model":
+            raise fail("finetune needs the audited model as backbone (not --backbone clip)")
+        import torch
+
+        from failscope.retrain.features import iter_images
+
+        images = torch.cat(list(iter_images(run)))
     t_feat = time.perf_counter() - t0
 
     entries = discovered_slice_entries(run)
@@ -454,15 +484,22 @@ def retrain_run(
     models: dict[str, Any] = {}
     from failscope.retrain.train import predict_logits
 
-    train_feats = feats[train_rows]
+    inputs = feats if images is None else images
+    train_inputs = inputs[train_rows]
     train_labels = labels[train_rows]
     oracle_train = None if planted is None else planted.rows(train_rows)
     for method in names:
         if progress is not None:
             progress(method)
+        module = None
+        if finetune:
+            from failscope.data.models import load_model
+
+            module = load_model(run.info["model"], trust_checkpoint=trust_checkpoint)
         model, info = _train_method(
             method,
-            feats=train_feats,
+            inputs=train_inputs,
+            dim=int(feats.shape[1]),
             labels=train_labels,
             n_classes=n_classes,
             slices=slices,
@@ -471,8 +508,10 @@ def retrain_run(
             backbone=backbone,
             cfg=cfg,
             train_cfg=train_cfg,
+            module=module,
         )
-        pred = predict_logits(model, feats).argmax(axis=1)
+        info["finetuned"] = bool(finetune)
+        pred = predict_logits(model, inputs, on_features=not finetune).argmax(axis=1)
         preds[method] = pred
         models[method] = (model, info)
         results[method] = {**_method_metrics(pred, labels, split, groups, val_groups), **info}

@@ -281,13 +281,7 @@ class SliceAwareClassifier(nn.Module):
     # ------------------------------------------------------------------ forward
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone features of inputs ``x`` (identity when there is no backbone)."""
-        if self.backbone is None:
-            return x
-        fn = getattr(self.backbone, "features", None)
-        if self.freeze_backbone:
-            with torch.no_grad():
-                return fn(x) if callable(fn) else self.backbone(x)
-        return fn(x) if callable(fn) else self.backbone(x)
+        return _backbone_features(self.backbone, x, frozen=self.freeze_backbone)
 
     def _confidence(self, logits: torch.Tensor) -> torch.Tensor:
         p = F.softmax(logits, dim=-1)
@@ -395,6 +389,21 @@ class SliceAwareClassifier(nn.Module):
         }
 
 
+def _backbone_features(
+    backbone: nn.Module | None, x: torch.Tensor, *, frozen: bool
+) -> torch.Tensor:
+    """Penultimate features of ``x`` (see :func:`failscope.retrain.features.feature_fn`)."""
+    if backbone is None:
+        return x
+    from failscope.retrain.features import feature_fn
+
+    fn = feature_fn(backbone)
+    if frozen:
+        with torch.no_grad():
+            return fn(x)
+    return fn(x)
+
+
 def masked_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Column-wise weighted mean ``sum_n w_nk v_nk / sum_n w_nk``, shape (K,).
 
@@ -478,7 +487,7 @@ class LinearHead(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone features of inputs ``x`` (identity when there is no backbone)."""
-        return SliceAwareClassifier.features(self, x)  # type: ignore[arg-type]
+        return _backbone_features(self.backbone, x, frozen=self.freeze_backbone)
 
     def forward_features(self, f: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"logits": (N, C)}`` for features ``f`` (N, d)."""

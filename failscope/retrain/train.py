@@ -37,6 +37,8 @@ class TrainConfig:
     threads : int, default=1
         torch CPU threads while training (restored afterwards); the heads are small,
         so threading overhead outweighs its gain. 0 keeps the current setting.
+    backbone_lr_scale : float, default=0.1
+        Learning rate of a fine-tuned backbone, as a fraction of ``lr``.
     """
 
     epochs: int = 40
@@ -45,6 +47,7 @@ class TrainConfig:
     batch_size: int = 1024
     seed: int = 0
     threads: int = 1
+    backbone_lr_scale: float = 0.1
 
     def __post_init__(self) -> None:
         check_int(self.epochs, name="epochs", low=1)
@@ -113,8 +116,14 @@ def fit_head(
     w = None if sample_weight is None else _as_tensor(sample_weight, torch.float32)
     if m is None and hasattr(model, "slice_names"):
         m = torch.zeros(n, len(model.slice_names))
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    head = [
+        p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("backbone.")
+    ]
+    body = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("backbone.")]
+    groups = [{"params": head}]
+    if body:  # a fine-tuned backbone moves more slowly than the fresh head
+        groups.append({"params": body, "lr": config.lr * config.backbone_lr_scale})
+    opt = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     gen = torch.Generator().manual_seed(int(config.seed))
     bs = n if config.batch_size == 0 else min(config.batch_size, n)
     losses: list[float] = []

@@ -151,3 +151,44 @@ def test_linear_head_can_start_from_the_audited_layer():
     head.init_from(w, b)
     x = torch.randn(5, 4)
     torch.testing.assert_close(head(x), x @ w.T + b)
+
+
+class _Backbone(torch.nn.Module):
+    """A tiny backbone with a ``features`` method and a final ``fc``, like the world's CNN."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Linear(10, 8)
+        self.fc = torch.nn.Linear(8, 5)
+
+    def features(self, x):
+        return torch.relu(self.body(x))
+
+    def forward(self, x):
+        return self.fc(self.features(x))
+
+
+@pytest.mark.parametrize("frozen", [True, False])
+def test_backbone_is_frozen_or_fine_tuned_and_round_trips(frozen, tmp_path):
+    from failscope.retrain.checkpoint import load_retrained, save_retrained
+    from failscope.retrain.train import TrainConfig, fit_head
+
+    torch.manual_seed(0)
+    bb = _Backbone()
+    before = bb.body.weight.detach().clone()
+    model = SliceAwareClassifier(
+        in_features=8, n_classes=5, slice_names=["a"], expert_dim=4, backbone=bb,
+        freeze_backbone=frozen,
+    )  # fmt: skip
+    x = torch.randn(64, 10)
+    y = torch.randint(0, 5, (64,))
+    m = (torch.rand(64, 1) < 0.3).float()
+    fit_head(model, x, y, membership=m, config=TrainConfig(epochs=3), on_features=False)
+    changed = not torch.equal(bb.body.weight, before)
+    assert changed is (not frozen)
+    save_retrained(model, tmp_path / "m")
+    fresh = _Backbone()  # different random weights
+    loaded = load_retrained(tmp_path / "m", backbone=fresh)
+    if not frozen:  # the fine-tuned backbone weights come back
+        torch.testing.assert_close(fresh.body.weight, bb.body.weight, rtol=0, atol=0)
+        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
