@@ -206,7 +206,7 @@ def main() -> None:
     parser.add_argument(
         "--runs-dir",
         type=Path,
-        default=Path(os.environ.get("FAILSCOPE_BENCH_RUNS", "benchmarks/.runs/retrain_world")),
+        default=Path(os.environ.get("FAILSCOPE_BENCH_RUNS", "runs/bench/retrain_world")),
     )
     parser.add_argument("--methods", default="all,erm-mlp")
     parser.add_argument("--sweep", action="store_true", help="also pick SBL/MoA settings on val")

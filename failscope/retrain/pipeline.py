@@ -83,6 +83,9 @@ class RetrainConfig:
     temperature : float, default=0.1
         SBL attention temperature (chosen on the world's validation split; Snorkel uses 1).
     confidence : {"max_prob", "entropy"}, default="max_prob"
+        Predictor confidence in the SBL attention. On the world's validation split
+        (default plants, seed 0) ``max_prob`` scored higher than ``1 - normalised
+        entropy`` for SBL (discovered-slice accuracy 83.2% vs 82.5%, T=0.1, 40 epochs).
     moa_mix : float, default=0.5
         Initial weight of MoA's dot-product attention.
     w_ind, w_pred, w_master : float, default=1.0
