@@ -33,7 +33,6 @@ import logging
 import os
 import re
 import sys
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from failscope._torch import quiet_torchscript
 from failscope._validation import check_file, fail
 from failscope.data.datasets import ImageDataset, _show, iter_image_batches
 
@@ -244,8 +244,7 @@ def load_model(spec: dict[str, Any], *, trust_checkpoint: bool = False) -> Any:
     kind = spec["kind"]
     if kind == "torchscript":
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)  # "jit is deprecated"
+            with quiet_torchscript():
                 module = torch.jit.load(spec["spec"], map_location="cpu")
         except (RuntimeError, ValueError) as exc:
             first = " ".join(str(exc).split())[:200]

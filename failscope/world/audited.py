@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from failscope._torch import quiet_torchscript, torch_threads
 from failscope._validation import check_int, fail
 from failscope.world.generate import World
 
@@ -121,35 +122,36 @@ def train_audited_model(world: World, config: AuditedConfig | None = None) -> An
     import torch
 
     config = config or AuditedConfig()
-    torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    x_all = _to_tensor(world.split_images("train"))
-    y_all = torch.from_numpy(world.split_frame("train")["label"].to_numpy(np.int64).copy())
-    net = _build_net(config.width)
-    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = int(np.ceil(len(y_all) / config.batch_size))
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.2
-    )
-    t0 = time.perf_counter()
-    net.train()
-    for epoch in range(config.epochs):
-        order = torch.from_numpy(rng.permutation(len(y_all)))
-        total = 0.0
-        for start in range(0, len(order), config.batch_size):
-            idx = order[start : start + config.batch_size]
-            x = x_all[idx]
-            loss = torch.nn.functional.cross_entropy(net(x), y_all[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(idx)
-        logger.info("audited epoch %d loss %.3f (%.1fs)", epoch + 1, total / len(y_all),
-                    time.perf_counter() - t0)
-    net.eval()
-    return torch.jit.script(net)
+    with torch_threads(config.threads):
+        torch.manual_seed(config.seed)
+        rng = np.random.default_rng(config.seed)
+        x_all = _to_tensor(world.split_images("train"))
+        y_all = torch.from_numpy(world.split_frame("train")["label"].to_numpy(np.int64).copy())
+        net = _build_net(config.width)
+        opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        steps_per_epoch = int(np.ceil(len(y_all) / config.batch_size))
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.2
+        )
+        t0 = time.perf_counter()
+        net.train()
+        for epoch in range(config.epochs):
+            order = torch.from_numpy(rng.permutation(len(y_all)))
+            total = 0.0
+            for start in range(0, len(order), config.batch_size):
+                idx = order[start : start + config.batch_size]
+                x = x_all[idx]
+                loss = torch.nn.functional.cross_entropy(net(x), y_all[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                total += loss.item() * len(idx)
+            logger.info("audited epoch %d loss %.3f (%.1fs)", epoch + 1, total / len(y_all),
+                        time.perf_counter() - t0)
+        net.eval()
+        with quiet_torchscript():
+            return torch.jit.script(net)
 
 
 def audited_cache_path(
@@ -211,7 +213,8 @@ def get_audited_model(
     model = train_audited_model(world, config)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.jit.save(model, str(tmp))
+    with quiet_torchscript():
+        torch.jit.save(model, str(tmp))
     os.replace(tmp, path)
     return path, model
 
