@@ -44,6 +44,9 @@ TABLE_METHODS = (
     "sbl",
     "moa",
     "oracle",
+    "sbl-balanced",
+    "moa-balanced",
+    "erm-mlp",
 )
 
 
@@ -125,7 +128,7 @@ def acceptance(summary: dict[str, dict[str, Any]]) -> list[str]:
     a = summary["audited"]
     lines = []
     oracle = summary.get("oracle")
-    for method in ("sbl", "moa"):
+    for method in ("sbl", "moa", "sbl-balanced", "moa-balanced"):
         if method not in summary:
             continue
         m = summary[method]
@@ -208,7 +211,7 @@ def main() -> None:
         type=Path,
         default=Path(os.environ.get("FAILSCOPE_BENCH_RUNS", "runs/bench/retrain_world")),
     )
-    parser.add_argument("--methods", default="all,erm-mlp")
+    parser.add_argument("--methods", default="all,erm-mlp,sbl-balanced,moa-balanced")
     parser.add_argument("--sweep", action="store_true", help="also pick SBL/MoA settings on val")
     parser.add_argument("--json", type=Path, help="write the summary here")
     args = parser.parse_args()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-METHOD_CHOICES = "sbl, moa, erm, erm-mlp, upweight (all three), upweight-hard, " \
-    "upweight-balanced, upweight-soft, oracle, all"  # fmt: skip
+METHOD_CHOICES = (
+    "sbl, moa, erm, erm-mlp, upweight (all three), upweight-hard, upweight-balanced, "
+    "upweight-soft, oracle, sbl-balanced, moa-balanced, all"
+)
 
 
 def add_parser(sub: Any) -> None:

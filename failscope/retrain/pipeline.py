@@ -13,6 +13,8 @@ train split, with the same :class:`TrainConfig` (epochs, optimizer, batch order)
     :class:`SliceAwareClassifier` with the run's discovered slices (or the user's).
 ``oracle``
     SBL with the world's planted slices (``planted_*`` columns), when there are any.
+``sbl-balanced``, ``moa-balanced`` (not in ``all``)
+    A hybrid: SBL/MoA whose master cross-entropy is weighted like ``upweight-balanced``.
 
 Test metrics are computed for every method and for the audited model itself
 (``"audited"``, from ``examples.parquet``'s ``pred`` column).
@@ -56,6 +58,8 @@ METHODS = (
     "sbl",
     "moa",
     "oracle",
+    "sbl-balanced",
+    "moa-balanced",
 )
 METHOD_GROUPS = {
     "all": (
@@ -96,6 +100,9 @@ class RetrainConfig:
         What the indicator heads read (see :mod:`failscope.retrain.sbl`).
     balance_indicators : bool, default=True
         Weight each indicator's positives by ``n_out / n_in`` (rare slices).
+    master_weighting : {"none", "balanced"}, default="none"
+        ``"balanced"`` weights SBL/MoA's master cross-entropy like ``upweight-balanced``
+        (a hybrid of slice-based learning and upweighting; not Snorkel's SBL).
     upweight_factor : float, default=5.0
         Weight of a flagged example in ``upweight-hard`` (and the median one in ``-soft``).
     membership : {"hard", "soft"}, default="hard"
@@ -114,6 +121,7 @@ class RetrainConfig:
     tie_master: bool = True
     indicator_input: str = "expert"
     balance_indicators: bool = True
+    master_weighting: str = "none"
     upweight_factor: float = 5.0
     membership: str = "hard"
     erm_init: str = "audited"
@@ -121,6 +129,7 @@ class RetrainConfig:
     def __post_init__(self) -> None:
         check_choice(self.membership, MEMBERSHIP_MODES, name="membership")
         check_choice(self.erm_init, ("audited", "fresh"), name="erm_init")
+        check_choice(self.master_weighting, ("none", "balanced"), name="master_weighting")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -248,7 +257,7 @@ def _train_method(
     d = dim
     tune = {"backbone": module, "freeze_backbone": module is None}
     info: dict[str, Any] = {"method": method}
-    if method in ("sbl", "moa", "oracle"):
+    if method in ("sbl", "moa", "oracle", "sbl-balanced", "moa-balanced"):
         use = oracle if method == "oracle" else slices
         assert use is not None  # callers drop "oracle" without planted slices
 
@@ -260,7 +269,7 @@ def _train_method(
                 expert_dim=cfg.expert_dim,
                 temperature=cfg.temperature,
                 confidence=cfg.confidence,
-                attention="moa" if method == "moa" else "sbl",
+                attention="moa" if method.startswith("moa") else "sbl",
                 moa_mix=cfg.moa_mix,
                 w_ind=cfg.w_ind,
                 w_pred=cfg.w_pred,
@@ -273,11 +282,15 @@ def _train_method(
         model = _seeded(train_cfg.seed, build)
         if cfg.balance_indicators:
             model.balance_indicators(use.membership)
+        weights = None
+        if cfg.master_weighting == "balanced" or method.endswith("-balanced"):
+            weights = upweight_weights("balanced", flagged=use.hard().any(axis=1), labels=labels)
         hist = fit_head(
-            model, inputs, labels, membership=use.membership, config=train_cfg,
-            on_features=module is None,
+            model, inputs, labels, membership=use.membership, sample_weight=weights,
+            config=train_cfg, on_features=module is None,
         )  # fmt: skip
         info.update(slices=list(use.names), slice_source=use.source)
+        info["master_weighting"] = "none" if weights is None else "balanced"
         info["parameters_per_slice"] = model.parameters_per_slice
     else:
         hidden = cfg.expert_dim if method == "erm-mlp" else 0

@@ -70,6 +70,14 @@ def test_retraining_is_deterministic_for_a_seed(synthetic_run):
         assert a["methods"][m]["test_accuracy"] == b["methods"][m]["test_accuracy"]
 
 
+def test_hybrid_methods_weight_the_master_loss(synthetic_run):
+    path, feats = synthetic_run
+    m = retrain_run(path, methods="sbl-balanced,moa-balanced", epochs=3, features=feats,
+                    write=False)  # fmt: skip
+    assert m["methods"]["sbl-balanced"]["master_weighting"] == "balanced"
+    assert m["methods"]["moa-balanced"]["parameters"] > m["methods"]["sbl-balanced"]["parameters"]
+
+
 def test_slice_columns_replace_discovered_slices(synthetic_run):
     path, feats = synthetic_run
     m = retrain_run(
