@@ -237,6 +237,7 @@ def _train_method(
     n_classes: int,
     slices: SliceSet,
     oracle: SliceSet | None,
+    flagged: np.ndarray,
     margin: np.ndarray,
     backbone: Any,
     cfg: RetrainConfig,
@@ -284,7 +285,8 @@ def _train_method(
             model.balance_indicators(use.membership)
         weights = None
         if cfg.master_weighting == "balanced" or method.endswith("-balanced"):
-            weights = upweight_weights("balanced", flagged=use.hard().any(axis=1), labels=labels)
+            flags = flagged if method != "oracle" else use.hard().any(axis=1)
+            weights = upweight_weights("balanced", flagged=flags, labels=labels)
         hist = fit_head(
             model, inputs, labels, membership=use.membership, sample_weight=weights,
             config=train_cfg, on_features=module is None,
@@ -305,7 +307,6 @@ def _train_method(
             init = "audited"
         weights = None
         if method.startswith("upweight-"):
-            flagged = slices.hard().any(axis=1)
             weights = upweight_weights(
                 method.split("-", 1)[1],
                 flagged=flagged,
@@ -331,27 +332,34 @@ def _training_slices(
     cfg: RetrainConfig,
     slice_columns: Sequence[str] | None,
     slice_mask: Any,
-) -> tuple[SliceSet, np.ndarray]:
-    """Train-split membership and per-row margin past the cutoff (for soft upweighting)."""
-    ex = run.examples
-    n = len(ex)
-    labels = ex["label"].to_numpy()
-    margin = np.zeros(len(train_rows), dtype=np.float32)
-    if slice_columns:
-        full = column_slices(ex, list(slice_columns))
-        return full.rows(train_rows), margin
-    if slice_mask is not None:
-        full = mask_slices(slice_mask, n_examples=n, labels=labels)
-        return full.rows(train_rows), margin
-    slices = discovered_slices(run, train_rows, mode=cfg.membership)
-    if slices.n_slices:
-        from failscope.retrain.membership import _cutoffs, _failure_scores
+) -> tuple[SliceSet, np.ndarray, np.ndarray]:
+    """Train-split membership, hard flags and margins for the upweighting baselines.
 
-        scores = _failure_scores(run, train_rows, labels[train_rows])
-        cut = _cutoffs(discovered_slice_entries(run))
-        offs = np.array([cut.get(int(c), (np.inf, True))[0] for c in labels[train_rows]])
-        margin = np.nan_to_num(scores - offs, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
-    return slices, margin
+    For discovered slices the flags are the hard membership (also when training uses
+    soft membership) and the margin is ``failure_score - cutoff``; for user columns or
+    masks the flag is membership >= 0.5 and the margin is the membership itself.
+    """
+    ex = run.examples
+    labels = ex["label"].to_numpy()
+    if slice_columns or slice_mask is not None:
+        if slice_columns:
+            full = column_slices(ex, list(slice_columns))
+        else:
+            full = mask_slices(slice_mask, n_examples=len(ex), labels=labels)
+        user = full.rows(train_rows)
+        m = user.membership.max(axis=1) if user.n_slices else np.zeros(len(train_rows))
+        return user, m >= 0.5, m.astype(np.float32)
+    slices = discovered_slices(run, train_rows, mode=cfg.membership)
+    if not slices.n_slices:
+        return slices, np.zeros(len(train_rows), bool), np.zeros(len(train_rows), np.float32)
+    hard = slices if cfg.membership == "hard" else discovered_slices(run, train_rows)
+    from failscope.retrain.membership import _cutoffs, _failure_scores
+
+    scores = _failure_scores(run, train_rows, labels[train_rows])
+    cut = _cutoffs(discovered_slice_entries(run))
+    offs = np.array([cut.get(int(c), (np.inf, True))[0] for c in labels[train_rows]])
+    margin = np.nan_to_num(scores - offs, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+    return slices, hard.hard().any(axis=1), margin
 
 
 def retrain_run(
@@ -440,7 +448,7 @@ def retrain_run(
     if not (split == "test").any():
         raise fail(f"{run.path} has no test split rows; retraining is evaluated on test")
 
-    slices, margin = _training_slices(
+    slices, flagged, margin = _training_slices(
         run, train_rows, cfg=cfg, slice_columns=slice_columns, slice_mask=slice_mask
     )
     if slices.n_slices == 0:
@@ -520,6 +528,7 @@ def retrain_run(
             n_classes=n_classes,
             slices=slices,
             oracle=oracle_train,
+            flagged=flagged,
             margin=margin,
             backbone=backbone,
             cfg=cfg,

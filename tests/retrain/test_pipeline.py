@@ -129,3 +129,22 @@ def test_cli_writes_table_and_outputs(synthetic_run, tmp_path, capsys):
     assert metrics["features"]["source"] == "clip"
     assert (run_copy / "retrain" / "models" / "sbl.safetensors").is_file()
     assert main(["retrain", str(run_copy), "--method", "nope"]) == 2
+
+
+def test_soft_membership_trains_and_keeps_hard_flags_for_upweighting(synthetic_run):
+    from failscope.retrain.pipeline import RetrainConfig, _training_slices
+
+    path, feats = synthetic_run
+    run = load_run(path)
+    rows = np.flatnonzero(run.examples["split"].to_numpy() == "train")
+    soft, flagged, _ = _training_slices(
+        run, rows, cfg=RetrainConfig(membership="soft"), slice_columns=None, slice_mask=None
+    )
+    hard, flagged_hard, _ = _training_slices(
+        run, rows, cfg=RetrainConfig(), slice_columns=None, slice_mask=None
+    )
+    np.testing.assert_array_equal(flagged, flagged_hard)
+    np.testing.assert_array_equal(flagged, hard.hard().any(axis=1))
+    assert np.any((soft.membership > 0) & (soft.membership < 1))
+    m = retrain_run(path, methods="sbl", epochs=3, features=feats, membership="soft", write=False)
+    assert m["config"]["heads"]["membership"] == "soft"
