@@ -38,8 +38,8 @@ __all__ = ["PLOTS_DIR", "build_report", "parse_retrain_metrics", "severity"]
 #: Sub-folder of the run directory that receives the report's PNG plots.
 PLOTS_DIR = "plots"
 
-#: run.json timing keys written by ``failscope discover`` (the "Discovery took" card).
-_DISCOVER_STAGES = ("load_data", "predict", "embed", "fit", "score", "write")
+#: run.json timing keys of the stages after discovery (left out of "Discovery took").
+_LATER_STAGES = frozenset({"report", "caption", "captions", "evaluate", "retrain", "total"})
 
 _CORE_COLUMNS = frozenset(
     {"id", "path", "split", "label", "pred", "correct", "failure_score", "slice", "confidence"}
@@ -389,10 +389,11 @@ def _header(
     timings = info.get("timings")
     total = None
     if isinstance(timings, Mapping):
-        stages = [k for k in _DISCOVER_STAGES if k in timings] or [
-            k for k in timings if k not in ("report", "total")
+        secs = [
+            float(v)
+            for k, v in timings.items()
+            if k not in _LATER_STAGES and isinstance(v, (int, float)) and not isinstance(v, bool)
         ]
-        secs = [float(timings[k]) for k in stages if isinstance(timings[k], (int, float))]
         total = timings.get("total", sum(secs) if secs else None)
     n_text = fmt_num(n_examples) if isinstance(n_examples, int) else _describe(n_examples)
     cards = [
