@@ -31,10 +31,16 @@ def browser_run(run_factory) -> Path:
 
     A synthetic run with every optional part (captions, checks, retraining, evaluation,
     missing and corrupt images, skipped inputs and a skipped class). To test the demo's
-    report instead, return the run directory written by ``failscope demo`` here: the
-    browser test only relies on ``RUN/report.html`` and ``RUN/slices.json``.
+    report instead, return the run directory written by ``failscope demo`` here (or set
+    ``FAILSCOPE_REPORT_TEST_RUN=RUN`` to try any finished run, with retraining and
+    evaluation): the browser test only relies on ``RUN/report.html`` and ``RUN/slices.json``.
     """
     from failscope.report import build_report
+
+    given = os.environ.get("FAILSCOPE_REPORT_TEST_RUN")
+    if given:
+        build_report(given)
+        return Path(given)
 
     run = run_factory(
         "browser",
