@@ -59,3 +59,14 @@ def test_load_run_errors(tmp_path):
     (tmp_path / "run.json").write_text("{not json")
     with pytest.raises(InputError, match="not valid JSON"):
         load_run(tmp_path)
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {})
+        write_npy(tmp_path / "b.npy", np.zeros(2))
+    finally:
+        os.umask(mask)
+    for name in ("a.json", "b.npy"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644

@@ -50,7 +50,7 @@ class AuditedConfig:
     weight_decay: float = 5e-4
     width: int = 16
     seed: int = 0
-    threads: int = 2
+    threads: int = 0  # 0: keep the caller's torch thread count
 
 
 def _build_net(width: int) -> Any:
