@@ -150,9 +150,7 @@ def acceptance(summary: dict[str, dict[str, Any]]) -> list[str]:
 
 
 SWEEP = {
-    "temperature": (1.0, 0.1),
-    "confidence": ("max_prob", "entropy"),
-    "tie_master": (True, False),
+    "temperature": (1.0, 0.3, 0.1),
     "membership": ("hard", "soft"),
 }
 
