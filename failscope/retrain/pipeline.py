@@ -494,6 +494,13 @@ def retrain_run(
     entries = discovered_slice_entries(run)
     groups = _eval_slices(ex, split == "test", entries, planted)
     val_groups = _eval_slices(ex, split == "val", entries, planted)
+    if slices.source in ("column", "mask"):  # the user's own slices are evaluated too
+        if slice_columns:
+            user = column_slices(ex, list(slice_columns))
+        else:
+            user = mask_slices(slice_mask, n_examples=len(ex), labels=labels)
+        for g, rows in ((groups, split == "test"), (val_groups, split == "val")):
+            g["user"] = {n: rows & (user.membership[:, k] >= 0.5) for k, n in enumerate(user.names)}
     results: dict[str, Any] = {
         "audited": {
             **_method_metrics(ex["pred"].to_numpy(), labels, split, groups, val_groups),

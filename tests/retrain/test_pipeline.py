@@ -86,6 +86,7 @@ def test_slice_columns_replace_discovered_slices(synthetic_run):
     )  # fmt: skip
     assert m["slices"]["training"]["source"] == "column"
     assert m["slices"]["training"]["names"] == ["planted_rare_zero"]
+    assert set(m["methods"]["sbl"]["slice_accuracy"]["user"]) == {"planted_rare_zero"}
     with pytest.raises(InputError, match="not in examples"):
         retrain_run(path, methods="sbl", features=feats, write=False, slice_columns=["nope"])
 
