@@ -34,13 +34,19 @@ from typing import Any
 import numpy as np
 
 #: Plant sets: the demo default (``failscope.world.DEFAULT_PLANTS``) plus three others
-#: on other classes and families.
+#: on other classes and families. A spurious plant makes its value fail in *every*
+#: other class (red 1s are called 7), so a second plant in the same world can stop
+#: being its class's main failure; ``spurious:7:color=red`` therefore gets a world
+#: of its own ("a photo of a red 1" is then the right top caption for class 1).
 PLANT_SETS: dict[str, tuple[str, ...]] = {
     "default": (),
-    "spurious-color": ("spurious:7:color=red:0.95", "rare:1:background=navy:0.02"),
+    "spurious-color": ("spurious:7:color=red:0.95",),
     "noisy-quality": ("noisy:8:quality=blurry:0.7", "rare:6:texture=striped:0.02"),
     "spurious-background": ("spurious:0:background=pink:0.95", "noisy:2:color=green:0.7"),
 }
+#: A plant counts as a failure mode when the audited model's test accuracy on its
+#: members is at least this much below the rest of its class.
+MIN_GAP = 0.10
 TARGET_TOP1 = 0.90
 TARGET_TOP5 = 0.98
 
@@ -87,10 +93,19 @@ def caption_hits(
     from failscope.caption import caption_run
     from failscope.evaluate import caption_names_value
 
-    slices = caption_run(run, vocab="world", method=method, top_k=top_k, checks=False)
+    base, _, option = method.partition("+")
+    slices = caption_run(
+        run, vocab="world", method=base, top_k=top_k, checks=False, center=option == "center"
+    )
+    ex = run.examples
+    test = (ex["split"] == "test").to_numpy()
     rows = []
     for entry in truth:
         s = slices[int(entry["class"])]
+        in_class = test & (ex["label"] == int(entry["class"])).to_numpy()
+        members = ex.loc[in_class, entry["column"]].to_numpy(bool)
+        ok = ex.loc[in_class, "correct"].to_numpy(bool)
+        gap = float(ok[~members].mean() - ok[members].mean())
         end = "success" if entry.get("polarity") == "absent" else "failure"
         caps = (s.get("captions") or {}).get(end) or []
         texts = [c["text"] for c in caps]
@@ -100,6 +115,8 @@ def caption_hits(
                 "plant": entry["spec"],
                 "end": end,
                 "status": s.get("status"),
+                "gap": gap,
+                "effective": gap >= MIN_GAP,
                 "top1": bool(hits[:1] and hits[0]),
                 "top5": any(hits),
                 "captions": texts,
@@ -112,7 +129,10 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--sets", nargs="+", default=list(PLANT_SETS), choices=list(PLANT_SETS))
-    ap.add_argument("--methods", nargs="+", default=["classifier", "centroid"])
+    ap.add_argument(
+        "--methods", nargs="+", default=["classifier", "centroid"],
+        help="scoring methods; append '+center' to centre scores within each family",
+    )  # fmt: skip
     ap.add_argument("--workdir", type=Path, default=Path("runs/caption_accuracy"))
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument(
@@ -145,22 +165,39 @@ def main(argv: list[str] | None = None) -> None:
         f"\nCaption accuracy on the built-in world: {len(args.seeds)} seeds, full world "
         f"vocabulary, {time.perf_counter() - t0:.0f} s\n"
     )
-    print("| plant set | planted slice | end checked | method | top-1 | top-5 |")
-    print("|---|---|---|---|---:|---:|")
+    print("| plant set | planted slice | end checked | acc gap | method | top-1 | top-5 |")
+    print("|---|---|---|---:|---|---:|---:|")
     for (name, plant, method), rows in results.items():
         end = rows[0]["end"] + (" (absent: spurious)" if rows[0]["end"] == "success" else "")
+        gap = np.mean([r["gap"] for r in rows])
         top1 = np.mean([r["top1"] for r in rows])
         top5 = np.mean([r["top5"] for r in rows])
-        print(f"| {name} | `{plant}` | {end} | {method} | {top1:.2f} | {top5:.2f} |")
-    print(f"\n| method | planted slices | top-1 | top-5 | targets (>= {TARGET_TOP1}, "
-          f">= {TARGET_TOP5}) |")  # fmt: skip
-    print("|---|---:|---:|---:|---|")
+        print(f"| {name} | `{plant}` | {end} | {gap:.2f} | {method} | {top1:.2f} | {top5:.2f} |")
+    print(
+        f"\nacc gap: test accuracy of the rest of the class minus that of the planted slice. "
+        f"'effective' plants have a gap >= {MIN_GAP} (the model really fails there).\n"
+    )
+    print(f"| method | plants | top-1 (all) | top-5 (all) | effective plants | top-1 | top-5 "
+          f"| targets (>= {TARGET_TOP1}, >= {TARGET_TOP5}) on effective |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
     for method in args.methods:
         rows = [r for (_, _, m), rs in results.items() if m == method for r in rs]
-        top1 = float(np.mean([r["top1"] for r in rows]))
-        top5 = float(np.mean([r["top5"] for r in rows]))
-        ok = "met" if top1 >= TARGET_TOP1 and top5 >= TARGET_TOP5 else "NOT met"
-        print(f"| {method} | {len(rows)} | {top1:.3f} | {top5:.3f} | {ok} |")
+        eff = [r for r in rows if r["effective"]]
+
+        def rate(rs: list[dict[str, Any]], key: str) -> str:
+            return f"{np.mean([r[key] for r in rs]):.3f}" if rs else "-"
+
+        ok = (
+            "met"
+            if eff
+            and np.mean([r["top1"] for r in eff]) >= TARGET_TOP1
+            and np.mean([r["top5"] for r in eff]) >= TARGET_TOP5
+            else "NOT met"
+        )
+        print(
+            f"| {method} | {len(rows)} | {rate(rows, 'top1')} | {rate(rows, 'top5')} | "
+            f"{len(eff)} | {rate(eff, 'top1')} | {rate(eff, 'top5')} | {ok} |"
+        )
 
 
 if __name__ == "__main__":

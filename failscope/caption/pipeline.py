@@ -22,6 +22,7 @@ from failscope.caption.check import check_captions
 from failscope.caption.rank import (
     DEFAULT_METHOD,
     N_CENTROID,
+    center_by_family,
     centroid_scores,
     check_method,
     classifier_scores,
@@ -118,6 +119,7 @@ def caption_run(
     checks: bool = True,
     n_centroid: int = N_CENTROID,
     distinct: bool = True,
+    center: bool = False,
     batch_size: int = 256,
 ) -> list[dict[str, Any]]:
     """Name every failure direction of a run with ranked captions.
@@ -140,9 +142,12 @@ def caption_run(
     checks : bool, default=True
         Run the caption check (:mod:`failscope.caption.check`) on the failure captions.
     n_centroid : int, default=50
-        Images in the failure centroid (``method="centroid"``).
+        Images in the failure (and success) centroid (``method="centroid"``).
     distinct : bool, default=True
         At most one caption per (family, word) among the top ``k``.
+    center : bool, default=False
+        Subtract each family's mean score before ranking (a word is then judged
+        against its siblings: "red" against the other colours).
     batch_size : int, default=256
         Text-encoder batch size.
 
@@ -241,18 +246,23 @@ def caption_run(
                 direction=est.directions_[c],
                 scale=est.scale_,
             )
+            ok_scores = scores
         else:
             idx = np.flatnonzero(fit_mask & (labels == c))
-            scores = centroid_scores(
-                e, centroid=failure_centroid(images[idx], fscore[idx], n=n_centroid)
-            )
+            x_c, f_c = np.asarray(images[idx]), fscore[idx]
+            scores = centroid_scores(e, centroid=failure_centroid(x_c, f_c, n=n_centroid))
+            # success end: the most success-aligned images have their own centroid
+            ok_scores = -centroid_scores(e, centroid=failure_centroid(x_c, -f_c, n=n_centroid))
+        if center:
+            scores = center_by_family(scores, cd.families)
+            ok_scores = center_by_family(ok_scores, cd.families)
         groups = list(zip(cd.families, cd.words, strict=True)) if distinct else None
         k = min(top_k, len(cd))
         fail_idx = select_top(scores, k, largest=True, groups=groups)
-        ok_idx = select_top(scores, k, largest=False, groups=groups)
+        ok_idx = select_top(ok_scores, k, largest=False, groups=groups)
         s["captions"] = {
             "failure": _entries(cd, fail_idx, scores),
-            "success": _entries(cd, ok_idx, scores),
+            "success": _entries(cd, ok_idx, ok_scores),
             "method": method,
             "vocabulary": vocabulary.name,
             "n_candidates": len(cd),

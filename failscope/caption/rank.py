@@ -45,6 +45,7 @@ __all__ = [
     "DEFAULT_METHOD",
     "METHODS",
     "N_CENTROID",
+    "center_by_family",
     "centroid_scores",
     "classifier_scores",
     "failure_centroid",
@@ -177,6 +178,28 @@ def centroid_scores(text_emb: Any, *, centroid: Any, chunk: int = _CHUNK) -> np.
         norms = np.sqrt((block * block).sum(axis=1))
         out[start : start + chunk] = (block @ v) / np.maximum(norms, 1e-12)
     return out
+
+
+def center_by_family(scores: Any, families: Sequence[Hashable]) -> np.ndarray:
+    """Subtract from each score the mean score of its family.
+
+    Parameters
+    ----------
+    scores : array-like of shape (n,)
+    families : sequence of hashable, length n
+
+    Returns
+    -------
+    ndarray of shape (n,), float32
+        A family with one candidate gets 0.
+    """
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    if len(families) != len(s):
+        raise fail(f"families has {len(families)} entries for {len(s)} scores")
+    _, inverse = np.unique(np.asarray([str(f) for f in families]), return_inverse=True)
+    sums = np.bincount(inverse, weights=s)
+    counts = np.bincount(inverse)
+    return (s - (sums / counts)[inverse]).astype(np.float32)
 
 
 def select_top(
