@@ -42,8 +42,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--membership",
         choices=("hard", "soft"),
-        default="hard",
-        help="discovered-slice membership: hard cutoff or calibrated probability (default: hard)",
+        default="soft",
+        help="discovered-slice membership of SBL/MoA: hard cutoff or Platt-calibrated "
+        "probability (default: soft)",
     )
     p.add_argument(
         "--slice-column",

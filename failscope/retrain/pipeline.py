@@ -105,8 +105,10 @@ class RetrainConfig:
         (a hybrid of slice-based learning and upweighting; not Snorkel's SBL).
     upweight_factor : float, default=5.0
         Weight of a flagged example in ``upweight-hard`` (and the median one in ``-soft``).
-    membership : {"hard", "soft"}, default="hard"
-        How discovered slices become training membership.
+    membership : {"hard", "soft"}, default="soft"
+        How discovered slices become training membership (SBL/MoA); the upweighting
+        baselines always use the hard flags. ``soft`` (Platt-calibrated) scored higher
+        than ``hard`` on the world's validation split for both SBL and MoA.
     erm_init : {"audited", "fresh"}, default="audited"
         Start linear heads from the audited model's final layer, or from scratch.
     """
@@ -123,7 +125,7 @@ class RetrainConfig:
     balance_indicators: bool = True
     master_weighting: str = "none"
     upweight_factor: float = 5.0
-    membership: str = "hard"
+    membership: str = "soft"
     erm_init: str = "audited"
 
     def __post_init__(self) -> None:
@@ -368,7 +370,7 @@ def retrain_run(
     methods: str | Sequence[str] = "all",
     epochs: int = 40,
     seed: int = 0,
-    membership: str = "hard",
+    membership: str = "soft",
     slice_columns: Sequence[str] | None = None,
     slice_mask: Any = None,
     features: Any = None,
@@ -392,7 +394,7 @@ def retrain_run(
         are accepted. ``"oracle"`` is skipped when the run has no planted slices.
     epochs : int, default=40
     seed : int, default=0
-    membership : {"hard", "soft"}, default="hard"
+    membership : {"hard", "soft"}, default="soft"
         Overrides ``config.membership``.
     slice_columns : list of str, optional
         Boolean columns of ``examples.parquet`` to use as slices instead of the

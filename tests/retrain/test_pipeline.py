@@ -20,7 +20,9 @@ from failscope.retrain.pipeline import expand_methods
 def all_methods(synthetic_run, tmp_path_factory):
     path, feats = synthetic_run
     out = tmp_path_factory.mktemp("retrain")
-    metrics = retrain_run(path, methods="all", epochs=40, seed=0, features=feats, out=out)
+    metrics = retrain_run(
+        path, methods="all", epochs=40, seed=0, features=feats, out=out, membership="hard"
+    )
     return metrics, out
 
 
@@ -142,7 +144,7 @@ def test_soft_membership_trains_and_keeps_hard_flags_for_upweighting(synthetic_r
         run, rows, cfg=RetrainConfig(membership="soft"), slice_columns=None, slice_mask=None
     )
     hard, flagged_hard, _ = _training_slices(
-        run, rows, cfg=RetrainConfig(), slice_columns=None, slice_mask=None
+        run, rows, cfg=RetrainConfig(membership="hard"), slice_columns=None, slice_mask=None
     )
     np.testing.assert_array_equal(flagged, flagged_hard)
     np.testing.assert_array_equal(flagged, hard.hard().any(axis=1))
