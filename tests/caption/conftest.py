@@ -75,12 +75,15 @@ def make_run(
     splits: tuple[str, ...] = ("train", "val", "test"),
     world: bool = False,
     clean_classes: tuple[str, ...] = (),
+    success_word: dict[str, str] | None = None,
+    base_error: float = 0.05,
 ) -> Path:
     """Write a run directory in which class ``c`` fails on images with ``failure_word[c]``.
 
     Images are ``normalize(class vector + attribute word vectors + noise)``; each image
     gets one random word of each of two families; the model is wrong on 95% of images
-    with the class's failure word and 5% of the others (none in ``clean_classes``).
+    with the class's failure word, never on images with its ``success_word`` and on
+    ``base_error`` of the others (none in ``clean_classes``).
     """
     import pandas as pd
 
@@ -114,7 +117,9 @@ def make_run(
             )
             embs.append(x / np.linalg.norm(x))
             has = failure_word.get(name) in (col, gr)
-            wrong = rng.random() < (0.95 if has else 0.05) and name not in clean_classes
+            easy = (success_word or {}).get(name) in (col, gr)
+            p_wrong = 0.95 if has else (0.0 if easy else base_error)
+            wrong = rng.random() < p_wrong and name not in clean_classes
             pred = (c + 1) % k if wrong else c
             rows.append(
                 {

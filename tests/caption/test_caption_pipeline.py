@@ -147,3 +147,15 @@ def test_cli_caption(run_dir, vocab_file, fake_encoder, monkeypatch, capsys):
     code = main(["caption", str(run_dir), "--vocab", str(bad)])
     err = capsys.readouterr().err
     assert code == 2 and "empty" in err and str(bad) in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("method", ["classifier", "centroid"])
+def test_success_end_names_the_easy_word(tmp_path, vocab_file, fake_encoder, run_factory, method):
+    # the model fails on 40% of cats, except dotted cats, which it always gets right
+    run_dir = run_factory(
+        tmp_path / "s", failure_word={}, success_word={"cat": "dotted"}, base_error=0.4
+    )
+    slices = caption_run(run_dir, vocab=vocab_file, clip=fake_encoder, method=method, checks=False)
+    cat = slices[0]["captions"]
+    assert cat["success"][0]["word"] == "dotted", cat["success"]
+    assert "dotted" not in [c["word"] for c in cat["failure"]]
