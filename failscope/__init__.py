@@ -32,6 +32,8 @@ _EXPORTS = {
     "retrain_run": "failscope.retrain.pipeline",
     "SliceAwareClassifier": "failscope.retrain.sbl",
     "load_retrained": "failscope.retrain.checkpoint",
+    "run_demo": "failscope.demo",
+    "evaluate_run": "failscope.evaluate",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

@@ -382,12 +382,23 @@ def discover(
 
 
 def _forget_previous_run(out: Path) -> None:
-    from failscope.run import RUN_JSON
+    """Remove the old run's files that the new one would otherwise be read with.
+
+    ``cache/`` stays (embeddings are keyed by content and reused). Stages downstream
+    of discover (truth, evaluation, retrain, report) described the old run.
+    """
+    import shutil
+
+    from failscope.run import EVALUATION_JSON, REPORT_HTML, RETRAIN_DIR, RUN_JSON, TRUTH_JSON
 
     old = out / RUN_JSON
     if old.is_file():
         logger.warning("overwriting the run in %s", out)
         old.unlink()  # a crash while writing leaves no run.json rather than a stale one
+    for name in (TRUTH_JSON, EVALUATION_JSON, REPORT_HTML):
+        (out / name).unlink(missing_ok=True)
+    for name in (RETRAIN_DIR, "plots"):
+        shutil.rmtree(out / name, ignore_errors=True)
 
 
 def _audited_model(

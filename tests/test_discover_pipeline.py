@@ -114,6 +114,11 @@ def test_rerun_reuses_the_embedding_cache(
     assert np.allclose(second.examples["failure_score"], first_scores)
     check_run_consistency(second, n_rows=144)
     assert [s["size"] for s in second.slices] == [3, 3, 3]
+    (tmp_path / "run" / "retrain").mkdir()
+    (tmp_path / "run" / "retrain" / "metrics.json").write_text("{}")
+    (tmp_path / "run" / "evaluation.json").write_text("{}")
+    third = failscope.discover(image_dataset.manifest, threshold="topk:3", **kwargs)
+    assert third.retrain_metrics is None and third.evaluation is None  # stale parts removed
     with pytest.raises(InputError, match="is not a file"):  # a failed re-run keeps the old run
         failscope.discover(image_dataset.manifest, out=tmp_path / "run", model="nope.pt", clip=clip)
     assert failscope.load_run(tmp_path / "run").info["config"]["threshold"] == "topk:3"
