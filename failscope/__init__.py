@@ -6,8 +6,7 @@ Heavy dependencies (torch, open_clip, pandas) are imported lazily, so
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from failscope._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -39,14 +38,4 @@ _EXPORTS = {
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'failscope' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -8,8 +8,7 @@ Candidate captions come from templates x vocabularies (:mod:`.vocabulary`,
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from failscope._lazy import lazy_exports
 
 _EXPORTS = {
     "caption_run": "failscope.caption.pipeline",
@@ -40,14 +39,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'failscope.caption' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
