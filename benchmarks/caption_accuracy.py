@@ -35,14 +35,15 @@ import numpy as np
 
 #: Plant sets: the demo default (``failscope.world.DEFAULT_PLANTS``) plus three others
 #: on other classes and families. A spurious plant makes its value fail in *every*
-#: other class (red 1s are called 7), so a second plant in the same world can stop
-#: being its class's main failure; ``spurious:7:color=red`` therefore gets a world
-#: of its own ("a photo of a red 1" is then the right top caption for class 1).
+#: class (red 1s are called 7, pink 2s are called 0), so in a world shared with a
+#: spurious plant another plant may stop being its class's main failure, and the
+#: right top caption names the spurious value instead; spurious plants therefore
+#: get worlds of their own.
 PLANT_SETS: dict[str, tuple[str, ...]] = {
     "default": (),
     "spurious-color": ("spurious:7:color=red:0.95",),
-    "noisy-quality": ("noisy:8:quality=blurry:0.7", "rare:6:texture=striped:0.02"),
-    "spurious-background": ("spurious:0:background=pink:0.95", "noisy:2:color=green:0.7"),
+    "noisy-quality-background": ("noisy:8:quality=blurry:0.7", "noisy:4:background=navy:0.9"),
+    "spurious-background": ("spurious:0:background=pink:0.95",),
 }
 #: A plant counts as a failure mode when the audited model's test accuracy on its
 #: members is at least this much below the rest of its class.
@@ -93,10 +94,7 @@ def caption_hits(
     from failscope.caption import caption_run
     from failscope.evaluate import caption_names_value
 
-    base, _, option = method.partition("+")
-    slices = caption_run(
-        run, vocab="world", method=base, top_k=top_k, checks=False, center=option == "center"
-    )
+    slices = caption_run(run, vocab="world", method=method, top_k=top_k, checks=False)
     ex = run.examples
     test = (ex["split"] == "test").to_numpy()
     rows = []
@@ -129,10 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--sets", nargs="+", default=list(PLANT_SETS), choices=list(PLANT_SETS))
-    ap.add_argument(
-        "--methods", nargs="+", default=["classifier", "centroid"],
-        help="scoring methods; append '+center' to centre scores within each family",
-    )  # fmt: skip
+    ap.add_argument("--methods", nargs="+", default=["centroid", "classifier"])
     ap.add_argument("--workdir", type=Path, default=Path("runs/caption_accuracy"))
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument(

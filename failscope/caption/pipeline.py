@@ -22,7 +22,6 @@ from failscope.caption.check import check_captions
 from failscope.caption.rank import (
     DEFAULT_METHOD,
     N_CENTROID,
-    center_by_family,
     centroid_scores,
     check_method,
     classifier_scores,
@@ -119,7 +118,6 @@ def caption_run(
     checks: bool = True,
     n_centroid: int = N_CENTROID,
     distinct: bool = True,
-    center: bool = False,
     batch_size: int = 256,
 ) -> list[dict[str, Any]]:
     """Name every failure direction of a run with ranked captions.
@@ -133,7 +131,7 @@ def caption_run(
         ``"world"`` on world runs, else ``"general"``.
     synonyms : path-like or mapping, optional
         Other names per class (YAML ``class -> list`` or a dict).
-    method : {"classifier", "centroid"}, default="classifier"
+    method : {"centroid", "classifier"}, default="centroid"
         Scoring method, see :mod:`failscope.caption.rank`.
     top_k : int, default=5
         Failure and success captions kept per class.
@@ -145,9 +143,6 @@ def caption_run(
         Images in the failure (and success) centroid (``method="centroid"``).
     distinct : bool, default=True
         At most one caption per (family, word) among the top ``k``.
-    center : bool, default=False
-        Subtract each family's mean score before ranking (a word is then judged
-        against its siblings: "red" against the other colours).
     batch_size : int, default=256
         Text-encoder batch size.
 
@@ -253,9 +248,6 @@ def caption_run(
             scores = centroid_scores(e, centroid=failure_centroid(x_c, f_c, n=n_centroid))
             # success end: the most success-aligned images have their own centroid
             ok_scores = -centroid_scores(e, centroid=failure_centroid(x_c, -f_c, n=n_centroid))
-        if center:
-            scores = center_by_family(scores, cd.families)
-            ok_scores = center_by_family(ok_scores, cd.families)
         groups = list(zip(cd.families, cd.words, strict=True)) if distinct else None
         k = min(top_k, len(cd))
         fail_idx = select_top(scores, k, largest=True, groups=groups)

@@ -1,6 +1,20 @@
 """Rank candidate captions along a class's failure direction.
 
-Two scores for a caption ``t`` of class ``c`` with CLIP text embedding ``e_t``:
+Two scores for a caption ``t`` of class ``c`` with CLIP text embedding ``e_t``
+(higher = more failure-like in both):
+
+``"centroid"`` (default)
+    The cosine between ``e_t`` and the failure centroid ``v_fail = mean(the N
+    highest failure-scored images of c) - mean(all images of c)``, raw CLIP space,
+    fitting split, N=50::
+
+        score(t) = e_t · v_fail / (||e_t|| ||v_fail||)
+
+    The success end has its own centroid, from the N *lowest*-scored images
+    (``v_ok = mean(bottom N) - mean(all)``): success captions are the candidates
+    with the lowest ``-cos(e_t, v_ok)``, i.e. those that best describe the most
+    success-aligned images. (The two ends are not mirror images: for a spurious
+    cue, the success end is the small group that carries the cue.)
 
 ``"classifier"`` (the class's own linear error classifier reads the caption)
     Image embeddings reach the classifier as ``z = n((x - mean_) / scale_)`` with
@@ -14,22 +28,26 @@ Two scores for a caption ``t`` of class ``c`` with CLIP text embedding ``e_t``:
         score(t) = directions_[c] · n((e_t - e_ref) / scale_)
 
     in [-1, 1]; positive means "this wording moves an image towards the
-    failure side". Computed without materialising the standardised matrix:
-    ``w·(e/s) - w·(r/s)`` over ``sqrt(||e/s||² - 2 (e/s)·(r/s) + ||r/s||²)``.
+    failure side". Success captions are the lowest-scoring candidates. Computed
+    without materialising the standardised matrix: ``w·(e/s) - w·(r/s)`` over
+    ``sqrt(||e/s||² - 2 (e/s)·(r/s) + ||r/s||²)``.
 
-``"centroid"`` (no classifier needed; the original tool's fallback)
-    The cosine between ``e_t`` and ``v = mean(top-N failure-scored images of c)
-    - mean(all images of c)`` in raw CLIP space (fitting split, N=50)::
+Why ``"centroid"`` is the default: on the built-in world (shipped world CLIP,
+seeds 0-2, the four plant sets of ``benchmarks/caption_accuracy.py``: 18 planted
+slices, full world vocabulary), the planted value word was the top-1 caption for
+0.72 of the slices with ``"centroid"`` vs 0.50 with ``"classifier"``, and in the
+top 5 for 1.00 vs 0.89. The gain is at the success end (spurious plants): the
+success centroid names the cue ("red 7"), while the symmetric classifier score
+puts the world's generic easy factor ("large") first. The remaining top-1 misses
+of ``"centroid"`` are real, non-planted failures of the same class (small 8s fail
+as often as the planted blurry 8s). Also measured and not used: centring
+scores within each family (centroid unchanged at 0.72 / 1.00, classifier 0.56 /
+0.94), and subtracting the other classes' mean score per caption (raises top-1
+but hides failure modes shared by all classes, such as small digits).
 
-        score(t) = e_t · v / (||e_t|| ||v||)
-
-Success captions are the lowest-scoring candidates of the same ranking.
-
-Default: ``"classifier"``. Measured on the built-in world (``benchmarks/
-caption_accuracy.py``; numbers in the README): see ``DEFAULT_METHOD_EVIDENCE``.
-Both scores are one matrix-vector pass over the candidates, so ranking
-100,000 embedded candidates of a class takes well under the 5 s target
-(``benchmarks/caption_speed.py``).
+Both scores are one matrix-vector pass over the candidates: ranking 100,000
+embedded candidates of a class takes ~0.2 s (target < 5 s;
+``benchmarks/caption_speed.py``).
 """
 
 from __future__ import annotations
@@ -45,17 +63,14 @@ __all__ = [
     "DEFAULT_METHOD",
     "METHODS",
     "N_CENTROID",
-    "center_by_family",
     "centroid_scores",
     "classifier_scores",
     "failure_centroid",
     "select_top",
 ]
 
-METHODS = ("classifier", "centroid")
-DEFAULT_METHOD = "classifier"
-#: How the default was chosen (kept next to the code it justifies).
-DEFAULT_METHOD_EVIDENCE = "pending measurement on the built-in world"
+METHODS = ("centroid", "classifier")
+DEFAULT_METHOD = "centroid"
 N_CENTROID = 50
 _CHUNK = 32768
 
@@ -178,28 +193,6 @@ def centroid_scores(text_emb: Any, *, centroid: Any, chunk: int = _CHUNK) -> np.
         norms = np.sqrt((block * block).sum(axis=1))
         out[start : start + chunk] = (block @ v) / np.maximum(norms, 1e-12)
     return out
-
-
-def center_by_family(scores: Any, families: Sequence[Hashable]) -> np.ndarray:
-    """Subtract from each score the mean score of its family.
-
-    Parameters
-    ----------
-    scores : array-like of shape (n,)
-    families : sequence of hashable, length n
-
-    Returns
-    -------
-    ndarray of shape (n,), float32
-        A family with one candidate gets 0.
-    """
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    if len(families) != len(s):
-        raise fail(f"families has {len(families)} entries for {len(s)} scores")
-    _, inverse = np.unique(np.asarray([str(f) for f in families]), return_inverse=True)
-    sums = np.bincount(inverse, weights=s)
-    counts = np.bincount(inverse)
-    return (s - (sums / counts)[inverse]).astype(np.float32)
 
 
 def select_top(

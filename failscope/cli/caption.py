@@ -30,9 +30,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--synonyms", metavar="FILE", help="YAML mapping class -> list of other names")
     p.add_argument(
         "--method",
-        choices=("classifier", "centroid"),
+        choices=("centroid", "classifier"),
         default=None,
-        help="how captions are scored (default: classifier)",
+        help="how captions are scored (default: centroid)",
     )
     p.add_argument("--top-k", type=int, default=5, help="captions kept per class (default 5)")
     p.add_argument(

@@ -93,13 +93,3 @@ def test_nan_direction_is_refused(texts):
     emb, ref, scale = texts
     with pytest.raises(InputError, match="NaN"):
         classifier_scores(emb, reference=ref, direction=np.full(64, np.nan), scale=scale)
-
-
-def test_center_by_family():
-    from failscope.caption.rank import center_by_family
-
-    s = np.array([1.0, 3.0, 10.0, 5.0, 7.0])
-    out = center_by_family(s, ["a", "a", "b", "c", "c"])
-    np.testing.assert_allclose(out, [-1.0, 1.0, 0.0, -1.0, 1.0])
-    with pytest.raises(InputError, match="families"):
-        center_by_family(s, ["a"])
