@@ -209,7 +209,9 @@ def caption_run(
                 str(recorded)[:12],
             )
     cache = TextEmbeddingCache(run.path / CACHE_DIR / TEXT_CACHE_DIR, clip.identity)
-    all_texts = list(dict.fromkeys(t for cd in cands.values() for t in (cd.reference, *cd.texts)))
+    all_texts = list(
+        dict.fromkeys(t for cd in cands.values() for t in (cd.reference_prompt, *cd.prompts))
+    )
     emb = cache.embed(all_texts, clip, batch_size=batch_size)
     row = {t: i for i, t in enumerate(all_texts)}
     if emb.shape[1] != est.mean_.shape[0]:
@@ -233,11 +235,11 @@ def caption_run(
     for s in active:
         c = int(s["class_index"])
         cd = cands[c]
-        e = emb[[row[t] for t in cd.texts]]
+        e = emb[[row[t] for t in cd.prompts]]
         if method == "classifier":
             scores = classifier_scores(
                 e,
-                reference=emb[row[cd.reference]],
+                reference=emb[row[cd.reference_prompt]],
                 direction=est.directions_[c],
                 scale=est.scale_,
             )

@@ -107,14 +107,16 @@ class Vocabulary:
     ----------
     name : str
     families : tuple of Family
-    fix_articles : bool, default=True
-        Make "a"/"an" agree with the next word in every caption. Off only for a
-        CLIP trained on captions that never use "an" (it has never seen the word).
+    prompt_articles : bool, default=True
+        Fix "a"/"an" in the text given to CLIP too (displayed captions are always
+        fixed). Off for a CLIP trained on captions that never say "an", which has
+        never seen the word: it is then prompted with the phrasing it was trained
+        on ("a photo of a 8") and the caption shown is "a photo of an 8".
     """
 
     name: str
     families: tuple[Family, ...]
-    fix_articles: bool = True
+    prompt_articles: bool = True
 
     @property
     def n_words(self) -> int:
@@ -133,7 +135,7 @@ class Vocabulary:
         return Vocabulary(
             f"{self.name}+{other.name}",
             self.families + other.families,
-            fix_articles=self.fix_articles and other.fix_articles,
+            prompt_articles=self.prompt_articles and other.prompt_articles,
         )
 
 
@@ -145,11 +147,16 @@ class Candidates:
     ----------
     class_name : str
     texts : tuple of str
-        Unique captions (case- and whitespace-insensitive).
+        Unique captions as displayed (case- and whitespace-insensitive; articles fixed).
+    prompts : tuple of str
+        The text given to CLIP for each caption; equal to ``texts`` unless the
+        vocabulary has ``prompt_articles=False``.
     families, words : tuple of str
         The family and vocabulary word each caption came from (same length as ``texts``).
     reference : str
-        The class's reference caption, ``"a photo of a {cls}"``.
+        The class's reference caption, ``"a photo of a {cls}"`` (displayed form).
+    reference_prompt : str
+        Its text given to CLIP.
     dropped : dict of str to int
         How many filled templates were dropped and why (``"duplicate"``,
         ``"restates_class"``, ``"empty_slot"``).
@@ -161,6 +168,14 @@ class Candidates:
     words: tuple[str, ...]
     reference: str
     dropped: dict[str, int] = field(default_factory=dict)
+    prompts: tuple[str, ...] = ()
+    reference_prompt: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.prompts:
+            object.__setattr__(self, "prompts", self.texts)
+        if not self.reference_prompt:
+            object.__setattr__(self, "reference_prompt", self.reference)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -192,10 +207,11 @@ def build_candidates(
     names = list(dict.fromkeys(n for n in map(class_display_name, [class_name, *synonyms]) if n))
     if not names:
         raise fail(f"class name {class_name!r} is empty; captions need a class name")
-    articles = vocab.fix_articles
-    reference = _reference(names[0], articles)
-    restated = {caption_key(_reference(n, articles)) for n in names}
+    articles = vocab.prompt_articles
+    reference = _reference(names[0])
+    restated = {caption_key(_reference(n)) for n in names}
     texts: list[str] = []
+    prompts: list[str] = []
     fams: list[str] = []
     words: list[str] = []
     seen: set[str] = set()
@@ -207,10 +223,11 @@ def build_candidates(
                 continue
             for template in fam.templates:
                 for name in names:
-                    text = fill(template, cls=name, word=word, articles=articles)
-                    if text is None:
+                    prompt = fill(template, cls=name, word=word, articles=articles)
+                    if prompt is None:
                         dropped["empty_slot"] += 1
                         continue
+                    text = prompt if articles else fix_articles(prompt)
                     key = caption_key(text)
                     if key in restated:
                         dropped["restates_class"] += 1
@@ -220,6 +237,7 @@ def build_candidates(
                         continue
                     seen.add(key)
                     texts.append(text)
+                    prompts.append(prompt)
                     fams.append(fam.name)
                     words.append(normalize_space(word))
     return Candidates(
@@ -229,6 +247,8 @@ def build_candidates(
         words=tuple(words),
         reference=reference,
         dropped=dropped,
+        prompts=tuple(prompts),
+        reference_prompt=_reference(names[0], articles),
     )
 
 
@@ -534,7 +554,11 @@ def _load_world() -> Vocabulary:
         t = phrases.get(fam) or _WORLD_PHRASES.get(fam) or GENERIC_TEMPLATE
         templates = (t,) if isinstance(t, str) else tuple(t)
         families.append(Family(name=fam, words=tuple(values), templates=templates))
-    return Vocabulary("world", tuple(families))
+    # The world CLIP is trained on captions that always say "a" ("a photo of a 8 on a
+    # orange background"); it is prompted that way (measured: top-1 0.68 vs 0.64 with
+    # "an", same top-5) and the captions are displayed with "an".
+    trained_with_an = bool(getattr(world, "CLIP_TRAINED_WITH_AN", False))
+    return Vocabulary("world", tuple(families), prompt_articles=trained_with_an)
 
 
 add_vocabulary("general", _load_general)

@@ -141,9 +141,12 @@ def test_candidates_underscore_class_names_and_digits():
     assert build_candidates(vocab, "18").texts == ("a photo of an old 18",)
 
 
-def test_articles_can_be_left_as_written():
+def test_prompts_can_keep_the_trained_articles():
     fam = Family("c", ("orange",), ("a photo of a {adj} {cls}",))
-    v = Vocabulary("t", (fam,), fix_articles=False)
+    v = Vocabulary("t", (fam,), prompt_articles=False)
     c = build_candidates(v, "8")
-    assert c.texts == ("a photo of a orange 8",) and c.reference == "a photo of a 8"
+    assert c.prompts == ("a photo of a orange 8",) and c.reference_prompt == "a photo of a 8"
+    assert c.texts == ("a photo of an orange 8",) and c.reference == "a photo of an 8"
+    c2 = build_candidates(Vocabulary("t", (fam,)), "8")
+    assert c2.prompts == c2.texts == ("a photo of an orange 8",)
     assert fill("a {adj} {cls}", cls="8", word="old", articles=False) == "a old 8"

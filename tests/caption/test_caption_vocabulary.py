@@ -152,8 +152,14 @@ def test_registry_general_and_world():
     world = get_vocabulary("world")
     assert {f.name: f.words for f in world.families} == {k: tuple(v) for k, v in FAMILIES.items()}
     assert sorted(world.words()) == sorted(w for v in FAMILIES.values() for w in v)
-    texts = build_candidates(world, "8").texts
+    cands = build_candidates(world, "8")
+    texts = cands.texts
     assert "a photo of an 8 on an orange background" in texts
+    import failscope.world as w
+
+    if not getattr(w, "CLIP_TRAINED_WITH_AN", False):  # prompted as the world CLIP was trained
+        assert "a photo of a 8 on a orange background" in cands.prompts
+        assert cands.reference_prompt == "a photo of a 8"
     assert len(texts) == sum(len(v) for v in FAMILIES.values())
 
 
