@@ -41,6 +41,8 @@ def run_demo(
     retrain: bool = True,
     report: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
+    sizes: dict[str, int] | None = None,
+    audited: Any = None,
     progress: Callable[[str, int, int], None] | None = None,
     on_stage: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -59,6 +61,10 @@ def run_demo(
         Run those stages.
     cache_dir : path, optional
         Where audited models are cached across runs (default :func:`default_cache_dir`).
+    sizes : dict, optional
+        Examples per split; default :data:`failscope.world.DEFAULT_SIZES`.
+    audited : AuditedConfig, optional
+        Hyperparameters of the audited CNN; default ``AuditedConfig()``.
     progress : callable(stage, done, total), optional
         Progress of the long stages (passed to :func:`failscope.discover`).
     on_stage : callable(name), optional
@@ -87,12 +93,12 @@ def run_demo(
         return time.perf_counter()
 
     t = stage("world")
-    world = make_world(plant_list, seed=seed, root=out / "world")
+    world = make_world(plant_list, seed=seed, root=out / "world", sizes=sizes)
     timings["world"] = time.perf_counter() - t
 
     t = stage("audited model")
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "world-models"
-    model_path, _ = get_audited_model(world, cache_dir=cache)
+    model_path, _ = get_audited_model(world, config=audited, cache_dir=cache)
     timings["audited_model"] = time.perf_counter() - t
 
     t = stage("discover")

@@ -57,6 +57,18 @@ def browser_run(run_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real ``failscope demo`` run (every stage, report included) on a smaller world."""
+    from failscope.demo import run_demo
+
+    tmp = tmp_path_factory.mktemp("demo")
+    sizes = {"train": 4000, "val": 1500, "test": 1500}
+    result = run_demo(out=tmp / "run", sizes=sizes, cache_dir=tmp / "models")
+    assert result["report"] == tmp / "run" / "report.html"
+    return tmp / "run"
+
+
+@pytest.fixture(scope="session")
 def hostile_run(run_factory) -> Path:
     """A run whose class names, captions and paths are HTML/JS injection attempts."""
     from failscope.report import build_report

@@ -90,6 +90,30 @@ def test_report_opens_in_chromium(chromium, browser_run):
     assert page.errors == []
 
 
+def test_demo_report_opens_in_chromium(chromium, demo_run):
+    """The report of a real demo run: no console errors, overview + one section per class."""
+    slices = json.loads((demo_run / "slices.json").read_text())["slices"]
+    page = chromium.open((demo_run / "report.html").as_uri())
+    facts = page.evaluate(
+        """({
+          rows: document.querySelectorAll('#overview-table tbody tr').length,
+          sections: Array.from(document.querySelectorAll('details.cls')).map(d => d.id),
+          thumbs: document.querySelectorAll('figure.th').length,
+          retrain: !!document.getElementById('retrain'),
+          evaluation: !!document.getElementById('evaluation'),
+          text: document.body.innerText,
+        })"""
+    )
+    assert page.errors == []
+    assert len(slices) == 10 and facts["rows"] == 10
+    assert sorted(facts["sections"]) == sorted(s["id"] for s in slices)
+    assert facts["thumbs"] > 0 and facts["retrain"] and facts["evaluation"]
+    assert "yellow" in facts["text"] and "small" in facts["text"]  # captions name the plants
+    colours, spread = _not_blank(page.screenshot())
+    assert colours > 50 and spread > 10, (colours, spread)
+    assert page.errors == []
+
+
 def test_hostile_report_runs_no_injected_code(chromium, hostile_run):
     page = chromium.open((hostile_run / "report.html").as_uri())
     assert page.errors == []  # an injected script or image would also trip the CSP
