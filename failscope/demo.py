@@ -105,6 +105,7 @@ def run_demo(
     run = discover(
         world.manifest_path, model=str(model_path), clip="world", out=out,
         fit_split="val", reference_split="train", seed=seed, progress=progress,
+        captions=False, report=False,  # run below, after evaluation and retraining
     )  # fmt: skip
     truth = world.truth()
     write_json(out / TRUTH_JSON, {"format": FORMAT_VERSION, "seed": seed, "plants": truth})

@@ -124,6 +124,8 @@ def discover(
     num_workers: int = 0,
     device: str | None = None,
     seed: int = 0,
+    captions: bool = True,
+    report: bool = True,
     progress: StageProgress | None = None,
 ) -> Any:
     """Find each class's failure direction and slice; write the run directory.
@@ -178,6 +180,11 @@ def discover(
         Default: cuda, then mps, then cpu.
     seed : int, default=0
         Seeds CV folds, random splits and the reference sample.
+    captions : bool, default=True
+        Name each direction with CLIP text prompts (needs a CLIP; see
+        :func:`failscope.caption.caption_run`).
+    report : bool, default=True
+        Write ``OUT/report.html`` (:func:`failscope.build_report`).
     progress : callable(stage, done, total), optional
         Called during the "predict" and "embed" stages.
 
@@ -371,10 +378,18 @@ def discover(
     run = load_run(out)
     run.update_info(timings=timings.seconds)  # now including "write"
     # ------------------------------------------------------------------ later stages
-    # Captions and the report are added here by their stages, e.g.
-    #   caption_run(run, clip=clip_model)   (needs the CLIP text tower: ``clip_model``)
-    #   write_report(run)
-    # Each must record its own timing via ``run.update_info(timings=...)``.
+    if captions and clip_model is not None:
+        from failscope.caption import caption_run
+
+        with timings.stage("captions"):
+            caption_run(run, clip=clip_model)
+        run.update_info(timings=timings.seconds)
+    elif captions:
+        logger.info("no CLIP model (embeddings given without --clip): captions skipped")
+    if report:
+        from failscope.report import build_report
+
+        build_report(run)  # records its own timing
     return run
 
 

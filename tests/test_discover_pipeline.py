@@ -47,7 +47,7 @@ def check_run_consistency(run, *, n_rows: int, n_classes: int = 3) -> pd.DataFra
             assert not members["slice"].any()
     info = run.info
     assert info["format"] == 1 and info["classes"] == run.class_names
-    assert set(info["timings"]) == {
+    assert set(info["timings"]) - {"captions", "report"} == {
         "load_data",
         "load_models",
         "predict",
@@ -103,13 +103,22 @@ def test_rerun_reuses_the_embedding_cache(
     kwargs = dict(out=tmp_path / "run", model=str(channel_classifier_ts), clip=clip)
     first = failscope.discover(image_dataset.manifest, **kwargs)
     first_scores = first.examples["failure_score"].to_numpy()
+    # captions and the report come with discover by default
+    ok = [s for s in first.slices if s["status"] == "ok"]
+    assert ok and all(s["captions"]["failure"] for s in ok)
+    assert (tmp_path / "run" / "report.html").is_file()
+    assert {"captions", "report"} <= set(first.info["timings"])
     calls = []
     real = ClipModel.encode_images
     monkeypatch.setattr(
         ClipModel, "encode_images", lambda self, x: calls.append(1) or real(self, x)
     )
-    second = failscope.discover(image_dataset.manifest, threshold="topk:3", **kwargs)
+    second = failscope.discover(
+        image_dataset.manifest, threshold="topk:3", captions=False, report=False, **kwargs
+    )
     assert calls == []
+    assert all(s["captions"] is None for s in second.slices)
+    assert not (tmp_path / "run" / "report.html").exists()
     assert second.info["embeddings"]["path"].startswith("cache/embeddings-")
     assert np.allclose(second.examples["failure_score"], first_scores)
     check_run_consistency(second, n_rows=144)

@@ -192,6 +192,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     g.add_argument("--device", help="cuda, mps or cpu (default: the first available)")
     g.add_argument("--seed", type=int, default=0, help="default 0")
+    g.add_argument("--no-captions", action="store_true", help="skip naming the directions")
+    g.add_argument("--no-report", action="store_true", help="skip RUN/report.html")
     p.set_defaults(func=run)
     return p
 
@@ -247,8 +249,18 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             seed=args.seed,
             progress=bars.update,
+            captions=not args.no_captions,
+            report=not args.no_report,
         )
     print_summary(result)
+    if any(s.get("captions") for s in result.slices):
+        from rich.console import Console
+
+        from failscope.caption.display import caption_table
+
+        Console().print(caption_table(result.slices))
+    if (result.path / "report.html").is_file():
+        print(f"report: {result.path / 'report.html'}")
     return 0
 
 
