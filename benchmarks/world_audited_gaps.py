@@ -36,10 +36,15 @@ def main() -> None:
         result = evaluate_slices(model, world)
         for name, s in result["slices"].items():
             gaps.setdefault(name, []).append(s["gap"])
-        slices = {k: f"acc={v['accuracy']:.3f} gap={v['gap']:.3f} n={v['n']}"
-                  for k, v in result["slices"].items()}
-        print(f"seed={seed} overall={result['overall']:.3f} world={t1 - t0:.1f}s "
-              f"train={t2 - t1:.1f}s {json.dumps(slices)}", flush=True)
+        slices = {
+            k: f"acc={v['accuracy']:.3f} gap={v['gap']:.3f} n={v['n']}"
+            for k, v in result["slices"].items()
+        }
+        print(
+            f"seed={seed} overall={result['overall']:.3f} world={t1 - t0:.1f}s "
+            f"train={t2 - t1:.1f}s {json.dumps(slices)}",
+            flush=True,
+        )
     for name, values in gaps.items():
         print(f"{name}: min gap {min(values):.3f}, mean gap {sum(values) / len(values):.3f}")
 

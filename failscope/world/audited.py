@@ -72,11 +72,15 @@ def _build_net(width: int) -> Any:
                 )
 
             self.backbone = nn.Sequential(
-                block(3, w), nn.MaxPool2d(2),
-                block(w, 2 * w), nn.MaxPool2d(2),
-                block(2 * w, 4 * w), nn.MaxPool2d(2),
+                block(3, w),
+                nn.MaxPool2d(2),
+                block(w, 2 * w),
+                nn.MaxPool2d(2),
+                block(2 * w, 4 * w),
+                nn.MaxPool2d(2),
                 block(4 * w, 4 * w),
-                nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                nn.AdaptiveAvgPool2d(1),
+                nn.Flatten(),
             )
             self.fc = nn.Linear(4 * w, 10)
 
@@ -147,8 +151,12 @@ def train_audited_model(world: World, config: AuditedConfig | None = None) -> An
                 opt.step()
                 sched.step()
                 total += loss.item() * len(idx)
-            logger.info("audited epoch %d loss %.3f (%.1fs)", epoch + 1, total / len(y_all),
-                        time.perf_counter() - t0)
+            logger.info(
+                "audited epoch %d loss %.3f (%.1fs)",
+                epoch + 1,
+                total / len(y_all),
+                time.perf_counter() - t0,
+            )
         net.eval()
         with quiet_torchscript():
             return torch.jit.script(net)
@@ -158,8 +166,9 @@ def audited_cache_path(
     world: World, config: AuditedConfig, cache_dir: str | os.PathLike[str]
 ) -> Path:
     """Where the audited model for ``world`` and ``config`` is cached."""
-    payload = json.dumps({"version": _VERSION, "world": world.key, "config": asdict(config)},
-                         sort_keys=True)
+    payload = json.dumps(
+        {"version": _VERSION, "world": world.key, "config": asdict(config)}, sort_keys=True
+    )
     key = hashlib.sha256(payload.encode()).hexdigest()[:16]
     return Path(cache_dir) / f"audited-{key}.pt"
 

@@ -49,7 +49,12 @@ logger = logging.getLogger(__name__)
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 DEFAULT_SIZES: dict[str, int] = {"train": 12000, "val": 4000, "test": 4000}
 MANIFEST_COLUMNS: tuple[str, ...] = (
-    "path", "label", "split", *FAMILIES, "glyph_id", "true_label",
+    "path",
+    "label",
+    "split",
+    *FAMILIES,
+    "glyph_id",
+    "true_label",
 )  # followed by one boolean ``planted_<name>`` column per plant
 FORMAT = 1
 
@@ -121,8 +126,12 @@ class World:
 def world_key(plants: Sequence[Plant], *, seed: int, sizes: dict[str, int]) -> str:
     """Stable 16-hex-digit hash of a world's defining parameters."""
     payload = json.dumps(
-        {"format": FORMAT, "seed": seed, "plants": [p.spec for p in plants],
-         "sizes": {s: sizes[s] for s in SPLITS}},
+        {
+            "format": FORMAT,
+            "seed": seed,
+            "plants": [p.spec for p in plants],
+            "sizes": {s: sizes[s] for s in SPLITS},
+        },
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
@@ -142,7 +151,9 @@ def _balanced_labels(n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _apply_attribute_plants(
-    labels: np.ndarray, attrs: dict[str, np.ndarray], plants: Sequence[Plant],
+    labels: np.ndarray,
+    attrs: dict[str, np.ndarray],
+    plants: Sequence[Plant],
     rng: np.random.Generator,
 ) -> None:
     """Skew train attributes in place for spurious and rare plants."""
@@ -166,7 +177,9 @@ def _apply_attribute_plants(
 
 
 def _apply_label_noise(
-    labels: np.ndarray, attrs: dict[str, np.ndarray], plants: Sequence[Plant],
+    labels: np.ndarray,
+    attrs: dict[str, np.ndarray],
+    plants: Sequence[Plant],
     rng: np.random.Generator,
 ) -> np.ndarray:
     noisy = labels.copy()
@@ -224,14 +237,16 @@ def generate_world(
             _apply_attribute_plants(labels, attrs, plant_list, rng)
             noisy_labels = _apply_label_noise(labels, attrs, plant_list, rng)
         images[split] = render_scenes(glyph_ids, attrs, rng=rng)
-        frame = pd.DataFrame({
-            "path": [f"images/{split}/{i:06d}.png" for i in range(n)],
-            "label": noisy_labels.astype(np.int64),
-            "split": split,
-            **{f: attrs[f].astype(str) for f in FAMILIES},
-            "glyph_id": glyph_ids,
-            "true_label": labels.astype(np.int64),
-        })
+        frame = pd.DataFrame(
+            {
+                "path": [f"images/{split}/{i:06d}.png" for i in range(n)],
+                "label": noisy_labels.astype(np.int64),
+                "split": split,
+                **{f: attrs[f].astype(str) for f in FAMILIES},
+                "glyph_id": glyph_ids,
+                "true_label": labels.astype(np.int64),
+            }
+        )
         for plant in plant_list:
             frame[f"planted_{plant.name}"] = plant_membership(plant, labels, attrs)
         frames.append(frame)
@@ -306,10 +321,23 @@ def make_world(
     os.replace(tmp, root / "manifest.parquet")
     world.root = root
     _write_json(root / "truth.json", {"format": FORMAT, "seed": seed, "plants": world.truth()})
-    _write_json(meta_path, {"format": FORMAT, "key": key, "seed": seed,
-                            "plants": [p.spec for p in plant_list], "sizes": sizes})
-    logger.info("world %s: generated in %.1fs, written in %.1fs to %s",
-                key, t1 - t0, time.perf_counter() - t1, root)
+    _write_json(
+        meta_path,
+        {
+            "format": FORMAT,
+            "key": key,
+            "seed": seed,
+            "plants": [p.spec for p in plant_list],
+            "sizes": sizes,
+        },
+    )
+    logger.info(
+        "world %s: generated in %.1fs, written in %.1fs to %s",
+        key,
+        t1 - t0,
+        time.perf_counter() - t1,
+        root,
+    )
     return world
 
 
@@ -321,5 +349,10 @@ def load_world(root: str | os.PathLike[str]) -> World:
         raise fail(f"{root} is not a world directory (no world.json); create one with make_world")
     meta = json.loads(meta_path.read_text())
     frame = pd.read_parquet(root / "manifest.parquet")
-    return World(root=root, frame=frame, plants=parse_plants(meta["plants"]),
-                 seed=int(meta["seed"]), sizes={s: int(meta["sizes"][s]) for s in SPLITS})
+    return World(
+        root=root,
+        frame=frame,
+        plants=parse_plants(meta["plants"]),
+        seed=int(meta["seed"]),
+        sizes={s: int(meta["sizes"][s]) for s in SPLITS},
+    )

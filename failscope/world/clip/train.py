@@ -57,8 +57,14 @@ from failscope.world.render import (
 
 logger = logging.getLogger(__name__)
 
-_MENTION_P = {"class": 0.9, "color": 0.35, "background": 0.35, "texture": 0.35, "size": 0.35,
-              "quality": 0.35}
+_MENTION_P = {
+    "class": 0.9,
+    "color": 0.35,
+    "background": 0.35,
+    "texture": 0.35,
+    "size": 0.35,
+    "quality": 0.35,
+}
 _GROUP = 4
 
 
@@ -75,11 +81,12 @@ def sample_batch(
     """
     _, glyph_labels = load_glyphs()
     n_groups = -(-n // group)
-    labels = np.concatenate(
-        [rng.permutation(len(CLASS_NAMES))[:group] for _ in range(n_groups)]
-    )[:n]
-    attrs = {f: np.repeat(v, group)[:n]
-             for f, v in sample_uniform_attributes(n_groups, rng=rng).items()}
+    labels = np.concatenate([rng.permutation(len(CLASS_NAMES))[:group] for _ in range(n_groups)])[
+        :n
+    ]
+    attrs = {
+        f: np.repeat(v, group)[:n] for f, v in sample_uniform_attributes(n_groups, rng=rng).items()
+    }
     pool_labels = glyph_labels[pool]
     ids = np.empty(n, dtype=np.int64)
     for cls in range(len(CLASS_NAMES)):
@@ -122,8 +129,12 @@ def _prompt_sets() -> dict[str, list[str]]:
 
 
 def _prompt_loss(
-    model: Any, prompt_tokens: dict[str, Any], img_f: Any, scale: Any,
-    labels: np.ndarray, attrs: dict[str, np.ndarray],
+    model: Any,
+    prompt_tokens: dict[str, Any],
+    img_f: Any,
+    scale: Any,
+    labels: np.ndarray,
+    attrs: dict[str, np.ndarray],
 ) -> Any:
     """Image-to-label-prompt contrastive loss (UniCL-style), averaged over class and families."""
     import torch
@@ -179,9 +190,13 @@ def train(
     decay = [p for n, p in named if p.ndim >= 2 and "embedding" not in n]
     no_decay = [p for n, p in named if not (p.ndim >= 2 and "embedding" not in n)]
     opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": weight_decay},
-         {"params": no_decay, "weight_decay": 0.0}],
-        lr=lr, betas=(0.9, 0.98), eps=1e-6,
+        [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=lr,
+        betas=(0.9, 0.98),
+        eps=1e-6,
     )
 
     def lr_at(step: int) -> float:
@@ -212,19 +227,24 @@ def train(
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
         if (step + 1) % 50 == 0:
-            logger.info("step %d/%d loss %.3f (%.0fs)", step + 1, steps, loss.item(),
-                        time.time() - t0)
+            logger.info(
+                "step %d/%d loss %.3f (%.0fs)", step + 1, steps, loss.item(), time.time() - t0
+            )
         last = step + 1 == steps or step + 1 == stop_after
         if (step + 1) % eval_every == 0 or last:
             model.eval()
             acc = zero_shot_accuracy(model, tokenizer, ev_imgs, ev_labels, ev_attrs)
             logger.info("step %d zero-shot %s", step + 1, {k: round(v, 3) for k, v in acc.items()})
-            state = {k: v.detach().to(torch.float16).contiguous()
-                     for k, v in model.state_dict().items()}
+            state = {
+                k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()
+            }
             out.parent.mkdir(parents=True, exist_ok=True)
             tmp = out.with_name(out.name + ".tmp")
-            save_file(state, str(tmp), metadata={"model": WORLD_CLIP_NAME, "seed": str(seed),
-                                                 "step": str(step + 1)})
+            save_file(
+                state,
+                str(tmp),
+                metadata={"model": WORLD_CLIP_NAME, "seed": str(seed), "step": str(step + 1)},
+            )
             os.replace(tmp, out)
     logger.info("done in %.0fs; wrote %s", time.time() - t0, out)
     return acc
@@ -242,8 +262,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stop-after", type=int, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    train(out=args.out, seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-          threads=args.threads, stop_after=args.stop_after)
+    train(
+        out=args.out,
+        seed=args.seed,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        threads=args.threads,
+        stop_after=args.stop_after,
+    )
 
 
 if __name__ == "__main__":
