@@ -69,7 +69,9 @@ def main(argv: list[str] | None = None) -> None:
         v = failure_centroid(images, img_scores, n=50)
         s = centroid_scores(emb, centroid=v)
         select_top(s, k, largest=True, groups=groups)
-        select_top(s, k, largest=False, groups=groups)
+        v_ok = failure_centroid(images, -img_scores, n=50)  # the success end's own centroid
+        s_ok = -centroid_scores(emb, centroid=v_ok)
+        select_top(s_ok, k, largest=False, groups=groups)
         times["centroid"].append(time.perf_counter() - t)
 
     print(
