@@ -180,7 +180,8 @@ def load_audited_model(path: str | os.PathLike[str]) -> Any:
     path = Path(path)
     if not path.is_file():
         raise fail(f"audited model file {path} does not exist")
-    model = torch.jit.load(str(path), map_location="cpu")
+    with quiet_torchscript():
+        model = torch.jit.load(str(path), map_location="cpu")
     model.eval()
     return model
 
