@@ -97,7 +97,28 @@ def _check_nonneg(value: Any, *, name: str) -> float:
     return out
 
 
-class SliceAwareClassifier(nn.Module):
+class _BackboneHead(nn.Module):
+    """A head on an optional backbone (``self.backbone``, ``self.freeze_backbone``).
+
+    A frozen backbone stays in eval mode (batch-norm statistics untouched) while the
+    head trains, and its features are computed without gradients.
+    """
+
+    backbone: nn.Module | None
+    freeze_backbone: bool
+
+    def train(self, mode: bool = True) -> _BackboneHead:
+        super().train(mode)
+        if self.backbone is not None and self.freeze_backbone:
+            self.backbone.eval()
+        return self
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone features of inputs ``x`` (identity when there is no backbone)."""
+        return _backbone_features(self.backbone, x, frozen=self.freeze_backbone)
+
+
+class SliceAwareClassifier(_BackboneHead):
     """Slice-aware classification head (SBL or MoA) on top of backbone features.
 
     Parameters
@@ -272,16 +293,7 @@ class SliceAwareClassifier(nn.Module):
             "indicator_input": self.indicator_input,
         }
 
-    def train(self, mode: bool = True) -> SliceAwareClassifier:
-        super().train(mode)
-        if self.backbone is not None and self.freeze_backbone:
-            self.backbone.eval()
-        return self
-
     # ------------------------------------------------------------------ forward
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Backbone features of inputs ``x`` (identity when there is no backbone)."""
-        return _backbone_features(self.backbone, x, frozen=self.freeze_backbone)
 
     def _confidence(self, logits: torch.Tensor) -> torch.Tensor:
         p = F.softmax(logits, dim=-1)
@@ -415,7 +427,7 @@ def masked_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return torch.where(den > 0, num / den.clamp_min(1e-12), torch.zeros_like(num))
 
 
-class LinearHead(nn.Module):
+class LinearHead(_BackboneHead):
     """A linear (or one-hidden-layer) classification head on backbone features.
 
     Parameters
@@ -478,16 +490,6 @@ class LinearHead(nn.Module):
                 self.net.bias.copy_(bias)
             else:
                 self.net.bias.zero_()
-
-    def train(self, mode: bool = True) -> LinearHead:
-        super().train(mode)
-        if self.backbone is not None and self.freeze_backbone:
-            self.backbone.eval()
-        return self
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Backbone features of inputs ``x`` (identity when there is no backbone)."""
-        return _backbone_features(self.backbone, x, frozen=self.freeze_backbone)
 
     def forward_features(self, f: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"logits": (N, C)}`` for features ``f`` (N, d)."""
