@@ -7,8 +7,9 @@ of that hyperplane is the class's *failure direction*.
 The default solver here is a class-balanced least-squares SVM (ridge on +/-1
 targets). With fewer examples than dimensions it works in the dual: one float32
 kernel matrix per class serves every fold and every C, each (fold, C) pair costs one
-float32 Cholesky factorisation, and the final refit is refined to float64 accuracy. With more examples than dimensions it works in
-the primal: one eigendecomposition of the d x d Gram matrix per fold gives every C.
+float32 Cholesky factorisation, and the final refit is refined to float64 accuracy.
+With more examples than dimensions it works in the primal: one eigendecomposition
+of the d x d Gram matrix per fold gives every C.
 Either way, choosing C costs a handful of dense linear-algebra calls per class
 instead of ``|grid| * k + 1`` iterative SVM fits. ``benchmarks/directions_speed.py``
 compares it with the original libsvm recipe on the same features (speed, AUROC).
