@@ -44,6 +44,9 @@ PLANT_SETS: dict[str, tuple[str, ...]] = {
     "spurious-color": ("spurious:7:color=red:0.95",),
     "noisy-quality-background": ("noisy:8:quality=blurry:0.7", "noisy:4:background=navy:0.9"),
     "spurious-background": ("spurious:0:background=pink:0.95",),
+    "rare-size-spurious-color": ("rare:3:size=small:0.02", "spurious:7:color=red:0.95"),
+    "rare-quality": ("rare:8:quality=blurry:0.02",),
+    "noisy-texture-quality": ("noisy:6:texture=striped:0.8", "noisy:0:quality=grainy:0.8"),
 }
 #: A plant counts as a failure mode when the audited model's test accuracy on its
 #: members is at least this much below the rest of its class.

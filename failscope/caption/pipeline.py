@@ -18,12 +18,14 @@ from typing import Any
 import numpy as np
 
 from failscope._validation import check_int, fail
-from failscope.caption.check import check_captions
+from failscope.caption.check import MIN_IMAGES, check_captions, decision_k
 from failscope.caption.rank import (
     DEFAULT_METHOD,
     N_CENTROID,
+    RERANK_TOP,
     centroid_scores,
     check_method,
+    check_rerank,
     classifier_scores,
     failure_centroid,
     select_top,
@@ -95,16 +97,44 @@ def _synonyms(synonyms: Any, class_names: list[str]) -> dict[str, tuple[str, ...
     raise TypeError(f"synonyms must be a YAML path or a mapping, got {type(synonyms).__name__}")
 
 
-def _entries(cands: Candidates, idx: np.ndarray, scores: np.ndarray) -> list[dict[str, Any]]:
+def _entries(
+    cands: Candidates, idx: np.ndarray, scores: np.ndarray, fit_acc: dict[int, float]
+) -> list[dict[str, Any]]:
     return [
         {
             "text": cands.texts[i],
             "score": float(scores[i]),
             "family": cands.families[i],
             "word": cands.words[i],
+            "fit_acc": fit_acc.get(int(i)),
         }
         for i in idx
     ]
+
+
+def _pick(
+    scores: np.ndarray,
+    k: int,
+    *,
+    end: str,
+    groups: list[Any] | None,
+    rerank: int,
+    text_emb: np.ndarray,
+    images: np.ndarray | None,
+    correct: np.ndarray | None,
+) -> tuple[np.ndarray, dict[int, float]]:
+    """The top ``k`` candidates of one end: proposed by score, the first ``rerank`` re-checked."""
+    largest = end == "failure"
+    m = max(k, rerank)
+    idx = select_top(scores, m, largest=largest, groups=groups)
+    accs: dict[int, float] = {}
+    if rerank > 0 and images is not None and correct is not None and len(idx):
+        head, acc = check_rerank(
+            idx[:rerank], text_emb, images, correct, k=decision_k(len(correct)), end=end
+        )
+        idx = np.concatenate([head, idx[rerank:]])
+        accs = {int(i): float(a) for i, a in zip(head, acc, strict=True) if np.isfinite(a)}
+    return idx[:k], accs
 
 
 def caption_run(
@@ -117,6 +147,7 @@ def caption_run(
     clip: Any = None,
     checks: bool = True,
     n_centroid: int = N_CENTROID,
+    rerank: int = RERANK_TOP,
     distinct: bool = True,
     batch_size: int = 256,
 ) -> list[dict[str, Any]]:
@@ -141,6 +172,14 @@ def caption_run(
         Run the caption check (:mod:`failscope.caption.check`) on the failure captions.
     n_centroid : int, default=50
         Images in the failure (and success) centroid (``method="centroid"``).
+    rerank : int, default=5
+        At each end, the first ``rerank`` distinct captions proposed by ``method``
+        are re-ordered by the caption check run on the class's **fitting-split**
+        images (never test): the audited model's accuracy on the caption's
+        nearest ``decision_k`` images, lowest first at the failure end, highest
+        first at the success end (:func:`~failscope.caption.rank.check_rerank`).
+        0 keeps the proposal order. Skipped for a class with fewer than 10
+        non-test fitting images.
     distinct : bool, default=True
         At most one caption per (family, word) among the top ``k``.
     batch_size : int, default=256
@@ -151,9 +190,12 @@ def caption_run(
     list of dict
         The updated ``slices.json`` entries (also written to the run). Each
         captioned entry has ``captions = {"failure": [{"text", "score", "family",
-        "word"}, ...], "success": [...], "method", "vocabulary", "n_candidates",
-        "reference"}`` and, with ``checks``, ``caption_checks``. Skipped classes
-        get ``captions: None``.
+        "word", "fit_acc"}, ...], "success": [...], "method", "vocabulary",
+        "n_candidates", "reference", "rerank"}`` and, with ``checks``,
+        ``caption_checks``. ``score`` is the proposal score of ``method``;
+        ``fit_acc`` the re-ranking accuracy (None for captions not re-ranked);
+        ``rerank`` is ``{"top", "k", "split"}`` or None. Skipped classes get
+        ``captions: None``.
     """
     from failscope.caption.cache import TextEmbeddingCache
     from failscope.run import CACHE_DIR, Run, load_run
@@ -163,6 +205,7 @@ def caption_run(
     check_method(method)
     check_int(top_k, name="top_k", low=1)
     check_int(n_centroid, name="n_centroid", low=1)
+    check_int(rerank, name="rerank", low=0)
     class_names = run.class_names
     vocabulary: Vocabulary = resolve_vocabulary(default_vocabulary(run) if vocab is None else vocab)
     syn = _synonyms(synonyms, class_names)
@@ -222,7 +265,7 @@ def caption_run(
     n_encoded = cache.n_encoded_
 
     ex = run.examples
-    need_images = checks or method == "centroid"
+    need_images = checks or method == "centroid" or rerank > 0
     images = run.embeddings() if need_images else None
     labels = ex["label"].to_numpy()
     splits = ex["split"].astype(str).to_numpy()
@@ -231,6 +274,8 @@ def caption_run(
     fit_name = fit_split(run, sorted(set(splits)))
     fit_mask = np.ones(len(ex), dtype=bool) if fit_name is None else splits == fit_name
     has_test = bool((splits == TEST_SPLIT).any())
+    # re-ranking reads correctness, so it never sees the test split the check reports on
+    rerank_mask = fit_mask & (splits != TEST_SPLIT)
 
     for s in active:
         c = int(s["class_index"])
@@ -252,15 +297,29 @@ def caption_run(
             ok_scores = -centroid_scores(e, centroid=failure_centroid(x_c, -f_c, n=n_centroid))
         groups = list(zip(cd.families, cd.words, strict=True)) if distinct else None
         k = min(top_k, len(cd))
-        fail_idx = select_top(scores, k, largest=True, groups=groups)
-        ok_idx = select_top(ok_scores, k, largest=False, groups=groups)
+        r_idx = np.flatnonzero(rerank_mask & (labels == c)) if rerank > 0 else []
+        use_rerank = len(r_idx) >= MIN_IMAGES
+        pick = {
+            "groups": groups,
+            "rerank": rerank if use_rerank else 0,
+            "text_emb": e,
+            "images": np.asarray(images[r_idx]) if use_rerank else None,
+            "correct": correct[r_idx] if use_rerank else None,
+        }
+        fail_idx, fail_acc = _pick(scores, k, end="failure", **pick)
+        ok_idx, ok_acc = _pick(ok_scores, k, end="success", **pick)
         s["captions"] = {
-            "failure": _entries(cd, fail_idx, scores),
-            "success": _entries(cd, ok_idx, ok_scores),
+            "failure": _entries(cd, fail_idx, scores, fail_acc),
+            "success": _entries(cd, ok_idx, ok_scores, ok_acc),
             "method": method,
             "vocabulary": vocabulary.name,
             "n_candidates": len(cd),
             "reference": cd.reference,
+            "rerank": (
+                {"top": rerank, "k": decision_k(len(r_idx)), "split": fit_name or "all but test"}
+                if use_rerank
+                else None
+            ),
         }
         if checks:
             s["caption_checks"] = _check_class(
@@ -286,6 +345,7 @@ def caption_run(
             "vocabulary": vocabulary.name,
             "top_k": top_k,
             "checks": bool(checks),
+            "rerank": int(rerank),
             "clip": clip.identity,
             "n_candidates": int(sum(len(cd) for cd in cands.values())),
             "n_encoded": int(n_encoded),

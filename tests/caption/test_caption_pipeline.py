@@ -36,10 +36,14 @@ def test_caption_run_names_the_planted_word(run_dir, vocab_file, fake_encoder, m
         assert caps["method"] == method and caps["n_candidates"] == 10
         top = caps["failure"][0]
         assert top["word"] == FAILS[s["class_name"]], (method, caps["failure"])
-        assert set(top) == {"text", "score", "family", "word"}
+        assert set(top) == {"text", "score", "family", "word", "fit_acc"}
         assert len(caps["failure"]) == 3 and len(caps["success"]) == 3
-        scores = [c["score"] for c in caps["failure"]]
-        assert scores == sorted(scores, reverse=True)
+        # the top 5 proposals are re-ordered by accuracy on their nearest val images
+        assert caps["rerank"] == {"top": 5, "k": 40, "split": "val"}
+        accs = [c["fit_acc"] for c in caps["failure"]]
+        assert accs == sorted(accs) and accs[0] < 0.6, accs
+        ok_accs = [c["fit_acc"] for c in caps["success"]]
+        assert ok_accs == sorted(ok_accs, reverse=True) and ok_accs[0] > accs[0]
         assert caps["success"][0]["score"] <= caps["failure"][-1]["score"]
         assert FAILS[s["class_name"]] not in {c["word"] for c in caps["success"]}
         # the check confirms the top caption on the test split
@@ -155,7 +159,38 @@ def test_success_end_names_the_easy_word(tmp_path, vocab_file, fake_encoder, run
     run_dir = run_factory(
         tmp_path / "s", failure_word={}, success_word={"cat": "dotted"}, base_error=0.4
     )
-    slices = caption_run(run_dir, vocab=vocab_file, clip=fake_encoder, method=method, checks=False)
+    # the proposal alone (rerank=0); re-ranking is tested on its own below
+    slices = caption_run(
+        run_dir, vocab=vocab_file, clip=fake_encoder, method=method, checks=False, rerank=0
+    )
     cat = slices[0]["captions"]
+    assert cat["rerank"] is None and cat["success"][0]["fit_acc"] is None
     assert cat["success"][0]["word"] == "dotted", cat["success"]
     assert "dotted" not in [c["word"] for c in cat["failure"]]
+
+
+def test_rerank_reads_validation_labels_never_test(tmp_path, vocab_file, fake_encoder, run_factory):
+    import pandas as pd
+
+    from failscope.run import EXAMPLES, write_parquet
+
+    run_dir = run_factory(tmp_path / "r", failure_word=FAILS)
+
+    def ranked():
+        slices = caption_run(run_dir, vocab=vocab_file, clip=fake_encoder, checks=False)
+        return [[(c["text"], c["fit_acc"]) for c in s["captions"]["failure"]] for s in slices]
+
+    def flip(split):
+        ex = pd.read_parquet(run_dir / EXAMPLES)
+        rows = ex["split"] == split
+        ex.loc[rows, "correct"] = ~ex.loc[rows, "correct"]
+        write_parquet(run_dir / EXAMPLES, ex)
+
+    before = ranked()
+    assert all(caps[0][1] < 0.6 for caps in before), before
+    flip("test")
+    assert ranked() == before  # the test split stays unseen until the check
+    flip("val")
+    after = ranked()
+    # flipped validation labels make the planted caption the easiest: it drops from first
+    assert all(a[0][0] != b[0][0] for a, b in zip(after, before, strict=True)), after

@@ -4,6 +4,7 @@ import pytest
 from failscope import InputError
 from failscope.caption.rank import (
     centroid_scores,
+    check_rerank,
     classifier_scores,
     failure_centroid,
     select_top,
@@ -93,3 +94,29 @@ def test_nan_direction_is_refused(texts):
     emb, ref, scale = texts
     with pytest.raises(InputError, match="NaN"):
         classifier_scores(emb, reference=ref, direction=np.full(64, np.nan), scale=scale)
+
+
+def test_check_rerank_orders_by_accuracy_near_each_caption():
+    rng = np.random.default_rng(4)
+    d = 16
+    captions = np.eye(d, dtype=np.float32)[:4]
+    captions[3] = captions[2]  # a tie: same text direction as caption 2
+    # 30 images around each of the first three captions; the model's accuracy there
+    groups = np.repeat(np.arange(3), 30)
+    images = captions[groups] + 0.05 * rng.normal(size=(90, d)).astype(np.float32)
+    p_right = np.array([0.9, 0.1, 0.5])
+    correct = rng.random(90) < p_right[groups]
+    order, acc = check_rerank([0, 1, 2, 3], captions, images, correct, k=20)
+    assert order.tolist() == [1, 2, 3, 0]  # lowest accuracy first; the tie keeps its order
+    # mean accuracy over the depths 5, 10, 15, 20 of the nearest images
+    for i, a in zip(order, acc, strict=True):
+        near = np.argsort(-(images / np.linalg.norm(images, axis=1, keepdims=True)) @ captions[i])
+        want = np.mean([correct[near[:j]].mean() for j in (5, 10, 15, 20)])
+        assert a == pytest.approx(want)
+    assert acc[0] < 0.3 < 0.7 < acc[-1]
+    up, up_acc = check_rerank([0, 1, 2, 3], captions, images, correct, k=20, end="success")
+    assert up.tolist() == [0, 2, 3, 1] and up_acc[0] == acc[-1]
+    # only the given candidates move; a depth beyond the images is capped
+    assert check_rerank([2, 1], captions, images[:10], correct[:10], k=50)[0].tolist() == [2, 1]
+    with pytest.raises(InputError, match="end"):
+        check_rerank([0], captions, images, correct, k=5, end="middle")
