@@ -183,14 +183,16 @@ def _stratified_folds(y: np.ndarray, k: int, *, seed: int) -> np.ndarray:
     """Shuffled stratified k-fold assignment (fold index per example) for +/-1 targets.
 
     Each group (errors, successes) is shuffled and dealt round-robin into ``k``
-    folds, so fold sizes differ by at most one per group. Same as scikit-learn's
+    folds, so fold sizes differ by at most one, per group and in total. Same as scikit-learn's
     ``StratifiedKFold(shuffle=True)`` in spirit, at a fraction of its per-call cost.
     """
     rng = np.random.default_rng(seed)
     fold = np.empty(len(y), dtype=np.int64)
+    start = 0  # the second group's deal continues the first's, so fold sizes stay level
     for group in (y > 0, y <= 0):
         idx = np.flatnonzero(group)
-        fold[rng.permutation(idx)] = np.arange(len(idx)) % k
+        fold[rng.permutation(idx)] = (start + np.arange(len(idx))) % k
+        start = (start + len(idx)) % k
     return fold
 
 

@@ -158,7 +158,14 @@ class ClipModel:
         return int(self.encode_images(torch.zeros(1, 3, *size)).shape[1])
 
     def _dtype(self) -> Any:
-        return next(self.model.parameters()).dtype
+        """Input dtype for the image tower: the precision's, as open_clip casts inputs.
+
+        (Not the first parameter's: open_clip keeps ``logit_scale`` and a few other
+        top-level parameters in float32 when it converts a model to fp16/bf16.)
+        """
+        import torch
+
+        return getattr(torch, _TORCH_DTYPE[self.precision])
 
     def encode_images(self, pixels: Any) -> np.ndarray:
         """Embed a batch of preprocessed images.
@@ -299,13 +306,23 @@ def _from_factory(name: str, *, device: str, precision: str) -> ClipModel:
         name=name,
         pretrained=None,
         identity=identity,
-        precision=_PRECISION_OF.get(str(next(model.parameters()).dtype), precision),
+        precision=_PRECISION_OF.get(str(_main_dtype(model)), precision),
         preprocess_cfg=pp_cfg,
         registered=True,
     )
 
 
 _PRECISION_OF = {"torch.float32": "fp32", "torch.float16": "fp16", "torch.bfloat16": "bf16"}
+_TORCH_DTYPE = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+def _main_dtype(model: Any) -> Any:
+    """The floating dtype that holds most of ``model``'s parameter elements."""
+    counts: dict[Any, int] = {}
+    for p in model.parameters():
+        if p.is_floating_point():
+            counts[p.dtype] = counts.get(p.dtype, 0) + p.numel()
+    return max(counts, key=counts.__getitem__) if counts else None
 
 
 def _preprocess_cfg(model: Any) -> dict[str, Any]:

@@ -57,6 +57,29 @@ def test_tiny_clip_loads_from_config_and_checkpoint(clip, tiny_clip):
     assert np.allclose(again.encode_images(x), clip.encode_images(x), atol=1e-6)
 
 
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_low_precision_clip_encodes_like_fp32(clip, tiny_clip, precision):
+    """fp16/bf16 towers take inputs in their own dtype (the path CUDA uses by default).
+
+    open_clip keeps some top-level parameters in float32 when it converts a model, so
+    the input dtype must come from the precision, not from the first parameter.
+    """
+    import torch
+
+    low = load_clip(
+        str(tiny_clip.config), None, checkpoint=tiny_clip.checkpoint, device="cpu",
+        precision=precision,
+    )  # fmt: skip
+    assert low.precision == precision and low.identity != clip.identity
+    x = torch.rand(4, 3, 32, 32)
+    img = low.encode_images(x)
+    assert img.dtype == np.float32 and img.shape == (4, 32)
+    cos = (img * clip.encode_images(x)).sum(axis=1)
+    assert cos.min() > 0.98
+    txt = low.encode_text(["a photo of an ant", "a bee"])
+    assert ((txt * clip.encode_text(["a photo of an ant", "a bee"])).sum(axis=1) > 0.98).all()
+
+
 def test_identity_changes_with_other_weights(tiny_clip, tmp_path, clip):
     import torch
 
@@ -64,10 +87,16 @@ def test_identity_changes_with_other_weights(tiny_clip, tmp_path, clip):
     state["logit_scale"] = state["logit_scale"] + 1.0
     other = tmp_path / "other.pt"
     torch.save(state, other)
-    assert load_clip(str(tiny_clip.config), None, checkpoint=other).identity != clip.identity
+    assert (
+        load_clip(str(tiny_clip.config), None, checkpoint=other, device="cpu").identity
+        != clip.identity
+    )
     same = tmp_path / "copy.pt"
     same.write_bytes(tiny_clip.checkpoint.read_bytes())
-    assert load_clip(str(tiny_clip.config), None, checkpoint=same).identity == clip.identity
+    assert (
+        load_clip(str(tiny_clip.config), None, checkpoint=same, device="cpu").identity
+        == clip.identity
+    )
 
 
 def test_missing_pretrained_weights_fail_offline_with_one_line(no_network, tmp_path, monkeypatch):
