@@ -2,7 +2,8 @@
 
 Candidate captions come from templates x vocabularies (:mod:`.vocabulary`,
 :mod:`.templates`), are ranked along each class's failure direction
-(:mod:`.rank`), and the top ones are checked on held-out images (:mod:`.check`).
+(:mod:`.rank`), the first few re-ordered by the caption check on validation
+images, and the top ones are checked on held-out test images (:mod:`.check`).
 :func:`caption_run` does all of it for a run directory.
 """
 
@@ -20,6 +21,7 @@ _EXPORTS = {
     "METHODS": "failscope.caption.rank",
     "classifier_scores": "failscope.caption.rank",
     "centroid_scores": "failscope.caption.rank",
+    "check_rerank": "failscope.caption.rank",
     "failure_centroid": "failscope.caption.rank",
     "select_top": "failscope.caption.rank",
     "TextEmbeddingCache": "failscope.caption.cache",

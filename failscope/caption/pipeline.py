@@ -119,19 +119,19 @@ def _pick(
     end: str,
     groups: list[Any] | None,
     rerank: int,
+    depth: int,
     text_emb: np.ndarray,
     images: np.ndarray | None,
     correct: np.ndarray | None,
 ) -> tuple[np.ndarray, dict[int, float]]:
-    """The top ``k`` candidates of one end: proposed by score, the first ``rerank`` re-checked."""
+    """The top ``k`` candidates of one end: proposed by score, the first ``rerank`` re-checked
+    on the nearest ``depth`` images."""
     largest = end == "failure"
     m = max(k, rerank)
     idx = select_top(scores, m, largest=largest, groups=groups)
     accs: dict[int, float] = {}
     if rerank > 0 and images is not None and correct is not None and len(idx):
-        head, acc = check_rerank(
-            idx[:rerank], text_emb, images, correct, k=decision_k(len(correct)), end=end
-        )
+        head, acc = check_rerank(idx[:rerank], text_emb, images, correct, k=depth, end=end)
         idx = np.concatenate([head, idx[rerank:]])
         accs = {int(i): float(a) for i, a in zip(head, acc, strict=True) if np.isfinite(a)}
     return idx[:k], accs
@@ -175,11 +175,14 @@ def caption_run(
     rerank : int, default=5
         At each end, the first ``rerank`` distinct captions proposed by ``method``
         are re-ordered by the caption check run on the class's **fitting-split**
-        images (never test): the audited model's accuracy on the caption's
-        nearest ``decision_k`` images, lowest first at the failure end, highest
+        images (never test): the audited model's mean accuracy on the caption's
+        nearest 5, 10, ... images, lowest first at the failure end, highest
         first at the success end (:func:`~failscope.caption.rank.check_rerank`).
-        0 keeps the proposal order. Skipped for a class with fewer than 10
-        non-test fitting images.
+        The curve runs to the check's ``decision_k`` at the success end and to
+        the class's slice size in the fitting split (if larger) at the failure
+        end, so a caption must name a group as large as the slice. 0 keeps the
+        proposal order. Skipped for a class with fewer than 10 non-test fitting
+        images.
     distinct : bool, default=True
         At most one caption per (family, word) among the top ``k``.
     batch_size : int, default=256
@@ -194,7 +197,7 @@ def caption_run(
         "n_candidates", "reference", "rerank"}`` and, with ``checks``,
         ``caption_checks``. ``score`` is the proposal score of ``method``;
         ``fit_acc`` the re-ranking accuracy (None for captions not re-ranked);
-        ``rerank`` is ``{"top", "k", "split"}`` or None. Skipped classes get
+        ``rerank`` is ``{"top", "k": {"failure", "success"}, "split"}`` or None. Skipped classes get
         ``captions: None``.
     """
     from failscope.caption.cache import TextEmbeddingCache
@@ -271,6 +274,7 @@ def caption_run(
     splits = ex["split"].astype(str).to_numpy()
     correct = ex["correct"].to_numpy(dtype=bool)
     fscore = ex["failure_score"].to_numpy(dtype=np.float64)
+    in_slice = ex["slice"].to_numpy(dtype=bool) if "slice" in ex else np.zeros(len(ex), dtype=bool)
     fit_name = fit_split(run, sorted(set(splits)))
     fit_mask = np.ones(len(ex), dtype=bool) if fit_name is None else splits == fit_name
     has_test = bool((splits == TEST_SPLIT).any())
@@ -299,6 +303,9 @@ def caption_run(
         k = min(top_k, len(cd))
         r_idx = np.flatnonzero(rerank_mask & (labels == c)) if rerank > 0 else []
         use_rerank = len(r_idx) >= MIN_IMAGES
+        # failure end: as deep as the class's slice there, the group the caption should name
+        depth = {"success": decision_k(len(r_idx))}
+        depth["failure"] = min(len(r_idx), max(depth["success"], int(in_slice[r_idx].sum())))
         pick = {
             "groups": groups,
             "rerank": rerank if use_rerank else 0,
@@ -306,8 +313,8 @@ def caption_run(
             "images": np.asarray(images[r_idx]) if use_rerank else None,
             "correct": correct[r_idx] if use_rerank else None,
         }
-        fail_idx, fail_acc = _pick(scores, k, end="failure", **pick)
-        ok_idx, ok_acc = _pick(ok_scores, k, end="success", **pick)
+        fail_idx, fail_acc = _pick(scores, k, end="failure", depth=depth["failure"], **pick)
+        ok_idx, ok_acc = _pick(ok_scores, k, end="success", depth=depth["success"], **pick)
         s["captions"] = {
             "failure": _entries(cd, fail_idx, scores, fail_acc),
             "success": _entries(cd, ok_idx, ok_scores, ok_acc),
@@ -316,7 +323,7 @@ def caption_run(
             "n_candidates": len(cd),
             "reference": cd.reference,
             "rerank": (
-                {"top": rerank, "k": decision_k(len(r_idx)), "split": fit_name or "all but test"}
+                {"top": rerank, "k": depth, "split": fit_name or "all but test"}
                 if use_rerank
                 else None
             ),

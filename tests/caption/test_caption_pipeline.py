@@ -39,7 +39,15 @@ def test_caption_run_names_the_planted_word(run_dir, vocab_file, fake_encoder, m
         assert set(top) == {"text", "score", "family", "word", "fit_acc"}
         assert len(caps["failure"]) == 3 and len(caps["success"]) == 3
         # the top 5 proposals are re-ordered by accuracy on their nearest val images
-        assert caps["rerank"] == {"top": 5, "k": 40, "split": "val"}
+        ex = load_run(run_dir).examples
+        val = ex[(ex["split"] == "val") & (ex["label"] == s["class_index"])]
+        n_slice = int(val["slice"].sum())
+        # nearest images, up to the check's depth (40 of 80) or, at the failure end, the slice
+        assert caps["rerank"] == {
+            "top": 5,
+            "k": {"failure": min(80, max(40, n_slice)), "success": 40},
+            "split": "val",
+        }
         accs = [c["fit_acc"] for c in caps["failure"]]
         assert accs == sorted(accs) and accs[0] < 0.6, accs
         ok_accs = [c["fit_acc"] for c in caps["success"]]
@@ -194,3 +202,24 @@ def test_rerank_reads_validation_labels_never_test(tmp_path, vocab_file, fake_en
     after = ranked()
     # flipped validation labels make the planted caption the easiest: it drops from first
     assert all(a[0][0] != b[0][0] for a, b in zip(after, before, strict=True)), after
+
+
+def test_rerank_depth_follows_the_slice_at_the_failure_end(
+    tmp_path, vocab_file, fake_encoder, run_factory
+):
+    import pandas as pd
+
+    from failscope.run import EXAMPLES, write_parquet
+
+    run_dir = run_factory(tmp_path / "r", failure_word=FAILS)
+    ex = pd.read_parquet(run_dir / EXAMPLES)
+    cat_val = np.flatnonzero((ex["split"] == "val") & (ex["label"] == 0))
+    ex.loc[:, "slice"] = False
+    ex.loc[cat_val[:60], "slice"] = True  # 60 of the 80 validation cats
+    write_parquet(run_dir / EXAMPLES, ex)
+    slices = caption_run(run_dir, vocab=vocab_file, clip=fake_encoder, checks=False)
+    assert slices[0]["captions"]["rerank"]["k"] == {"failure": 60, "success": 40}
+    assert slices[1]["captions"]["rerank"]["k"] == {"failure": 40, "success": 40}
+    none = caption_run(run_dir, vocab=vocab_file, clip=fake_encoder, checks=False, rerank=0)
+    assert none[0]["captions"]["rerank"] is None
+    assert all(c["fit_acc"] is None for c in none[0]["captions"]["failure"])
