@@ -30,6 +30,7 @@ Usage::
 
     python benchmarks/caption_accuracy.py                       # 5 seeds x 7 plant sets
     python benchmarks/caption_accuracy.py --seeds 0 --sets default --verbose
+    python benchmarks/caption_accuracy.py --rerank 0             # proposal scores alone
 """
 
 from __future__ import annotations
@@ -110,13 +111,22 @@ def use_world_clip_weights(path: Path) -> None:
 
 
 def caption_hits(
-    run: Any, truth: list[dict[str, Any]], *, method: str, top_k: int = 5
+    run: Any,
+    truth: list[dict[str, Any]],
+    *,
+    method: str,
+    top_k: int = 5,
+    rerank: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Rank the world vocabulary with ``method``; one row per planted slice."""
+    """Rank the world vocabulary with ``method``; one row per planted slice.
+
+    ``rerank`` is passed to ``caption_run`` (None: its default).
+    """
     from failscope.caption import caption_run
     from failscope.evaluate import caption_names_value
 
-    slices = caption_run(run, vocab="world", method=method, top_k=top_k, checks=False)
+    extra = {} if rerank is None else {"rerank": rerank}
+    slices = caption_run(run, vocab="world", method=method, top_k=top_k, checks=False, **extra)
     ex = run.examples
     test = (ex["split"] == "test").to_numpy()
     rows = []
@@ -189,6 +199,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workdir", type=Path, default=Path("runs/caption_accuracy"))
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument(
+        "--rerank", type=int, default=None,
+        help="captions re-ranked by the check on validation images (default: caption_run's, 5; "
+        "0: off)",
+    )  # fmt: skip
+    ap.add_argument(
         "--clip-weights", type=Path, default=None,
         help="world CLIP weights to use instead of the shipped ones",
     )  # fmt: skip
@@ -207,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
         for name in args.sets:
             run, truth = build_world_run(PLANT_SETS[name], seed=seed, workdir=args.workdir)
             for method in args.methods:
-                for row in caption_hits(run, truth, method=method):
+                for row in caption_hits(run, truth, method=method, rerank=args.rerank):
                     results.setdefault((name, row["plant"], method), []).append(row)
                     if args.verbose:
                         mark = "hit" if row["top1"] else ("top5" if row["top5"] else "MISS")
@@ -216,7 +231,8 @@ def main(argv: list[str] | None = None) -> None:
 
     print(
         f"\nCaption accuracy on the built-in world: {len(args.seeds)} seeds, full world "
-        f"vocabulary, {time.perf_counter() - t0:.0f} s\n"
+        f"vocabulary, rerank={'default' if args.rerank is None else args.rerank}, "
+        f"{time.perf_counter() - t0:.0f} s\n"
     )
     print(
         "| plant set | planted slice | end checked | acc gap | value acc | strongest rival "
