@@ -304,8 +304,8 @@ def caption_run(
         r_idx = np.flatnonzero(rerank_mask & (labels == c)) if rerank > 0 else []
         use_rerank = len(r_idx) >= MIN_IMAGES
         # failure end: as deep as the class's slice there, the group the caption should name
-        depth = {"success": decision_k(len(r_idx))}
-        depth["failure"] = min(len(r_idx), max(depth["success"], int(in_slice[r_idx].sum())))
+        k_ok = decision_k(len(r_idx))
+        depth = {"failure": min(len(r_idx), max(k_ok, int(in_slice[r_idx].sum()))), "success": k_ok}
         pick = {
             "groups": groups,
             "rerank": rerank if use_rerank else 0,
