@@ -33,8 +33,10 @@ def caption_rows(slices: Sequence[dict[str, Any]], *, top: int = 3) -> list[dict
     -------
     list of dict
         ``class_name``, ``status`` ("ok", "skipped" or "uncaptioned"), ``reason``,
-        ``failure`` (list of ``{"text", "score", "confirmed", "acc", "class_acc",
-        "k"}``; the check fields are None without a check) and ``success`` (texts).
+        ``failure`` (list of ``{"text", "score", "fit_acc", "confirmed", "acc",
+        "class_acc", "k"}``; ``fit_acc`` is the re-ranking accuracy on validation
+        images, None if not re-ranked; the check fields are None without a check)
+        and ``success`` (texts).
     """
     rows = []
     for s in slices:
@@ -53,6 +55,7 @@ def caption_rows(slices: Sequence[dict[str, Any]], *, top: int = 3) -> list[dict
                     {
                         "text": cap["text"],
                         "score": cap["score"],
+                        "fit_acc": cap.get("fit_acc"),
                         "confirmed": None if chk is None else chk.get("confirmed"),
                         "acc": None if chk is None else chk.get("acc_at_decision"),
                         "class_acc": None if chk is None else chk.get("class_acc"),
@@ -69,15 +72,16 @@ def caption_table(
 ) -> Any:
     """A ``rich.table.Table`` of each class's top failure captions (not printed).
 
-    Columns: class, error rate, failure captions with score and check (acc on the
-    nearest K vs the class; a check mark when confirmed), success captions.
+    Columns: class, error rate, failure captions with score, re-ranking accuracy
+    on validation images ("val") and check (test acc on the nearest K vs the
+    class; a check mark when confirmed), success captions.
     """
     from rich.table import Table
 
     table = Table(title=title, show_lines=True)
     table.add_column("class", style="bold")
     table.add_column("errors", justify="right")
-    table.add_column("failure captions (score; check: acc nearest K vs class)")
+    table.add_column("failure captions (score; val acc; check: test acc nearest K vs class)")
     table.add_column("success captions", style="dim")
     by_name = {s.get("class_name"): s for s in slices}
     for row in caption_rows(slices, top=top):
@@ -93,6 +97,8 @@ def caption_table(
         lines = []
         for cap in row["failure"]:
             line = f"{cap['text']}  [dim]({cap['score']:+.3f}"
+            if cap["fit_acc"] is not None:
+                line += f"; val {_fmt_acc(cap['fit_acc'])}"
             if cap["confirmed"] is not None:
                 mark = "[green]✓[/]" if cap["confirmed"] else "[red]✗[/]"
                 line += (
