@@ -23,7 +23,7 @@ import numpy as np
 
 from failscope._validation import check_choice, fail
 
-__all__ = ["UPWEIGHT_VARIANTS", "upweight_weights"]
+__all__ = ["UPWEIGHT_VARIANTS", "membership_balanced_weights", "upweight_weights"]
 
 UPWEIGHT_VARIANTS = ("hard", "balanced", "soft")
 
@@ -84,4 +84,36 @@ def upweight_weights(
         if not float(scale) > 0:
             raise fail(f"soft upweighting scale={scale!r} must be positive")
         w = 1.0 + past / float(scale)
+    return w.astype(np.float32)
+
+
+def membership_balanced_weights(membership: np.ndarray, *, labels: np.ndarray) -> np.ndarray:
+    """The ``balanced`` rule for soft membership: members and non-members halve each class.
+
+    Within class ``c`` (``N_c`` examples), example ``i`` with membership ``m_i`` in
+    [0, 1] gets ``N_c / 2 * (m_i / sum_c m + (1 - m_i) / sum_c (1 - m))``. For boolean
+    membership this is exactly :func:`upweight_weights` ``("balanced")``; a class whose
+    members (or non-members) have zero total membership keeps weight 1.
+
+    Parameters
+    ----------
+    membership : ndarray of float, shape (n,)
+        How much each example belongs to its class's slice.
+    labels : ndarray of int, shape (n,)
+
+    Returns
+    -------
+    ndarray of float32, shape (n,)
+    """
+    m = np.clip(np.asarray(membership, dtype=np.float64), 0.0, 1.0)
+    labels = np.asarray(labels)
+    if m.shape != labels.shape:
+        raise fail(f"membership has shape {m.shape} but labels have {labels.shape}")
+    w = np.ones(len(m), dtype=np.float64)
+    for c in np.unique(labels):
+        sel = labels == c
+        n_c, s_in = int(sel.sum()), float(m[sel].sum())
+        s_out = n_c - s_in
+        if s_in > 1e-9 and s_out > 1e-9:
+            w[sel] = n_c / 2.0 * (m[sel] / s_in + (1.0 - m[sel]) / s_out)
     return w.astype(np.float32)

@@ -74,6 +74,7 @@ METHOD_GROUPS = {
     "upweight": ("upweight-hard", "upweight-balanced", "upweight-soft"),
 }
 SLICE_METHODS = ("sbl", "moa")
+MASTER_WEIGHTINGS = ("none", "balanced", "balanced-soft")
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ class RetrainConfig:
     def __post_init__(self) -> None:
         check_choice(self.membership, MEMBERSHIP_MODES, name="membership")
         check_choice(self.erm_init, ("audited", "fresh"), name="erm_init")
-        check_choice(self.master_weighting, ("none", "balanced"), name="master_weighting")
+        check_choice(self.master_weighting, MASTER_WEIGHTINGS, name="master_weighting")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -253,7 +254,7 @@ def _train_method(
     """
     import torch
 
-    from failscope.retrain.baselines import upweight_weights
+    from failscope.retrain.baselines import membership_balanced_weights, upweight_weights
     from failscope.retrain.sbl import LinearHead, SliceAwareClassifier
     from failscope.retrain.train import fit_head
 
@@ -286,7 +287,10 @@ def _train_method(
         if cfg.balance_indicators:
             model.balance_indicators(use.membership)
         weights = None
-        if cfg.master_weighting == "balanced" or method.endswith("-balanced"):
+        weighting = "balanced" if method.endswith("-balanced") else cfg.master_weighting
+        if weighting == "balanced-soft":
+            weights = membership_balanced_weights(use.membership.max(axis=1), labels=labels)
+        elif weighting == "balanced":
             flags = flagged if method != "oracle" else use.hard().any(axis=1)
             weights = upweight_weights("balanced", flagged=flags, labels=labels)
         hist = fit_head(
@@ -294,7 +298,7 @@ def _train_method(
             config=train_cfg, on_features=module is None,
         )  # fmt: skip
         info.update(slices=list(use.names), slice_source=use.source)
-        info["master_weighting"] = "none" if weights is None else "balanced"
+        info["master_weighting"] = weighting
         info["parameters_per_slice"] = model.parameters_per_slice
     else:
         hidden = cfg.expert_dim if method == "erm-mlp" else 0

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from failscope import InputError, load_run
-from failscope.retrain.baselines import upweight_weights
+from failscope.retrain.baselines import membership_balanced_weights, upweight_weights
 from failscope.retrain.membership import (
     SliceSet,
     column_slices,
@@ -112,3 +112,19 @@ def test_upweighting_variants_give_the_documented_weights():
         upweight_weights("soft", flagged=flagged, labels=labels)
     with pytest.raises(InputError, match="variant"):
         upweight_weights("heavy", flagged=flagged, labels=labels)
+
+
+def test_membership_balanced_weights_generalise_the_balanced_rule():
+    labels = np.array([0] * 6 + [1] * 4 + [2] * 3)
+    flags = np.array([1, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0], dtype=bool)
+    np.testing.assert_allclose(
+        membership_balanced_weights(flags.astype(float), labels=labels),
+        upweight_weights("balanced", flagged=flags, labels=labels),
+    )
+    soft = np.array([0.9, 0.5, 0.1, 0.1, 0.0, 0.0, 0.2, 0.2, 0.2, 0.2, 0.0, 0.0, 0.0])
+    w = membership_balanced_weights(soft, labels=labels)
+    for c in (0, 1):  # a class keeps its total weight
+        sel = labels == c
+        assert w[sel].sum() == pytest.approx(sel.sum(), rel=1e-6)
+    assert np.all(np.diff(w[:4]) <= 0)  # more membership, more weight
+    np.testing.assert_allclose(w[labels == 2], 1.0)  # no member: weights unchanged
