@@ -42,9 +42,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--membership",
         choices=("hard", "soft"),
-        default="soft",
+        default=None,
         help="discovered-slice membership of SBL/MoA: hard cutoff or Platt-calibrated "
-        "probability (default: soft)",
+        "probability (default: hard)",
     )
     p.add_argument(
         "--slice-column",
@@ -85,6 +85,14 @@ def add_parser(sub: Any) -> None:
         choices=("max_prob", "entropy"),
         default=None,
         help="predictor confidence used by the SBL attention",
+    )
+    p.add_argument(
+        "--master-weighting",
+        choices=("none", "balanced", "balanced-soft"),
+        default=None,
+        help="weights of SBL/MoA's master cross-entropy: none (Snorkel's SBL), balanced "
+        "(flagged and unflagged examples each carry half of their class) or balanced-soft "
+        "(the same rule with soft membership); default: the RetrainConfig default",
     )
     p.add_argument("--lr", type=float, default=None, help="AdamW learning rate")
     p.add_argument("--batch-size", type=int, default=None, help="batch size (0: full batch)")
@@ -158,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = RetrainConfig()
     overrides = {
         k: getattr(args, k)
-        for k in ("expert_dim", "temperature", "confidence")
+        for k in ("expert_dim", "temperature", "confidence", "master_weighting")
         if getattr(args, k) is not None
     }
     cfg = replace(cfg, **overrides)

@@ -80,6 +80,26 @@ def test_hybrid_methods_weight_the_master_loss(synthetic_run):
     assert m["methods"]["moa-balanced"]["parameters"] > m["methods"]["sbl-balanced"]["parameters"]
 
 
+def test_master_weighting_default_and_choices(synthetic_run):
+    from failscope.retrain.pipeline import RetrainConfig
+
+    path, feats = synthetic_run
+    kw = dict(methods="sbl,oracle", epochs=3, features=feats, write=False)
+    default = retrain_run(path, **kw)
+    assert default["config"]["heads"]["master_weighting"] == "balanced"
+    assert default["config"]["heads"]["membership"] == "hard"
+    assert {default["methods"][k]["master_weighting"] for k in ("sbl", "oracle")} == {"balanced"}
+    losses = {}
+    for weighting in ("none", "balanced", "balanced-soft"):
+        cfg = RetrainConfig(master_weighting=weighting)
+        m = retrain_run(path, config=cfg, membership="soft", **kw)
+        assert m["methods"]["sbl"]["master_weighting"] == weighting
+        losses[weighting] = m["methods"]["sbl"]["final_loss"]
+    assert len(set(losses.values())) == 3  # the weights change the training
+    with pytest.raises(InputError, match="master_weighting"):
+        RetrainConfig(master_weighting="heavy")
+
+
 def test_slice_columns_replace_discovered_slices(synthetic_run):
     path, feats = synthetic_run
     m = retrain_run(
