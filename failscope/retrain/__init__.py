@@ -16,6 +16,7 @@ _EXPORTS = {
     "column_slices": "failscope.retrain.membership",
     "mask_slices": "failscope.retrain.membership",
     "upweight_weights": "failscope.retrain.baselines",
+    "membership_balanced_weights": "failscope.retrain.baselines",
     "TrainConfig": "failscope.retrain.train",
     "fit_head": "failscope.retrain.train",
     "predict_logits": "failscope.retrain.train",
