@@ -36,6 +36,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     p.add_argument("--top-k", type=int, default=5, help="captions kept per class (default 5)")
     p.add_argument(
+        "--rerank",
+        type=int,
+        default=None,
+        metavar="N",
+        help=(
+            "re-order each end's first N proposals by the audited model's accuracy on the "
+            "class's validation images nearest each caption (default 5; 0 turns it off)"
+        ),
+    )
+    p.add_argument(
         "--no-check",
         action="store_true",
         help="skip the caption check (accuracy on the images nearest each caption)",
@@ -49,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     from failscope.caption.display import caption_table
     from failscope.caption.pipeline import caption_run
-    from failscope.caption.rank import DEFAULT_METHOD
+    from failscope.caption.rank import DEFAULT_METHOD, RERANK_TOP
 
     console = Console()
     method = args.method or DEFAULT_METHOD
@@ -61,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
             method=method,
             top_k=args.top_k,
             checks=not args.no_check,
+            rerank=RERANK_TOP if args.rerank is None else args.rerank,
         )
     console.print(caption_table(slices, top=args.top_k, title=f"Failure captions ({method})"))
     return 0

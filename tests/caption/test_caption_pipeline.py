@@ -161,6 +161,26 @@ def test_cli_caption(run_dir, vocab_file, fake_encoder, monkeypatch, capsys):
     assert code == 2 and "empty" in err and str(bad) in err and err.count("\n") == 1
 
 
+def test_cli_caption_rerank_option(run_dir, vocab_file, fake_encoder, monkeypatch, capsys):
+    from failscope import load_run
+    from failscope.caption import pipeline
+    from failscope.cli import main
+
+    monkeypatch.setattr(pipeline, "load_run_clip", lambda run: fake_encoder)
+    reranked = []
+    for n in ("0", "3"):
+        assert main(["caption", str(run_dir), "--vocab", str(vocab_file), "--rerank", n]) == 0
+        run = load_run(run_dir)
+        reranked.append([(s.get("captions") or {}).get("rerank") for s in run.slices])
+        assert run.info["captions"]["rerank"] == int(n)
+    assert all(r is None for r in reranked[0])
+    assert any(r is not None and r["top"] == 3 for r in reranked[1])
+    capsys.readouterr()
+    assert main(["caption", str(run_dir), "--vocab", str(vocab_file), "--rerank", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "rerank" in err and err.count("\n") == 1
+
+
 @pytest.mark.parametrize("method", ["classifier", "centroid"])
 def test_success_end_names_the_easy_word(tmp_path, vocab_file, fake_encoder, run_factory, method):
     # the model fails on 40% of cats, except dotted cats, which it always gets right
