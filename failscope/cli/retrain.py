@@ -92,7 +92,7 @@ def add_parser(sub: Any) -> None:
         default=None,
         help="weights of SBL/MoA's master cross-entropy: none (Snorkel's SBL), balanced "
         "(flagged and unflagged examples each carry half of their class) or balanced-soft "
-        "(the same rule with soft membership); default: the RetrainConfig default",
+        "(the same rule with soft membership); default: balanced",
     )
     p.add_argument("--lr", type=float, default=None, help="AdamW learning rate")
     p.add_argument("--batch-size", type=int, default=None, help="batch size (0: full batch)")
