@@ -108,7 +108,7 @@ def test_demo_report_opens_in_chromium(chromium, demo_run):
     assert len(slices) == 10 and facts["rows"] == 10
     assert sorted(facts["sections"]) == sorted(s["id"] for s in slices)
     assert facts["thumbs"] > 0 and facts["retrain"] and facts["evaluation"]
-    assert "yellow" in facts["text"] and "small" in facts["text"]  # captions name the plants
+    assert "blurry" in facts["text"] and "small" in facts["text"]  # captions name the plants
     colours, spread = _not_blank(page.screenshot())
     assert colours > 50 and spread > 10, (colours, spread)
     assert page.errors == []
