@@ -53,9 +53,11 @@ import numpy as np
 #: demo default (kept to measure it; its rare 3s compete with red 3s). ``rare-quality``
 #: is the other candidate default; ``noisy-texture-quality`` plants on classes with
 #: no natural failure mode of their own (0 and 6), in the two families the others
-#: leave out or share with a rival (texture, grainy quality).
+#: leave out or share with a rival (texture, grainy quality). ``noisy-color-rare-size``
+#: is the demo default of the first release (yellow 2s labelled 7, rare small 3s).
 PLANT_SETS: dict[str, tuple[str, ...]] = {
     "default": (),
+    "noisy-color-rare-size": ("noisy:2:color=yellow:0.9", "rare:3:size=small:0.02"),
     "spurious-color": ("spurious:7:color=red:0.95",),
     "noisy-quality-background": ("noisy:8:quality=blurry:0.7", "noisy:4:background=navy:0.9"),
     "spurious-background": ("spurious:0:background=pink:0.95",),
