@@ -29,9 +29,9 @@ def test_walkthrough_notebook_runs(tmp_path, monkeypatch):
     assert len(list((run / "plots").glob("class-*-scores.png"))) >= 5
     # the small world still shows the planted failures
     evaluation = json.loads((run / "evaluation.json").read_text())
-    by_kind = {p["kind"]: p for p in evaluation["plants"]}
-    assert by_kind["rare"]["average_precision"] > 0.5
-    assert by_kind["rare"]["slice_recall"] > 0.5
+    plants = {p["name"]: p for p in evaluation["plants"]}
+    assert plants["rare_3_size_small"]["average_precision"] > 0.5
+    assert plants["rare_3_size_small"]["slice_recall"] > 0.5
     metrics = json.loads((run / "retrain" / "metrics.json").read_text())
     assert metrics["methods"]["audited"]["test_accuracy"] > 0.7
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
