@@ -500,7 +500,24 @@ def _predict(
                 f"{ds.n_classes} classes {_show(ds.classes)}"
             )
     info["n_outputs"] = preds.n_outputs
+    info["sha256"] = _file_hashes(info)
     return preds, info
+
+
+def _file_hashes(info: dict[str, Any]) -> dict[str, str]:
+    """sha256 of the model file, checkpoint or predictions file the run used (by content).
+
+    ``run.json`` records them beside the paths, so a run stays traceable after the file
+    at that path is replaced.
+    """
+    from failscope.embed import file_sha256
+
+    out = {}
+    for key in ("spec", "checkpoint"):
+        value = info.get(key)
+        if isinstance(value, str) and Path(value).is_file():
+            out[key] = file_sha256(value)
+    return out
 
 
 def _load_clip(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -74,6 +75,8 @@ def test_discover_torchscript_finds_the_planted_slice(
         progress=lambda stage, done, total: stages.add((stage, total)),
     )
     assert stages == {("predict", 144), ("embed", 144)}
+    digest = hashlib.sha256(channel_classifier_ts.read_bytes()).hexdigest()
+    assert run.info["model"]["sha256"] == {"spec": digest}  # the model file, by content
     ex = check_run_consistency(run, n_rows=142)
     assert [s["id"] for s in run.skipped] == [70, 100]
     assert run.skipped[0]["reason"] == "missing file"
@@ -197,6 +200,8 @@ def test_discover_from_predictions_and_embeddings_files(image_dataset, tmp_path)
     ]
     assert ex["confidence"].isna().all()
     assert run.info["model"]["kind"] == "predictions" and run.info["embeddings"]["clip"] is None
+    pred_digest = hashlib.sha256((tmp_path / "pred.npy").read_bytes()).hexdigest()
+    assert run.info["model"]["sha256"] == {"spec": pred_digest}
     for s in run.slices:
         assert s["cv_score"] > 0.9
         assert abs(run.directions[s["class_index"], 0]) > 0.5  # direction along the planted axis
