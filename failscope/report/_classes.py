@@ -296,6 +296,7 @@ def _class_section(ctx: Context, v: ClassView, *, open_: bool) -> Markup:
 
 
 def classes_section(ctx: Context, views: list[ClassView], *, n_open: int) -> Markup:
+    """One collapsible section per class, the first ``n_open`` open."""
     legend = tag(
         "div",
         tag("span", tag("span", class_="swatch ok"), "correct prediction"),

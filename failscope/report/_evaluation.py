@@ -141,6 +141,7 @@ def _plants_table(rows: list[Mapping[str, Any]], ks: list[int], views: list[Clas
 
 
 def evaluation_section(evaluation: Mapping[str, Any], views: list[ClassView]) -> Markup:
+    """The planted-slices section of ``evaluation.json``."""
     rows: list[Mapping[str, Any]] = []
     for key in ("plants", "planted", "slices", "results", "per_plant"):
         v = evaluation.get(key)

@@ -12,11 +12,7 @@ __all__ = ["baseline_first", "parse_retrain_metrics"]
 
 
 _OVERALL_KEYS = ("test_accuracy", "overall", "overall_accuracy", "accuracy", "acc")
-
-
 _SLICES_KEYS = ("slice_accuracy", "slices", "per_slice", "slice_accuracies", "per_slice_accuracy")
-
-
 _BASELINES = ("audited", "erm", "baseline", "original", "before")
 
 
@@ -105,6 +101,7 @@ def parse_retrain_metrics(metrics: Mapping[str, Any]) -> dict[str, dict[str, Any
 
 
 def baseline_first(methods: dict[str, dict[str, Any]], preferred: Any) -> list[str]:
+    """Method names with the baseline (``preferred``, else a usual name) first."""
     names = list(methods)
     for cand in [preferred, *_BASELINES]:
         if isinstance(cand, str) and cand in methods:

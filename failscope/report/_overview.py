@@ -22,6 +22,7 @@ _LATER_STAGES = frozenset({"report", "caption", "captions", "evaluate", "retrain
 def page_header(
     run: Run, views: list[ClassView], examples: Any, *, n_expanded: int
 ) -> tuple[Markup, Markup]:
+    """The page's top bar (title, subtitle, navigation) and its summary cards."""
     info = run.info
     dataset, model, clip = dataset_desc(info), model_desc(info), clip_desc(info)
     n_examples = len(examples) if examples is not None else lookup(info, "n_examples")
@@ -84,6 +85,7 @@ def page_header(
 
 
 def skipped_inputs(run: Run, *, limit: int = 1000) -> Markup:
+    """The inputs skipped as missing or corrupt (at most ``limit`` rows)."""
     skipped = [s for s in run.skipped if isinstance(s, Mapping)]
     if not skipped:
         return tag("p", "No inputs were skipped: every image could be read.", class_="note")
@@ -112,6 +114,7 @@ def skipped_inputs(run: Run, *, limit: int = 1000) -> Markup:
 
 
 def overview_section(views: list[ClassView], ctx: Context, plot: Markup) -> Markup:
+    """The overview: a sortable, filterable table of every class, most severe first."""
     fit = f" (split {ctx.fit_split!r})" if ctx.fit_split else ""
     intro = tag(
         "p",
@@ -235,6 +238,7 @@ def _flatten(d: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def run_details_section(run: Run) -> Markup:
+    """run.json, flattened into a collapsed key/value table."""
     info = run.info
     shown = {k: v for k, v in info.items() if k not in ("classes", "skipped")}
     items = _flatten(shown)[:400]

@@ -20,6 +20,7 @@ def _static(name: str) -> str:
 
 
 def render_page(*, title: str, body: Markup) -> str:
+    """The whole HTML page around ``body``, with the CSP pinning ``report.js``."""
     from failscope import __version__
 
     script = _static("report.js")

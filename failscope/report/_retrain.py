@@ -14,6 +14,7 @@ __all__ = ["retrain_section"]
 
 
 def retrain_section(ctx: Context, metrics: Mapping[str, Any], views: list[ClassView]) -> Markup:
+    """The retraining table (best value per column marked) and per-slice plots."""
     from . import plots
 
     methods = parse_retrain_metrics(metrics)

@@ -135,6 +135,7 @@ def when(value: Any) -> str:
 
 
 def fitting_split(info: Mapping[str, Any]) -> str | None:
+    """The split the directions were fit on, if run.json names exactly one."""
     value = lookup(info, "fit_split", "split", "directions_split")
     if isinstance(value, Mapping):
         value = lookup(value, "fit_split", "split")
@@ -144,6 +145,7 @@ def fitting_split(info: Mapping[str, Any]) -> str | None:
 
 
 def image_roots(run: Run) -> list[Path]:
+    """Folders a relative image path is looked up under, in order, without repeats."""
     roots: list[Path] = []
     data = run.info.get("data")
     root = data.get("root") if isinstance(data, Mapping) else None
@@ -190,6 +192,7 @@ def choose_view_split(
 
 
 def load_examples(run: Run) -> Any:
+    """``run.examples``, or None (with a warning) when it cannot be read."""
     try:
         return run.examples
     except Exception as exc:  # a report of a partial run is still useful

@@ -48,6 +48,8 @@ def severity(entry: Mapping[str, Any]) -> float | None:
 
 @dataclass
 class ClassView:
+    """One class's ``slices.json`` entry as the report shows it: rank, anchor, expanded."""
+
     entry: dict[str, Any]
     index: int
     name: str
@@ -63,6 +65,12 @@ class ClassView:
 
 @dataclass
 class Context:
+    """What the sections share while one report is built.
+
+    ``plots_written`` collects the PNGs this build wrote (the rest are stale);
+    ``painter`` and ``rows_by_class`` are caches filled on first use.
+    """
+
     run: Run
     plots_dir: Path
     thumbs_per_mosaic: int
@@ -80,6 +88,7 @@ class Context:
 
 
 def order_classes(slices: Sequence[Mapping[str, Any]], class_names: list[str]) -> list[ClassView]:
+    """Views of ``slices``, most severe first (ties by CV score), skipped classes last."""
     views = []
     for pos, entry in enumerate(slices):
         idx = int(entry.get("class_index", pos))
@@ -124,6 +133,7 @@ def class_frame(ctx: Context, index: int) -> Any:
 
 
 def entry_captions(entry: Mapping[str, Any], kind: str) -> list[dict[str, Any]]:
+    """The ``kind`` (``"failure"`` or ``"success"``) captions of an entry that have text."""
     caps = entry.get("captions")
     if not isinstance(caps, Mapping):
         return []
@@ -132,11 +142,13 @@ def entry_captions(entry: Mapping[str, Any], kind: str) -> list[dict[str, Any]]:
 
 
 def top_caption(entry: Mapping[str, Any]) -> str | None:
+    """The entry's first failure caption, or None."""
     caps = entry_captions(entry, "failure")
     return str(caps[0]["text"]) if caps else None
 
 
 def entry_checks(entry: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The entry's caption checks (``caption_checks``), mappings only."""
     checks = entry.get("caption_checks")
     if not isinstance(checks, list):
         return []
@@ -169,6 +181,7 @@ def acc_at(check: Mapping[str, Any]) -> dict[int, float | None]:
 
 
 def check_for(entry: Mapping[str, Any], text: str | None) -> dict[str, Any] | None:
+    """The caption check of caption ``text``, or None."""
     for check in entry_checks(entry):
         if text is not None and check.get("text") == text:
             return check
