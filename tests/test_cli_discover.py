@@ -43,6 +43,7 @@ def test_cli_end_to_end_torchscript_and_tiny_clip(
         cli_env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+    assert "embedding" not in proc.stderr and "predicting" not in proc.stderr  # -q: no bars
     assert "run written to" in proc.stdout and str(out) in proc.stdout
     assert "skipped inputs: 2 (1 missing file, 1 unreadable image)" in proc.stdout
     for name in ("ant", "bee", "cat", "slice err", "CV bal.acc", "100.0%"):

@@ -21,12 +21,13 @@ class StageBars:
     """A rich ``Progress`` with one bar per stage.
 
     ``update(stage, done, total)`` is the ``progress`` callback the library takes;
-    ``stage(name)`` marks the start of a stage without a known length.
+    ``stage(name)`` marks the start of a stage without a known length. The bars are
+    hidden (``disable=None``) when failscope's log level is above INFO, as with ``-q``.
     """
 
     LABELS: ClassVar[dict[str, str]] = {"predict": "predicting", "embed": "embedding"}
 
-    def __init__(self, console: Any = None) -> None:
+    def __init__(self, console: Any = None, *, disable: bool | None = None) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -43,6 +44,11 @@ class StageBars:
             TimeRemainingColumn(),
             TimeElapsedColumn(),
             console=console or log_console(),
+            disable=(
+                logging.getLogger("failscope").getEffectiveLevel() > logging.INFO
+                if disable is None
+                else disable
+            ),
         )
         self._tasks: dict[str, Any] = {}
         self._current: str | None = None
