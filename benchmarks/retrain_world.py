@@ -41,18 +41,14 @@ from typing import Any
 
 import numpy as np
 
+from failscope.retrain.pipeline import METHOD_GROUPS, SLICE_METHODS
+
+#: Row order of the printed table: the audited model, every method of ``--method all``,
+#: Snorkel's unweighted SBL/MoA/oracle, then the MLP-head ERM.
 TABLE_METHODS = (
     "audited",
-    "erm",
-    "upweight-hard",
-    "upweight-balanced",
-    "upweight-soft",
-    "sbl",
-    "moa",
-    "oracle",
-    "sbl (unweighted)",
-    "moa (unweighted)",
-    "oracle (unweighted)",
+    *METHOD_GROUPS["all"],
+    *(f"{m} (unweighted)" for m in (*SLICE_METHODS, "oracle")),
     "erm-mlp",
 )
 
