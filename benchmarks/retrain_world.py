@@ -54,11 +54,20 @@ TABLE_METHODS = (
 
 
 def get_run(runs_dir: Path, seed: int, plants: list[str] | None) -> Any:
-    """The demo run for ``seed`` (built once, without retraining, then reused)."""
+    """The demo run for ``seed`` (built once, without retraining, then reused).
+
+    Runs are keyed by the world's key (seed, plants, sizes, world format), so a
+    run of an older world is never reused.
+    """
     from failscope import load_run
     from failscope.demo import run_demo
+    from failscope.world import DEFAULT_PLANTS, DEFAULT_SIZES, parse_plants
+    from failscope.world.generate import world_key
 
-    out = runs_dir / f"seed{seed}"
+    key = world_key(
+        parse_plants(list(plants or DEFAULT_PLANTS)), seed=seed, sizes=dict(DEFAULT_SIZES)
+    )
+    out = runs_dir / f"seed{seed}-{key}"
     if not (out / "run.json").is_file() or not (out / "truth.json").is_file():
         t = time.perf_counter()
         run_demo(out=out, seed=seed, plants=plants, captions=False, retrain=False, report=False)

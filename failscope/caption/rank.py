@@ -50,25 +50,23 @@ also makes red 3s fail, "small" (the planted rare 3s: about 130 validation
 images at accuracy 0.40) beats "red" (about 60 at 0.44).
 
 Why ``"centroid"`` (with re-ranking) is the default: on the built-in world
-(shipped world CLIP, seeds 0-4, the seven plant sets of
-``benchmarks/caption_accuracy.py``: 55 planted slices, full world vocabulary),
-the planted value word was the top-1 caption for 0.87 of the slices with
-``"centroid"`` vs 0.76 with ``"classifier"``, and in the top 5 for 1.00 vs 0.85
-(without re-ranking: 0.67 / 1.00 vs 0.51 / 0.85). On the 44 slices whose class
-has no other value as strong as the planted one, ``"centroid"`` names the planted
-value first in all 44 (``"classifier"``: 0.89). Its 7 misses are the two plants
-on 8s (``noisy:8:quality=blurry:0.7``, ``rare:8:quality=blurry:0.02``), where
-small 8s fail as often as the planted blurry 8s (test accuracy 0.39 vs 0.43 and
-0.57 vs 0.59): "small" is an equally right name there. The classifier score's
-misses are at the success end of spurious plants: its symmetric score puts the
-world's generic easy factors ("large", backgrounds) in the top 5 and can leave
-the cue out, where re-ranking cannot reach it. Also measured (original four plant
-sets, 30 slices, without re-ranking) and not used: centring text embeddings
-within each family (0.63 / 1.00), a top-minus-bottom contrast centroid
-(0.77 / 0.97), N=25 or 100 (0.73 / 0.97, 0.57 / 1.00), and subtracting the other
-classes' mean score per caption (raises top-1 but hides failure modes shared by
-all classes, such as small digits); and, for re-ranking, a curve that stops at
-depth 50 at both ends (top-1 0.73 vs 0.84 on the first 45 slices).
+(shipped world CLIP, seeds 0-4, the eight plant sets of
+``benchmarks/caption_accuracy.py``: 65 planted slices, full world vocabulary),
+the planted value word was the top-1 caption for 0.954 of the slices with
+``"centroid"`` vs 0.938 with ``"classifier"``, and in the top 5 for 1.000 vs
+0.985. ``"centroid"``'s three misses put the planted value second: twice "small 8"
+before "blurry 8" (small 8s are the world's hardest 8s even when sharp), once
+"red 3" before "small 3" in a world whose spurious red 7s make red 3s fail too.
+The classifier score's extra misses are at the success end of spurious plants:
+its symmetric score puts the world's generic easy factors ("large",
+backgrounds) in the top 5 and can leave the cue out, where re-ranking cannot
+reach it. Also measured (world format 1, original four plant sets, 30 slices,
+without re-ranking) and not used: centring text embeddings within each family
+(0.63 / 1.00), a top-minus-bottom contrast centroid (0.77 / 0.97), N=25 or 100
+(0.73 / 0.97, 0.57 / 1.00), and subtracting the other classes' mean score per
+caption (raises top-1 but hides failure modes shared by all classes, such as
+small digits); and, for re-ranking, a curve that stops at depth 50 at both ends
+(top-1 0.73 vs 0.84 on the first 45 slices).
 
 Both scores are one matrix-vector pass over the candidates: ranking 100,000
 embedded candidates of a class takes ~0.2 s (target < 5 s;

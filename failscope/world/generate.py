@@ -56,7 +56,9 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "glyph_id",
     "true_label",
 )  # followed by one boolean ``planted_<name>`` column per plant
-FORMAT = 1
+#: World format, part of every world's key: bumped whenever generation or rendering
+#: changes, so cached worlds and audited models are rebuilt (2: glyph blur scales with size).
+FORMAT = 2
 
 
 @dataclass

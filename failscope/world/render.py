@@ -33,6 +33,7 @@ IMAGE_SIZE = 32
 GLYPH_SPLIT_SEED = 0
 #: Side length in pixels of the digit for each ``size`` value.
 SIZE_PIXELS: dict[str, int] = {"small": 12, "medium": 18, "large": 26}
+#: Blur sigma in pixels of the background, and of a ``small`` glyph (scaled by side).
 _BLUR_SIGMA = 1.1
 _NOISE_STD = 24.0
 _COLOR_JITTER = 12.0
@@ -114,7 +115,7 @@ def _resize_matrix(out_size: int, in_size: int = 8) -> np.ndarray:
     return mat
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=8)
 def _blur_matrix(sigma: float, size: int = IMAGE_SIZE) -> np.ndarray:
     """Gaussian blur as a (size, size) matrix with reflected edges."""
     radius = int(np.ceil(3 * sigma))
@@ -205,16 +206,25 @@ def render_scenes(
         top_left = np.floor(offsets[sel] * (IMAGE_SIZE - side + 1)).astype(int)
         for row, (y0, x0), patch in zip(sel, top_left, resized, strict=True):
             alpha[row, y0 : y0 + side, x0 : x0 + side] = patch
-    alpha = alpha[..., None]
-    img = img * (1 - alpha) + fg[:, None, None, :] * alpha
-
-    # Quality: blur or sensor noise.
+    # Quality, blur: the background is blurred by a fixed sigma and the glyph by
+    # a sigma proportional to its side, so blur costs every size the same share
+    # of its legibility. (A fixed-pixel blur nearly erased small glyphs but left
+    # large ones legible, which tied every blurry failure to "small".)
     quality = attrs["quality"]
+    for size_word, side in SIZE_PIXELS.items():
+        sel = np.flatnonzero((quality == "blurry") & (sizes == size_word))
+        if len(sel):
+            mat = _blur_matrix(_BLUR_SIGMA * side / SIZE_PIXELS["small"])
+            alpha[sel] = mat @ alpha[sel] @ mat.T
     blurry = np.flatnonzero(quality == "blurry")
     if len(blurry):
         mat = _blur_matrix(_BLUR_SIGMA)
         chw = img[blurry].transpose(0, 3, 1, 2)
         img[blurry] = (mat @ chw @ mat.T).transpose(0, 2, 3, 1)
+    alpha = alpha[..., None]
+    img = img * (1 - alpha) + fg[:, None, None, :] * alpha
+
+    # Quality, sensor noise.
     grainy = np.flatnonzero(quality == "grainy")
     noise = rng.normal(0.0, _NOISE_STD, size=(len(grainy), IMAGE_SIZE, IMAGE_SIZE, 3))
     img[grainy] += noise.astype(np.float32)
