@@ -20,12 +20,12 @@ The table also names each plant's *strongest rival*: the other value, in any
 family, that the audited model gets as wrong (failure end) or as right (success
 end) on the class's test images. A plant whose rival is within 0.05 of it is
 *ambiguous* ground truth (e.g. red 3s can fail as often as the planted small
-3s in a world with spurious red 7s; before world format 2, small 8s failed as
+3s in a world with spurious red 7s; before world version 2, small 8s failed as
 often as the planted blurry 8s in every world), and the summary gives the rates
 on unambiguous plants beside those on all.
 
 Audited models and runs are cached under ``--workdir`` (keyed by the world's
-key -- seed, plants, sizes, world format -- and the world CLIP's identity), so re-running only
+key -- seed, plants, sizes, world version -- and the world CLIP's identity), so re-running only
 re-ranks captions.
 
 Usage::

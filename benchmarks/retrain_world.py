@@ -56,7 +56,7 @@ TABLE_METHODS = (
 def get_run(runs_dir: Path, seed: int, plants: list[str] | None) -> Any:
     """The demo run for ``seed`` (built once, without retraining, then reused).
 
-    Runs are keyed by the world's key (seed, plants, sizes, world format), so a
+    Runs are keyed by the world's key (seed, plants, sizes, world version), so a
     run of an older world is never reused.
     """
     from failscope import load_run

@@ -60,7 +60,7 @@ before "blurry 8" (small 8s are the world's hardest 8s even when sharp), once
 The classifier score's extra misses are at the success end of spurious plants:
 its symmetric score puts the world's generic easy factors ("large",
 backgrounds) in the top 5 and can leave the cue out, where re-ranking cannot
-reach it. Also measured (world format 1, original four plant sets, 30 slices,
+reach it. Also measured (world version 1, original four plant sets, 30 slices,
 without re-ranking) and not used: centring text embeddings within each family
 (0.63 / 1.00), a top-minus-bottom contrast centroid (0.77 / 0.97), N=25 or 100
 (0.73 / 0.97, 0.57 / 1.00), and subtracting the other classes' mean score per

@@ -56,9 +56,12 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "glyph_id",
     "true_label",
 )  # followed by one boolean ``planted_<name>`` column per plant
-#: World format, part of every world's key: bumped whenever generation or rendering
-#: changes, so cached worlds and audited models are rebuilt (2: glyph blur scales with size).
-FORMAT = 2
+#: Layout of the world directory's files (``world.json``, ``truth.json``, the manifest).
+FORMAT = 1
+#: Version of the world's generator and renderer, part of every world's key: bumped
+#: whenever the same seed and plants would give other pixels or labels, so cached
+#: worlds and audited models are rebuilt (2: the glyph's blur scales with its size).
+WORLD_VERSION = 2
 
 
 @dataclass
@@ -94,7 +97,7 @@ class World:
 
     @property
     def key(self) -> str:
-        """Hash of what determines the world's content (seed, plants, sizes, format)."""
+        """Hash of what determines the world's content (seed, plants, sizes, generator version)."""
         return world_key(self.plants, seed=self.seed, sizes=self.sizes)
 
     def truth(self) -> list[dict[str, object]]:
@@ -130,6 +133,7 @@ def world_key(plants: Sequence[Plant], *, seed: int, sizes: dict[str, int]) -> s
     payload = json.dumps(
         {
             "format": FORMAT,
+            "version": WORLD_VERSION,
             "seed": seed,
             "plants": [p.spec for p in plants],
             "sizes": {s: sizes[s] for s in SPLITS},
@@ -327,6 +331,7 @@ def make_world(
         meta_path,
         {
             "format": FORMAT,
+            "version": WORLD_VERSION,
             "key": key,
             "seed": seed,
             "plants": [p.spec for p in plant_list],

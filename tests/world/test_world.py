@@ -71,6 +71,17 @@ def test_make_world_reloads_cached(tmp_path):
     pd.testing.assert_frame_equal(a.frame, b.frame)
 
 
+def test_make_world_rebuilds_a_world_of_another_version(tmp_path, monkeypatch):
+    import failscope.world.generate as gen
+
+    old_key = make_world(DEFAULT_PLANTS, seed=0, root=tmp_path, sizes=SMALL).key
+    assert json.loads((tmp_path / "world.json").read_text())["version"] == gen.WORLD_VERSION
+    monkeypatch.setattr(gen, "WORLD_VERSION", gen.WORLD_VERSION + 1)  # a renderer change
+    b = make_world(DEFAULT_PLANTS, seed=0, root=tmp_path, sizes=SMALL)
+    assert b.key != old_key
+    assert json.loads((tmp_path / "world.json").read_text())["key"] == b.key
+
+
 def test_manifest_columns(world):
     cols = list(world.frame.columns)
     assert cols[: len(MANIFEST_COLUMNS)] == list(MANIFEST_COLUMNS)
