@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from caption_accuracy import build_world_run
 
 from failscope.retrain.pipeline import METHOD_GROUPS, SLICE_METHODS
 
@@ -54,25 +55,15 @@ TABLE_METHODS = (
 
 
 def get_run(runs_dir: Path, seed: int, plants: list[str] | None) -> Any:
-    """The demo run for ``seed`` (built once, without retraining, then reused).
+    """The demo run for ``seed``, built once without retraining and reused.
 
-    Runs are keyed by the world's key (seed, plants, sizes, world version), so a
-    run of an older world is never reused.
+    Runs are cached by world key and world CLIP identity (see
+    ``caption_accuracy.build_world_run``), so a run of another world is never reused.
     """
-    from failscope import load_run
-    from failscope.demo import run_demo
-    from failscope.world import DEFAULT_PLANTS, DEFAULT_SIZES, parse_plants
-    from failscope.world.generate import world_key
-
-    key = world_key(
-        parse_plants(list(plants or DEFAULT_PLANTS)), seed=seed, sizes=dict(DEFAULT_SIZES)
-    )
-    out = runs_dir / f"seed{seed}-{key}"
-    if not (out / "run.json").is_file() or not (out / "truth.json").is_file():
-        t = time.perf_counter()
-        run_demo(out=out, seed=seed, plants=plants, captions=False, retrain=False, report=False)
-        print(f"seed {seed}: demo run built in {time.perf_counter() - t:.0f} s -> {out}")
-    return load_run(out)
+    t = time.perf_counter()
+    run, _ = build_world_run(tuple(plants or ()), seed=seed, workdir=runs_dir)
+    print(f"seed {seed}: demo run ready in {time.perf_counter() - t:.0f} s -> {run.path}")
+    return run
 
 
 def summarise(per_seed: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -196,6 +196,11 @@ def render_scenes(
     alpha = np.zeros((n, IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
     sizes = attrs["size"]
     offsets = rng.random(size=(n, 2))
+    # A blurry glyph is blurred by a sigma proportional to its side (and its
+    # background, below, by a fixed sigma), so blur costs every size the same
+    # share of its legibility. (A fixed-pixel blur nearly erased small glyphs but
+    # left large ones legible, which tied every blurry failure to "small".)
+    is_blurry = attrs["quality"] == "blurry"
     for size_word, side in SIZE_PIXELS.items():
         sel = np.flatnonzero(sizes == size_word)
         if len(sel) == 0:
@@ -206,17 +211,11 @@ def render_scenes(
         top_left = np.floor(offsets[sel] * (IMAGE_SIZE - side + 1)).astype(int)
         for row, (y0, x0), patch in zip(sel, top_left, resized, strict=True):
             alpha[row, y0 : y0 + side, x0 : x0 + side] = patch
-    # Quality, blur: the background is blurred by a fixed sigma and the glyph by
-    # a sigma proportional to its side, so blur costs every size the same share
-    # of its legibility. (A fixed-pixel blur nearly erased small glyphs but left
-    # large ones legible, which tied every blurry failure to "small".)
-    quality = attrs["quality"]
-    for size_word, side in SIZE_PIXELS.items():
-        sel = np.flatnonzero((quality == "blurry") & (sizes == size_word))
-        if len(sel):
-            mat = _blur_matrix(_BLUR_SIGMA * side / SIZE_PIXELS["small"])
-            alpha[sel] = mat @ alpha[sel] @ mat.T
-    blurry = np.flatnonzero(quality == "blurry")
+        soft = sel[is_blurry[sel]]
+        if len(soft):
+            blur = _blur_matrix(_BLUR_SIGMA * side / SIZE_PIXELS["small"])
+            alpha[soft] = blur @ alpha[soft] @ blur.T
+    blurry = np.flatnonzero(is_blurry)
     if len(blurry):
         mat = _blur_matrix(_BLUR_SIGMA)
         chw = img[blurry].transpose(0, 3, 1, 2)
@@ -225,7 +224,7 @@ def render_scenes(
     img = img * (1 - alpha) + fg[:, None, None, :] * alpha
 
     # Quality, sensor noise.
-    grainy = np.flatnonzero(quality == "grainy")
+    grainy = np.flatnonzero(attrs["quality"] == "grainy")
     noise = rng.normal(0.0, _NOISE_STD, size=(len(grainy), IMAGE_SIZE, IMAGE_SIZE, 3))
     img[grainy] += noise.astype(np.float32)
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
