@@ -28,15 +28,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from caption_accuracy import build_world_run
+
 
 def world_run(workdir: Path) -> tuple[Path, Path]:
-    """The world's manifest and audited model (built once under ``workdir``)."""
-    from failscope.demo import run_demo
-
-    out = workdir / "world-run"
-    if not (out / "run.json").is_file():
-        run_demo(out=out, captions=False, retrain=False, report=False, cache_dir=workdir / "cache")
-    cfg = json.loads((out / "run.json").read_text())["config"]
+    """The default world's manifest and audited model (built once under ``workdir``,
+    cached by world key: see ``caption_accuracy.build_world_run``)."""
+    run, _ = build_world_run((), seed=0, workdir=workdir)
+    cfg = run.info["config"]
     return Path(cfg["data"]), Path(cfg["model"])
 
 

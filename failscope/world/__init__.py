@@ -8,8 +8,7 @@ Heavy dependencies (torch, open_clip) are imported only when used.
 
 from __future__ import annotations
 
-from typing import Any
-
+from failscope._lazy import lazy_exports
 from failscope.world.attributes import CLASS_NAMES, FAMILIES, FAMILY_PHRASES, list_attributes
 from failscope.world.generate import (
     DEFAULT_SIZES,
@@ -61,10 +60,4 @@ _LAZY = {
     "load_world_clip": "failscope.world.clip",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
