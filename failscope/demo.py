@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from failscope._validation import check_int
-from failscope.run import FORMAT_VERSION, TRUTH_JSON, write_json
+from failscope.run import FORMAT_VERSION, TRUTH_JSON, run_lock, write_json
+from failscope.run.schema import Plant, Truth, WorldInfo
+from failscope.run.writer import check_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -92,52 +94,61 @@ def run_demo(
             on_stage(name)
         return time.perf_counter()
 
-    t = stage("world")
-    world = make_world(plant_list, seed=seed, root=out / "world", sizes=sizes)
-    timings["world"] = time.perf_counter() - t
+    check_output_dir(out, data_root=None, force=False)  # before the world is written there
+    with run_lock(out):
+        t = stage("world")
+        world = make_world(plant_list, seed=seed, root=out / "world", sizes=sizes)
+        timings["world"] = time.perf_counter() - t
 
-    t = stage("audited model")
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "world-models"
-    model_path, _ = get_audited_model(world, config=audited, cache_dir=cache)
-    timings["audited_model"] = time.perf_counter() - t
+        t = stage("audited model")
+        cache = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "world-models"
+        model_path, _ = get_audited_model(world, config=audited, cache_dir=cache)
+        timings["audited_model"] = time.perf_counter() - t
 
-    t = stage("discover")
-    run = discover(
-        world.manifest_path, model=str(model_path), clip="world", out=out,
-        fit_split="val", reference_split="train", seed=seed, progress=progress,
-        captions=False, report=False,  # run below, after evaluation and retraining
-    )  # fmt: skip
-    truth = world.truth()
-    write_json(out / TRUTH_JSON, {"format": FORMAT_VERSION, "seed": seed, "plants": truth})
-    run.update_info(world={"seed": seed, "plants": [p.spec for p in plant_list],
-                           "key": world.key, "root": "world"})  # fmt: skip
-    timings["discover"] = time.perf_counter() - t
+        t = stage("discover")
+        run = discover(
+            world.manifest_path, model=str(model_path), clip="world", out=out,
+            fit_split="val", reference_split="train", seed=seed, progress=progress,
+            captions=False, report=False,  # run below, after evaluation and retraining
+            force=True,  # the folder was checked above; since then it holds our world/
+        )  # fmt: skip
+        truth = [_plant(e) for e in world.truth()]
+        write_json(run.output(TRUTH_JSON), Truth(FORMAT_VERSION, seed, tuple(truth)).to_json())
+        run.add_files(TRUTH_JSON)
+        plant_specs = tuple(p.spec for p in plant_list)
+        run.update_info(world=WorldInfo(seed=seed, plants=plant_specs, key=world.key, root="world"))
+        timings["discover"] = time.perf_counter() - t
 
-    if captions:
-        from failscope.caption import caption_run
+        if captions:
+            from failscope.caption import caption_run
 
-        t = stage("captions")
-        caption_run(run)
-        timings["captions"] = time.perf_counter() - t
+            t = stage("captions")
+            caption_run(run)
+            timings["captions"] = time.perf_counter() - t
 
-    t = stage("evaluate")
-    result["evaluation"] = evaluate_run(run)
-    timings["evaluate"] = time.perf_counter() - t
+        t = stage("evaluate")
+        result["evaluation"] = evaluate_run(run)
+        timings["evaluate"] = time.perf_counter() - t
 
-    if retrain:
-        from failscope.retrain import retrain_run
+        if retrain:
+            from failscope.retrain import retrain_run
 
-        t = stage("retrain")
-        result["retrain"] = retrain_run(run, methods="all", seed=seed)
-        timings["retrain"] = time.perf_counter() - t
+            t = stage("retrain")
+            result["retrain"] = retrain_run(run, methods="all", seed=seed)
+            timings["retrain"] = time.perf_counter() - t
 
-    if report:
-        from failscope.report import build_report
+        if report:
+            from failscope.report import build_report
 
-        t = stage("report")
-        result["report"] = build_report(run)
-        timings["report"] = time.perf_counter() - t
-
-    run.update_info(demo_timings=timings)
+            t = stage("report")
+            result["report"] = build_report(run)
+            timings["report"] = time.perf_counter() - t
+        run.update_info(demo_timings=timings)
     result["run"] = run
     return result
+
+
+def _plant(entry: dict[str, Any]) -> Plant:
+    """A world's ``truth()`` entry as the run's typed :class:`~failscope.run.schema.Plant`."""
+    fields = {k: v for k, v in entry.items() if k != "class"}
+    return Plant(class_index=int(entry["class"]), **fields)

@@ -524,35 +524,50 @@ class ErrorDirections(BaseEstimator):
         "best_C_", "n_fit_", "n_errors_", "Cs_",
     )  # fmt: skip
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Save the fitted estimator as ``.npz`` (arrays plus JSON; no pickle)."""
-        from failscope.run import atomic_write
-
+    def state_meta(self) -> dict[str, Any]:
+        """The JSON part of the fitted state (hyperparameters, class count, skip reasons)."""
         self._check_fitted()
-        meta = {
+        return {
             "params": {
                 k: (list(v) if isinstance(v, tuple) else v) for k, v in self.get_params().items()
             },
             "n_classes": self.n_classes_,
             "skip_reasons": {str(k): v for k, v in self.skip_reasons_.items()},
         }
+
+    @classmethod
+    def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> ErrorDirections:
+        """Rebuild a fitted estimator from :meth:`state_meta` and its ``_ARRAYS``."""
+        params = dict(meta["params"])
+        params["Cs"] = tuple(params["Cs"])
+        est = cls(**params)
+        for k in cls._ARRAYS:
+            setattr(est, k, arrays[k])
+        est.n_classes_ = int(meta["n_classes"])
+        est.n_features_in_ = int(est.mean_.shape[0])
+        est.skip_reasons_ = {int(k): v for k, v in meta["skip_reasons"].items()}
+        return est
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Save the fitted estimator as ``.npz`` (arrays plus JSON; no pickle)."""
+        from failscope.run import atomic_write
+
+        meta = self.state_meta()
         arrays = {k: getattr(self, k) for k in self._ARRAYS}
-        atomic_write(path, lambda tmp: np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays))
+
+        def write(tmp: Any) -> None:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, meta=np.array(json.dumps(meta)), **arrays)
+
+        atomic_write(path, write)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ErrorDirections:
         """Load an estimator written by :meth:`save`."""
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
-            params = meta["params"]
-            params["Cs"] = tuple(params["Cs"])
-            est = cls(**params)
-            for k in cls._ARRAYS:
-                setattr(est, k, data[k])
-        est.n_classes_ = int(meta["n_classes"])
-        est.n_features_in_ = int(est.mean_.shape[0])
-        est.skip_reasons_ = {int(k): v for k, v in meta["skip_reasons"].items()}
-        return est
+            arrays = {k: data[k] for k in cls._ARRAYS}
+        return cls.from_state(meta, arrays)
 
 
 def _moments(x: np.ndarray, chunk: int = 16384) -> tuple[np.ndarray, np.ndarray]:

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from failscope._validation import check_choice, check_file, fail
+from failscope.run._io import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -66,23 +67,6 @@ Progress = Callable[[int, int], None]
 
 def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
-_FILE_HASHES: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """sha256 of a file's bytes (memoised per path, size and mtime)."""
-    p = Path(path).resolve()
-    st = p.stat()
-    key = (str(p), st.st_size, st.st_mtime_ns)
-    if key not in _FILE_HASHES:
-        h = hashlib.sha256()
-        with open(p, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        _FILE_HASHES[key] = h.hexdigest()
-    return _FILE_HASHES[key]
 
 
 def state_dict_sha256(model: Any) -> str:
@@ -246,6 +230,16 @@ def add_clip_model(name: str, factory: ClipFactory) -> None:
     if not callable(factory):
         raise TypeError(f"factory for CLIP {name!r} must be callable")
     _REGISTRY[name] = factory
+
+
+def is_open_clip_name(name: str) -> bool:
+    """Whether ``name`` names an open_clip architecture (not a registered CLIP, a config
+    ``.json`` or a ``local-dir:`` folder), so that a pretrained tag applies."""
+    return (
+        name not in _REGISTRY
+        and not name.lower().endswith(".json")
+        and not name.startswith("local-dir:")
+    )
 
 
 def list_clip_models() -> list[str]:
@@ -605,30 +599,33 @@ def _load_open_clip(
 
 
 def load_clip_from_spec(
-    spec: dict[str, Any], *, device: str | None = None, precision: str | None = None
+    spec: Any, *, device: str | None = None, precision: str | None = None
 ) -> ClipModel:
-    """Rebuild the CLIP recorded by :meth:`ClipModel.spec` (``run.json["embeddings"]["clip"]``).
+    """Rebuild the CLIP recorded by :meth:`ClipModel.spec` (a ``ClipInfo`` or its JSON).
 
     Logs a warning if the rebuilt model's identity differs (other weights file
     contents or precision), since its embeddings would not match the cached ones.
     """
-    if spec.get("registered"):
-        clip = load_clip(spec["name"], None, device=device, precision=precision)
+    from failscope.run.schema import ClipInfo
+
+    info = spec if isinstance(spec, ClipInfo) else ClipInfo.from_json(spec, where="CLIP spec")
+    if info.registered:
+        clip = load_clip(info.name, None, device=device, precision=precision)
     else:
         clip = load_clip(
-            spec["name"],
-            spec.get("pretrained"),
-            checkpoint=spec.get("checkpoint"),
+            info.name,
+            info.pretrained,
+            checkpoint=info.checkpoint,
             device=device,
             precision=precision,
-            random_init=bool(spec.get("random_init")),
+            random_init=info.random_init,
         )
-    if spec.get("identity") and clip.identity != spec["identity"]:
+    if clip.identity != info.identity:
         logger.warning(
             "CLIP %s rebuilt with identity %s, the run recorded %s (weights or precision differ)",
             clip.name,
             clip.identity[:12],
-            spec["identity"][:12],
+            info.identity[:12],
         )
     return clip
 
@@ -686,7 +683,7 @@ class _EmbeddingStore:
         """Writable (embeddings, keys) memory maps of shape (n, d) and (n,)."""
         from numpy.lib.format import open_memmap
 
-        from failscope.run import write_json
+        from failscope.run._io import write_json
 
         self.folder.mkdir(parents=True, exist_ok=True)
         n = len(new_keys)
@@ -845,7 +842,7 @@ def load_embeddings(
     """
     from numpy.lib.format import open_memmap
 
-    from failscope.run import atomic_write
+    from failscope.run._io import atomic_write
 
     p = check_file(path, what="embeddings file", suffixes=(".npy",))
     try:

@@ -1,18 +1,19 @@
-"""``discover``: dataset + audited model + CLIP -> failure directions and slices.
+"""``discover``: dataset + audited model + CLIP -> slices, written as a run directory.
 
 Stages (each timed in ``run.json["timings"]``, in seconds):
 
-1. ``load_data``: open the ImageFolder tree or manifest (:mod:`failscope.data.datasets`).
-   ``load_models``: load the audited model and CLIP (before any long stage, so a bad
-   checkpoint or missing weights fail fast).
+1. ``load_data``: open the ImageFolder tree or manifest (:mod:`failscope.data.datasets`);
+   check the run directory (:func:`failscope.run.writer.check_output_dir`) and lock it.
+   ``load_models``: load CLIP, then the audited model (before any long stage, so a
+   missing weight or a bad checkpoint fails fast).
 2. ``predict``: the audited model's ``pred`` and ``confidence`` for every example,
    or read them from a predictions file (:mod:`failscope.data.models`).
 3. ``embed``: CLIP image embeddings of every example, all splits (cached and
    resumable, :mod:`failscope.embed`), or a precomputed ``.npy``.
-4. ``fit``: :class:`~failscope.directions.ErrorDirections` on the fitting split,
-   standardised with the reference split's statistics when present.
-5. ``score``: ``failure_score`` of every scored example, slices and their summary.
-6. ``write``: the run directory (every file atomic; ``run.json`` last).
+4. ``fit``: the slicer (:mod:`failscope.slicers`) on the fitting split, standardised
+   with the reference split's statistics when present.
+5. ``score``: every slice's score for every scored example, the slices' entries.
+6. ``write``: the run's files, staged and swapped in whole (:mod:`failscope.run.writer`).
 
 Images that cannot be read (missing, corrupt) are skipped and listed in
 ``run.json["skipped"]``; they have no row in ``examples.parquet``.
@@ -23,6 +24,7 @@ batches and embeddings stay memory-mapped (the fitting split and at most
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -36,9 +38,40 @@ from typing import Any
 import numpy as np
 
 from failscope._validation import check_choice, check_int, fail
-from failscope.directions import DEFAULT_CS, SCORINGS, SOLVERS, ErrorDirections
-from failscope.embed import DEFAULT_CLIP, DEFAULT_PRETRAINED, file_sha256
-from failscope.slices import SliceThreshold, assign_slices, summarize_slices
+from failscope.directions import SCORINGS, SOLVERS
+from failscope.run import (
+    CACHE_DIR,
+    DIRECTIONS,
+    EXAMPLE_COLUMNS,
+    EXAMPLES,
+    FORMAT_VERSION,
+    SLICE_SCORES,
+    SLICER_STATE,
+    SLICES_JSON,
+    DiscoverConfig,
+    file_sha256,
+    load_run,
+    run_lock,
+    write_json,
+)
+from failscope.run.schema import (
+    ClassEntry,
+    ClipInfo,
+    EmbeddingsInfo,
+    ModelInfo,
+    RunInfo,
+    SkippedInput,
+    SliceEntry,
+    SlicesFile,
+)
+from failscope.run.writer import (
+    EMBEDDINGS_COPY,
+    RunWriter,
+    check_output_dir,
+    save_npy,
+    write_examples,
+)
+from failscope.slices import SliceThreshold, direction_matrix, slice_entries, top_membership
 
 logger = logging.getLogger(__name__)
 
@@ -93,100 +126,73 @@ def _stage_progress(
     return lambda done, total: progress(stage, done, total)
 
 
+def _resolve(config: DiscoverConfig) -> DiscoverConfig:
+    """Fill the defaults that depend on other settings (the CLIP and its tag)."""
+    from failscope.embed import DEFAULT_CLIP, DEFAULT_PRETRAINED, is_open_clip_name
+
+    clip = config.clip
+    if clip is None and config.embeddings is None:
+        clip = DEFAULT_CLIP
+    tag = config.clip_pretrained
+    if (
+        tag is None
+        and isinstance(clip, str)
+        and config.clip_checkpoint is None
+        and not config.clip_random_init
+        and is_open_clip_name(clip)
+    ):
+        tag = DEFAULT_PRETRAINED
+    return config.replace(clip=clip, clip_pretrained=tag)
+
+
+def _check_config(config: DiscoverConfig) -> Any:
+    """Validate every setting before any expensive stage; return the unfitted slicer."""
+    from failscope.slicers import make_slicer
+
+    check_choice(config.scoring, SCORINGS, name="scoring")
+    check_choice(config.solver, SOLVERS, name="solver")
+    check_int(config.batch_size, name="batch_size", low=1)
+    check_int(config.num_workers, name="num_workers", low=0)
+    check_int(config.seed, name="seed", low=0, high=2**32 - 1)
+    if (config.model is None) == (config.predictions is None):
+        raise fail("pass exactly one of a model (--model) and a predictions file (--predictions)")
+    if config.embeddings is None and config.clip is None:
+        raise fail("pass a CLIP (--clip) or precomputed embeddings (--embeddings)")
+    SliceThreshold.parse(config.threshold)
+    slicer = make_slicer(
+        config.slicer, threshold=config.threshold, Cs=tuple(config.Cs), cv=config.cv,
+        scoring=config.scoring, solver=config.solver, min_examples=config.min_examples,
+        alpha=config.alpha, random_state=config.seed,
+    )  # fmt: skip
+    slicer._validate_params()
+    return slicer
+
+
 def discover(
     data: Any,
     *,
     out: str | os.PathLike[str],
-    model: Any = None,
-    checkpoint: str | os.PathLike[str] | None = None,
-    trust_checkpoint: bool = False,
-    predictions: Any = None,
-    classes: Any = None,
-    split_by: str | None = None,
-    image_size: int | None = None,
-    mean: Any = None,
-    std: Any = None,
-    clip: Any = DEFAULT_CLIP,
-    clip_pretrained: str | None = DEFAULT_PRETRAINED,
-    clip_checkpoint: str | os.PathLike[str] | None = None,
-    clip_random_init: bool = False,
-    embeddings: Any = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    fit_split: str = "val",
-    reference_split: str | None = "train",
-    threshold: str | SliceThreshold = "zero",
-    cv: int = 2,
-    scoring: str = "balanced_accuracy",
-    solver: str = "lssvm",
-    Cs: tuple[float, ...] = DEFAULT_CS,
-    min_examples: int = 10,
-    batch_size: int = 64,
-    num_workers: int = 0,
-    device: str | None = None,
-    seed: int = 0,
-    captions: bool = True,
-    report: bool = True,
+    config: DiscoverConfig | None = None,
     progress: StageProgress | None = None,
+    **settings: Any,
 ) -> Any:
-    """Find each class's failure direction and slice; write the run directory.
+    """Find each class's failure slices; write the run directory.
 
     Parameters
     ----------
     data : path or ImageDataset
         ImageFolder tree or CSV/Parquet manifest (see :func:`failscope.data.load_dataset`).
     out : path
-        Run directory (created; an existing run there is overwritten, its cache reused).
-    model : str or torch.nn.Module, optional
-        The audited model: TorchScript file, ``torchvision:ARCH`` or ``module:function``
-        (see :func:`failscope.data.model_spec`), or a module. Exactly one of ``model``
-        and ``predictions``.
-    checkpoint : path, optional
-        state_dict for ``torchvision:``/``module:`` models.
-    trust_checkpoint : bool, default=False
-        Allow a checkpoint that needs pickle.
-    predictions : path or Predictions, optional
-        Precomputed predictions (see :func:`failscope.data.read_predictions`).
-    classes : path or list of str, optional
-        Class names in index order.
-    split_by : str, optional
-        For data without splits: None (all "val"), "random:F" or "column:NAME".
-    image_size : int, optional
-        Model input side (default 224 for torchvision, else images as stored).
-    mean, std : sequence of float, optional
-        Model input normalisation (default ImageNet for torchvision, else none).
-    clip : str or ClipModel or None, default="ViT-B-32"
-        CLIP backbone (see :func:`failscope.embed.load_clip`). With ``embeddings`` it
-        may be None; if given it must produce the same dimension (captions need it).
-    clip_pretrained : str or None, default="laion2b_s34b_b79k"
-    clip_checkpoint : path, optional
-    clip_random_init : bool, default=False
-        Random CLIP weights (tests only; recorded in ``run.json``).
-    embeddings : path or ndarray, optional
-        Precomputed embeddings (n_examples, d), row i = example i; replaces CLIP.
-    cache_dir : path, optional
-        Embedding cache (default ``OUT/cache``).
-    fit_split : str, default="val"
-        Split whose examples fit the directions.
-    reference_split : str or None, default="train"
-        Split whose embedding statistics standardise the space, if present.
-    threshold : str or SliceThreshold, default="zero"
-        ``"zero"``, ``"quantile:Q"`` or ``"topk:K"``.
-    cv, scoring, solver, Cs, min_examples
-        :class:`~failscope.directions.ErrorDirections` hyperparameters.
-    batch_size : int, default=64
-    num_workers : int, default=0
-        DataLoader workers that decode images.
-    device : str, optional
-        Default: cuda, then mps, then cpu.
-    seed : int, default=0
-        Seeds CV folds, random splits and the reference sample.
-    captions : bool, default=True
-        Name each direction with CLIP text prompts (needs a CLIP; see
-        :func:`failscope.caption.caption_run`).
-    report : bool, default=True
-        Write ``OUT/report.html`` (:func:`failscope.build_report`).
+        Run directory: new, empty, or holding a failscope run (replaced; its cache reused).
+    config : DiscoverConfig, optional
+        All settings at once; ``settings`` override its fields.
     progress : callable(stage, done, total), optional
         Called during the "predict" and "embed" stages.
+    **settings
+        Any field of :class:`~failscope.run.config.DiscoverConfig` (the same names as
+        ``failscope discover``'s options): ``model=``, ``predictions=``, ``clip=``,
+        ``embeddings=``, ``slicer=``, ``fit_split=``, ``seed=``... The model may be an
+        ``nn.Module``, the embeddings an array, the data an ``ImageDataset``.
 
     Returns
     -------
@@ -195,225 +201,184 @@ def discover(
     """
     from failscope.data import ImageDataset, load_dataset
 
+    known = {f.name for f in dataclasses.fields(DiscoverConfig)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise TypeError(f"discover() got an unknown setting {unknown[0]!r}")
+    cfg = _resolve((config or DiscoverConfig()).replace(data=data, **settings))
+    slicer = _check_config(cfg)
     out = Path(out)
     timings = _Timings({})
-    thr = threshold if isinstance(threshold, SliceThreshold) else SliceThreshold.parse(threshold)
-    check_choice(scoring, SCORINGS, name="scoring")
-    check_choice(solver, SOLVERS, name="solver")
-    check_int(batch_size, name="batch_size", low=1)
-    check_int(num_workers, name="num_workers", low=0)
-    check_int(seed, name="seed", low=0)
-    estimator = ErrorDirections(
-        Cs=tuple(Cs), cv=cv, scoring=scoring, solver=solver,
-        min_examples=min_examples, random_state=seed,
-    )  # fmt: skip
-    estimator._validate_params()  # fail before any expensive stage
-    if (model is None) == (predictions is None):
-        raise fail("pass exactly one of a model (--model) and a predictions file (--predictions)")
-    if embeddings is None and clip is None:
-        raise fail("pass a CLIP (--clip) or precomputed embeddings (--embeddings)")
 
     with timings.stage("load_data"):
-        ds = (
-            data
-            if isinstance(data, ImageDataset)
-            else load_dataset(data, classes=classes, split_by=split_by, seed=seed)
-        )
+        ds = data if isinstance(data, ImageDataset) else load_dataset(
+            data, classes=cfg.classes, split_by=cfg.split_by, seed=cfg.seed
+        )  # fmt: skip
         splits = ds.split_names
-        if fit_split not in splits:
+        if cfg.fit_split not in splits:
             raise fail(
-                f"fit split {fit_split!r} is not in the data, whose splits are {splits}; "
+                f"fit split {cfg.fit_split!r} is not in the data, whose splits are {splits}; "
                 "pass --fit-split NAME (or --split-by for data without splits)"
             )
         ref_split = (
-            reference_split if reference_split in splits and reference_split != fit_split else None
+            cfg.reference_split
+            if cfg.reference_split in splits and cfg.reference_split != cfg.fit_split
+            else None
         )
-    out.mkdir(parents=True, exist_ok=True)
-    cache = Path(cache_dir) if cache_dir is not None else out / "cache"
-
-    with timings.stage("load_models"):
-        module, spec = _audited_model(
-            ds, model=model, checkpoint=checkpoint, trust_checkpoint=trust_checkpoint,
-            image_size=image_size, mean=mean, std=std,
+    old_files = check_output_dir(out, data_root=ds.image_root, force=cfg.force)
+    with run_lock(out):
+        return _discover_locked(
+            cfg, ds=ds, out=out, slicer=slicer, old_files=old_files, ref_split=ref_split,
+            timings=timings, progress=progress,
         )  # fmt: skip
+
+
+def _discover_locked(
+    cfg: DiscoverConfig,
+    *,
+    ds: Any,
+    out: Path,
+    slicer: Any,
+    old_files: list[str],
+    ref_split: str | None,
+    timings: _Timings,
+    progress: StageProgress | None,
+) -> Any:
+    cache = Path(cfg.cache_dir) if cfg.cache_dir is not None else out / CACHE_DIR
+    with timings.stage("load_models"):
         clip_model = _load_clip(
-            clip, clip_pretrained=clip_pretrained, clip_checkpoint=clip_checkpoint,
-            clip_random_init=clip_random_init, device=device,
+            cfg.clip, clip_pretrained=cfg.clip_pretrained, clip_checkpoint=cfg.clip_checkpoint,
+            clip_random_init=cfg.clip_random_init, device=cfg.device,
+        )  # fmt: skip
+        module, spec = _audited_model(
+            ds, model=cfg.model, checkpoint=cfg.checkpoint,
+            trust_checkpoint=cfg.trust_checkpoint, image_size=cfg.image_size,
+            mean=cfg.mean, std=cfg.std,
         )  # fmt: skip
 
     with timings.stage("predict"):
         preds, model_info = _predict(
-            ds, module=module, spec=spec, predictions=predictions, batch_size=batch_size,
-            num_workers=num_workers, device=device, seed=seed,
-            progress=_stage_progress(progress, "predict"),
+            ds, module=module, spec=spec, predictions=cfg.predictions,
+            batch_size=cfg.batch_size, num_workers=cfg.num_workers, device=cfg.device,
+            seed=cfg.seed, progress=_stage_progress(progress, "predict"),
         )  # fmt: skip
 
-    with timings.stage("embed"):
-        emb, emb_skipped, clip_model, emb_source = _embed(
-            ds, clip_model=clip_model, embeddings=embeddings, cache=cache,
-            batch_size=batch_size, num_workers=num_workers,
-            progress=_stage_progress(progress, "embed"),
-        )  # fmt: skip
+    with RunWriter(out, old_files=old_files) as writer:
+        with timings.stage("embed"):
+            emb, emb_skipped, emb_source = _embed(
+                ds, clip_model=clip_model, embeddings=cfg.embeddings, cache=cache,
+                batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+                progress=_stage_progress(progress, "embed"),
+            )  # fmt: skip
 
-    skipped = _merge_skipped(preds.skipped, emb_skipped)
-    scored = np.ones(len(ds), dtype=bool)
-    scored[[s["id"] for s in skipped]] = False
-    ids = np.flatnonzero(scored)
-    if len(skipped):
-        logger.warning("%d of %d inputs skipped (see run.json 'skipped')", len(skipped), len(ds))
-    if not len(ids):
-        raise fail(
-            f"all {len(ds)} images were skipped "
-            f"(first: {skipped[0]['path']}: {skipped[0]['reason']})"
-        )
+        skipped = _merge_skipped(preds.skipped, emb_skipped)
+        scored = np.ones(len(ds), dtype=bool)
+        scored[[s["id"] for s in skipped]] = False
+        ids = np.flatnonzero(scored)
+        if len(skipped):
+            logger.warning("%d of %d inputs skipped (listed in run.json)", len(skipped), len(ds))
+        if not len(ids):
+            raise fail(
+                f"all {len(ds)} images were skipped "
+                f"(first: {skipped[0]['path']}: {skipped[0]['reason']})"
+            )
 
-    with timings.stage("fit"):
-        x, emb_file = _aligned(emb, ids, out=out, source=emb_source)
-        labels = ds.labels[ids]
-        pred = preds.pred[ids]
-        split = ds.splits[ids]
-        fit_mask = split == fit_split
-        if not fit_mask.any():
-            raise fail(f"every example of the fitting split {fit_split!r} was skipped")
-        fit_rows = np.flatnonzero(fit_mask)
-        ref_rows = None
-        if ref_split is not None:
-            ref_rows = np.flatnonzero(split == ref_split)
-            if len(ref_rows) > REFERENCE_MAX_ROWS:
-                rng = np.random.default_rng(seed)
-                ref_rows = np.sort(rng.choice(ref_rows, REFERENCE_MAX_ROWS, replace=False))
-            if not len(ref_rows):
-                ref_rows = None
-        estimator.fit(
-            np.asarray(x[fit_rows]),
-            labels[fit_rows],
-            pred[fit_rows],
-            reference=None if ref_rows is None else np.asarray(x[ref_rows]),
-            n_classes=ds.n_classes,
-        )
+        with timings.stage("fit"):
+            x, emb_path = _aligned(emb, ids, writer=writer)
+            labels = ds.labels[ids]
+            pred = preds.pred[ids]
+            split = ds.splits[ids]
+            fit_rows = np.flatnonzero(split == cfg.fit_split)
+            if not len(fit_rows):
+                raise fail(f"every example of the fitting split {cfg.fit_split!r} was skipped")
+            ref_rows = _reference_rows(split, ref_split, seed=cfg.seed)
+            slicer.fit(
+                np.asarray(x[fit_rows]), labels[fit_rows], pred[fit_rows],
+                reference=None if ref_rows is None else np.asarray(x[ref_rows]),
+                n_classes=ds.n_classes,
+            )  # fmt: skip
 
-    with timings.stage("score"):
-        scores = estimator.failure_score(x, labels)
-        correct = pred == labels
-        in_slice, cutoffs = assign_slices(scores, labels, fit_mask, ds.n_classes, thr)
-        slices = summarize_slices(
-            estimator, labels=labels, correct=correct, in_slice=in_slice, fit_mask=fit_mask,
-            cutoffs=cutoffs, threshold=thr, class_names=list(ds.classes),
-        )  # fmt: skip
+        with timings.stage("score"):
+            scores = slicer.score(x, labels)
+            correct = pred == labels
+            classes, slices = slice_entries(
+                slicer, list(ds.classes), labels=labels[fit_rows], wrong=~correct[fit_rows]
+            )
+            in_top, slice_id = top_membership(scores, labels, slices)
 
-    with timings.stage("write"):
-        _forget_previous_run(out)
-        info = {
-            "format": None,  # set in _write
-            "command": "discover",
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "config": {
-                "data": str(data) if not isinstance(data, ImageDataset) else None,
-                "model": model if isinstance(model, (str, type(None))) else type(model).__name__,
-                "checkpoint": None if checkpoint is None else str(checkpoint),
-                "trust_checkpoint": bool(trust_checkpoint),
-                "predictions": predictions
-                if isinstance(predictions, (str, os.PathLike, type(None)))
-                else "object",
-                "classes": classes
-                if isinstance(classes, (str, os.PathLike, type(None)))
-                else list(classes),
-                "split_by": split_by,
-                "image_size": image_size,
-                "mean": None if mean is None else list(mean),
-                "std": None if std is None else list(std),
-                "clip": clip
-                if isinstance(clip, (str, type(None)))
-                else getattr(clip, "name", "object"),
-                "clip_pretrained": clip_pretrained,
-                "clip_checkpoint": None if clip_checkpoint is None else str(clip_checkpoint),
-                "clip_random_init": bool(clip_random_init),
-                "embeddings": embeddings
-                if isinstance(embeddings, (str, os.PathLike, type(None)))
-                else "array",
-                "cache_dir": str(cache),
-                "fit_split": fit_split,
-                "reference_split": reference_split,
-                "threshold": "zero" if thr.mode == "zero" else f"{thr.mode}:{thr.value:g}",
-                "cv": cv,
-                "scoring": scoring,
-                "solver": solver,
-                "Cs": list(estimator.Cs_),
-                "min_examples": min_examples,
-                "batch_size": batch_size,
-                "num_workers": num_workers,
-                "device": device,
-            },
-            "versions": _versions(),
-            "seed": seed,
-            "timings": timings.seconds,
-            "classes": list(ds.classes),
-            "n_examples": len(ds),
-            "n_scored": len(ids),
-            "splits": {s: int((split == s).sum()) for s in splits},
-            "fit_split": fit_split,
-            "reference_split": ref_split,
-            "reference_rows": 0 if ref_rows is None else len(ref_rows),
-            "skipped": skipped,
-            "data": ds.spec(),
-            "model": model_info,
-            "embeddings": {
-                "path": _relative(emb_file, out),
-                "dim": int(x.shape[1]),
-                "rows": "examples",
-                "source": emb_source["kind"],
-                "file": emb_source.get("path"),
-                "clip": None if clip_model is None else clip_model.spec(),
-                **_cache_fingerprint(emb_file, out),
-            },
-        }
-        _write(
-            out, ds=ds, ids=ids, pred=pred, correct=correct, scores=scores, in_slice=in_slice,
-            confidence=preds.confidence[ids], estimator=estimator, slices=slices, info=info,
-            timings=timings,
-        )  # fmt: skip
-
-    from failscope.run import load_run
+        with timings.stage("write"):
+            info = RunInfo(
+                format=FORMAT_VERSION,
+                command="discover",
+                created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                config=cfg.to_json(),
+                versions=_versions(),
+                seed=cfg.seed,
+                timings={},
+                classes=tuple(ds.classes),
+                n_examples=len(ds),
+                n_scored=len(ids),
+                splits={s: int((split == s).sum()) for s in ds.split_names},
+                fit_split=cfg.fit_split,
+                reference_split=ref_split,
+                reference_rows=0 if ref_rows is None else len(ref_rows),
+                skipped=tuple(SkippedInput(**s) for s in skipped),
+                data=ds.spec(),
+                model=ModelInfo.from_json(model_info, where="the audited model's spec"),
+                embeddings=EmbeddingsInfo(
+                    path=_relative(emb_path, out),
+                    dim=int(x.shape[1]),
+                    source=emb_source["kind"],
+                    file=emb_source.get("path"),
+                    clip=None
+                    if clip_model is None
+                    else ClipInfo.from_json(clip_model.spec(), where="the CLIP's spec"),
+                    **_cache_fingerprint(emb_path, out),
+                ),
+                slicer={"name": slicer.name, "params": _jsonable(slicer.get_params())},
+                files=(),
+            )
+            _write(
+                writer, ds=ds, ids=ids, pred=pred, correct=correct,
+                confidence=preds.confidence[ids], scores=scores, in_top=in_top,
+                slice_id=slice_id, slicer=slicer, classes=classes, slices=slices,
+                dim=int(x.shape[1]),
+            )  # fmt: skip
+            writer.commit(info.replace(timings=dict(timings.seconds)))
 
     run = load_run(out)
-    run.update_info(timings=timings.seconds)  # now including "write"
-    # ------------------------------------------------------------------ later stages
-    if captions and clip_model is not None:
+    run.update_info(timings=dict(timings.seconds))  # now including "write"
+    if cfg.captions and clip_model is not None:
         from failscope.caption import caption_run
 
         with timings.stage("captions"):
             caption_run(run, clip=clip_model)
-        run.update_info(timings=timings.seconds)
-    elif captions:
+        run.update_info(timings=dict(timings.seconds))
+    elif cfg.captions:
         logger.info("no CLIP model (embeddings given without --clip): captions skipped")
-    if report:
+    if cfg.report:
         from failscope.report import build_report
 
         build_report(run)  # records its own timing
     return run
 
 
+def _reference_rows(split: np.ndarray, ref_split: str | None, *, seed: int) -> np.ndarray | None:
+    """Rows of the reference split (a seeded sample above ``REFERENCE_MAX_ROWS``), or None."""
+    if ref_split is None:
+        return None
+    rows = np.flatnonzero(split == ref_split)
+    if len(rows) > REFERENCE_MAX_ROWS:
+        rng = np.random.default_rng(seed)
+        rows = np.sort(rng.choice(rows, REFERENCE_MAX_ROWS, replace=False))
+    return rows if len(rows) else None
+
+
+def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+
+
 # --------------------------------------------------------------------------- stages
-
-
-def _forget_previous_run(out: Path) -> None:
-    """Remove the old run's files that the new one would otherwise be read with.
-
-    ``cache/`` stays (embeddings are keyed by content and reused). Stages downstream
-    of discover (truth, evaluation, retrain, report) described the old run.
-    """
-    import shutil
-
-    from failscope.run import EVALUATION_JSON, REPORT_HTML, RETRAIN_DIR, RUN_JSON, TRUTH_JSON
-
-    old = out / RUN_JSON
-    if old.is_file():
-        logger.warning("overwriting the run in %s", out)
-        old.unlink()  # a crash while writing leaves no run.json rather than a stale one
-    for name in (TRUTH_JSON, EVALUATION_JSON, REPORT_HTML):
-        (out / name).unlink(missing_ok=True)
-    for name in (RETRAIN_DIR, "plots"):
-        shutil.rmtree(out / name, ignore_errors=True)
 
 
 def _audited_model(
@@ -510,8 +475,6 @@ def _file_hashes(info: dict[str, Any]) -> dict[str, str]:
     ``run.json`` records them beside the paths, so a run stays traceable after the file
     at that path is replaced.
     """
-    from failscope.embed import file_sha256
-
     out = {}
     for key in ("spec", "checkpoint"):
         value = info.get(key)
@@ -551,7 +514,7 @@ def _embed(
     batch_size: int,
     num_workers: int,
     progress: Callable[[int, int], None] | None,
-) -> tuple[np.ndarray, list[dict[str, Any]], Any, dict[str, Any]]:
+) -> tuple[np.ndarray, list[dict[str, Any]], dict[str, Any]]:
     from failscope.embed import embed_dataset, load_embeddings
 
     if embeddings is None:
@@ -559,7 +522,7 @@ def _embed(
             ds, clip_model, cache_dir=cache, batch_size=batch_size,
             num_workers=num_workers, progress=progress,
         )  # fmt: skip
-        return emb, skipped, clip_model, {"kind": "clip", "path": emb.filename}
+        return emb, skipped, {"kind": "clip", "path": emb.filename}
     if isinstance(embeddings, np.ndarray):
         if embeddings.ndim != 2 or embeddings.shape[0] != len(ds):
             raise fail(
@@ -589,7 +552,7 @@ def _embed(
             )
     if progress is not None:
         progress(len(ds), len(ds))
-    return emb, skipped, clip_model, source
+    return emb, skipped, source
 
 
 def _merge_skipped(*lists: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -600,28 +563,25 @@ def _merge_skipped(*lists: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [seen[i] for i in sorted(seen)]
 
 
-def _aligned(
-    emb: np.ndarray, ids: np.ndarray, *, out: Path, source: dict[str, Any]
-) -> tuple[np.ndarray, Path]:
-    """Embeddings whose row j is example ``ids[j]`` (a copy only if rows were skipped)."""
-    from numpy.lib.format import open_memmap
+def _aligned(emb: np.ndarray, ids: np.ndarray, *, writer: RunWriter) -> tuple[np.ndarray, Path]:
+    """Embeddings whose row j is example ``ids[j]``, and the file that will hold them.
 
-    from failscope.run import atomic_write
+    In place (the cache file) when nothing was skipped; otherwise a copy of the
+    scored rows is staged as the run's ``embeddings.npy``.
+    """
+    from numpy.lib.format import open_memmap
 
     path = Path(emb.filename) if isinstance(emb, np.memmap) and emb.filename else None
     if len(ids) == len(emb) and path is not None:
         return emb, path
-    target = out / "embeddings.npy"
-
-    def copy(tmp: Path) -> None:
-        dst = open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(ids), emb.shape[1]))
-        for s in range(0, len(ids), 65536):
-            dst[s : s + 65536] = emb[ids[s : s + 65536]]
-        dst.flush()
-
-    atomic_write(target, copy)
-    logger.info("wrote %d scored embeddings to %s", len(ids), target)
-    return np.load(target, mmap_mode="r", allow_pickle=False), target
+    staged = writer.path(EMBEDDINGS_COPY)
+    dst = open_memmap(staged, mode="w+", dtype=np.float32, shape=(len(ids), emb.shape[1]))
+    for s in range(0, len(ids), 65536):
+        dst[s : s + 65536] = emb[ids[s : s + 65536]]
+    dst.flush()
+    del dst
+    logger.info("staged %d scored embeddings as %s", len(ids), EMBEDDINGS_COPY)
+    return np.load(staged, mmap_mode="r", allow_pickle=False), writer.out / EMBEDDINGS_COPY
 
 
 def _cache_fingerprint(emb_file: Path, out: Path) -> dict[str, str]:
@@ -645,54 +605,42 @@ def _relative(path: Path, out: Path) -> str:
 
 
 def _write(
-    out: Path,
+    writer: RunWriter,
     *,
     ds: Any,
     ids: np.ndarray,
     pred: np.ndarray,
     correct: np.ndarray,
-    scores: np.ndarray,
-    in_slice: np.ndarray,
     confidence: np.ndarray,
-    estimator: ErrorDirections,
-    slices: list[dict[str, Any]],
-    info: dict[str, Any],
-    timings: _Timings,
+    scores: np.ndarray,
+    in_top: np.ndarray,
+    slice_id: np.ndarray,
+    slicer: Any,
+    classes: tuple[ClassEntry, ...],
+    slices: tuple[SliceEntry, ...],
+    dim: int,
 ) -> None:
-    import pandas as pd
-
-    from failscope.run import (
-        DIRECTIONS,
-        ESTIMATOR,
-        EXAMPLE_COLUMNS,
-        EXAMPLES,
-        FORMAT_VERSION,
-        RUN_JSON,
-        SLICES_JSON,
-        write_json,
-        write_npy,
-        write_parquet,
-    )
-
-    frame = ds.frame
+    """Stage every file of the run but ``run.json`` (the writer adds it at commit)."""
     columns = {
         "id": ids.astype(np.int64),
-        "path": frame["path"].to_numpy(dtype=object)[ids],
+        "path": ds.frame["path"].to_numpy(dtype=object)[ids],
         "split": ds.splits[ids],
         "label": ds.labels[ids],
         "pred": pred.astype(np.int64),
         "correct": correct.astype(bool),
-        "failure_score": scores.astype(np.float32),
-        "slice": in_slice.astype(bool),
         "confidence": confidence.astype(np.float32),
+        "failure_score": scores[:, 0].astype(np.float32),
+        "slice": in_top,
+        "slice_id": slice_id,
     }
-    examples = pd.DataFrame({c: columns[c] for c in (*EXAMPLE_COLUMNS, "confidence")})
-    for col in ds.metadata_columns:
-        examples[col] = frame[col].iloc[ids].to_numpy()
-    write_parquet(out / EXAMPLES, examples)
-    write_npy(out / DIRECTIONS, estimator.directions_.astype(np.float32))
-    estimator.save(out / ESTIMATOR)
-    write_json(out / SLICES_JSON, {"format": FORMAT_VERSION, "slices": slices})
-    info["format"] = FORMAT_VERSION
-    info["timings"] = dict(timings.seconds)
-    write_json(out / RUN_JSON, info)
+    write_examples(
+        writer.path(EXAMPLES), {c: columns[c] for c in EXAMPLE_COLUMNS},
+        metadata=ds.frame, metadata_columns=ds.metadata_columns, rows=ids,
+    )  # fmt: skip
+    save_npy(writer.path(SLICE_SCORES), scores.astype(np.float32))
+    save_npy(writer.path(DIRECTIONS), direction_matrix(slicer, dim))
+    slicer.save(writer.path(SLICER_STATE))
+    write_json(
+        writer.path(SLICES_JSON),
+        SlicesFile(format=FORMAT_VERSION, classes=classes, slices=slices).to_json(),
+    )

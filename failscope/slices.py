@@ -1,4 +1,9 @@
-"""Slices: each class's examples on the failure side of its hyperplane."""
+"""Slices as the run records them: membership thresholds, entries, per-example ids.
+
+:class:`SliceThreshold` sets where a direction-based slice starts along its score;
+:func:`slice_entries` turns a fitted slicer's slices into ``slices.json``'s typed
+entries; :func:`top_membership` gives each example its top slice and slice id.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from failscope._validation import check_fraction, fail
+from failscope.run.schema import ClassEntry, MembershipRule, SliceEntry
 
-__all__ = ["SliceThreshold", "assign_slices", "summarize_slices"]
+__all__ = ["SliceThreshold", "slice_entries", "slice_id", "top_membership"]
 
 _SPEC = re.compile(r"^(?:(zero|0)|(?:quantile|q):(.+)|(?:top|topk|top-k):(.+))$", re.I)
 
@@ -64,82 +70,113 @@ class SliceThreshold:
         k = min(int(self.value), s.size)
         return float(np.sort(s)[::-1][k - 1])
 
-    def to_dict(self, cutoff: float) -> dict[str, Any]:
-        return {"mode": self.mode, "value": self.value, "cutoff": cutoff}
+    def __str__(self) -> str:
+        return "zero" if self.mode == "zero" else f"{self.mode}:{self.value:g}"
 
 
-def assign_slices(
-    scores: np.ndarray,
-    labels: np.ndarray,
-    fit_mask: np.ndarray,
-    n_classes: int,
-    threshold: SliceThreshold = SliceThreshold(),
+def slice_id(class_index: int, rank: int) -> str:
+    """The id of a class's rank-``rank`` slice, e.g. ``"8/0"``."""
+    return f"{class_index}/{rank}"
+
+
+def slice_entries(
+    slicer: Any, class_names: list[str], *, labels: np.ndarray, wrong: np.ndarray
+) -> tuple[tuple[ClassEntry, ...], tuple[SliceEntry, ...]]:
+    """``slices.json``'s entries from a fitted slicer (see :mod:`failscope.slicers`).
+
+    Parameters
+    ----------
+    slicer : Slicer
+        Fitted on the fitting split.
+    class_names : list of str
+    labels, wrong : ndarray of shape (n_fit,)
+        The fitting split's labels and whether the audited model got each wrong.
+    """
+    direction_rows: dict[tuple[int, int], int] = {}
+    slices = []
+    for s in slicer.slices_:
+        if s.direction is not None:
+            direction_rows[(s.class_index, s.rank)] = len(direction_rows)
+        slices.append(
+            SliceEntry(
+                id=slice_id(s.class_index, s.rank),
+                class_index=s.class_index,
+                class_name=class_names[s.class_index],
+                rank=s.rank,
+                slicer=slicer.name,
+                status="ok" if s.significant else "weak",
+                column=s.rank,
+                size=s.size,
+                n_errors_in=s.n_errors_in,
+                error_rate_in=_rate(s.n_errors_in, s.size),
+                error_rate_out=_rate(s.n_errors_class - s.n_errors_in, s.n_class - s.size),
+                support=s.support,
+                rule=MembershipRule(
+                    score=slicer.score_description,
+                    cutoff=s.cutoff,
+                    strict=s.strict,
+                    threshold=s.threshold,
+                    direction=direction_rows.get((s.class_index, s.rank)),
+                ),
+                confusion={class_names[k]: v for k, v in s.confusion.items()},
+                metrics=dict(s.metrics),
+            )
+        )
+    classes = []
+    for c, name in enumerate(class_names):
+        sel = labels == c
+        n, n_err = int(sel.sum()), int(wrong[sel].sum())
+        reason = slicer.skip_reasons_.get(c)
+        classes.append(
+            ClassEntry(
+                class_index=c,
+                class_name=name,
+                status="skipped" if reason else "ok",
+                reason=reason,
+                n_fit=n,
+                n_errors_fit=n_err,
+                error_rate=_rate(n_err, n),
+                n_slices=sum(1 for s in slices if s.class_index == c),
+            )
+        )
+    return tuple(classes), tuple(slices)
+
+
+def direction_matrix(slicer: Any, dim: int) -> np.ndarray:
+    """The directions of direction-based slices in entry order, shape (n_directions, dim)."""
+    rows = [s.direction for s in slicer.slices_ if s.direction is not None]
+    return np.asarray(rows, dtype=np.float32).reshape(len(rows), dim)
+
+
+def top_membership(
+    scores: np.ndarray, labels: np.ndarray, slices: tuple[SliceEntry, ...]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Flag slice members among all scored examples.
+    """Each example's membership in its class's top slice, and its highest-ranked slice.
 
-    Cutoffs are computed per class on the fitting split (``fit_mask``) and applied
-    to every split. With the default ``"zero"`` threshold a member must lie strictly
-    on the failure side (score > 0); otherwise score >= cutoff.
+    Parameters
+    ----------
+    scores : ndarray of shape (n, K)
+        Slice scores (``slice_scores.npy`` rows), column k = the class's rank-k slice.
+    labels : ndarray of shape (n,)
+    slices : tuple of SliceEntry
 
     Returns
     -------
-    in_slice : ndarray of bool, shape (n,)
-    cutoffs : ndarray of float, shape (n_classes,)
+    in_top : ndarray of bool, shape (n,)
+    slice_ids : ndarray of object, shape (n,)
+        The id of the highest-ranked slice the example belongs to, else None.
     """
-    cutoffs = np.full(n_classes, np.inf)
-    for c in range(n_classes):
-        sel = fit_mask & (labels == c)
-        if np.isfinite(scores[sel]).any():
-            cutoffs[c] = threshold.cutoff(scores[sel])
-    with np.errstate(invalid="ignore"):
-        if threshold.mode == "zero":
-            in_slice = scores > cutoffs[labels]
-        else:
-            in_slice = scores >= cutoffs[labels]
-    return in_slice & np.isfinite(scores), cutoffs
+    n = len(labels)
+    in_top = np.zeros(n, dtype=bool)
+    ids = np.full(n, None, dtype=object)
+    for s in sorted(slices, key=lambda e: -e.rank):  # lower ranks overwrite higher ones
+        sel = np.flatnonzero(labels == s.class_index)
+        hit = s.rule.passes(scores[sel, s.column])
+        ids[sel[hit]] = s.id
+        if s.rank == 0:
+            in_top[sel[hit]] = True
+    return in_top, ids
 
 
-def _rate(x: np.ndarray) -> float | None:
-    return float(x.mean()) if x.size else None
-
-
-def summarize_slices(
-    estimator: Any,
-    *,
-    labels: np.ndarray,
-    correct: np.ndarray,
-    in_slice: np.ndarray,
-    fit_mask: np.ndarray,
-    cutoffs: np.ndarray,
-    threshold: SliceThreshold,
-    class_names: list[str],
-) -> list[dict[str, Any]]:
-    """One ``slices.json`` entry per class (see ``failscope.run.SLICE_KEYS``)."""
-    out = []
-    for c, name in enumerate(class_names):
-        sel = fit_mask & (labels == c)
-        wrong = ~correct[sel]
-        members = in_slice[sel]
-        skipped = c in estimator.skip_reasons_
-        out.append(
-            {
-                "id": f"class-{c}",
-                "class_index": c,
-                "class_name": name,
-                "status": "skipped" if skipped else "ok",
-                "reason": estimator.skip_reasons_.get(c),
-                "n_fit": int(sel.sum()),
-                "n_errors_fit": int(wrong.sum()),
-                "error_rate": _rate(wrong),
-                "cv_score": None if skipped else float(estimator.cv_scores_[c]),
-                "cv_metric": estimator.scoring,
-                "C": None if skipped else float(estimator.best_C_[c]),
-                "threshold": threshold.to_dict(float(cutoffs[c])),
-                "size": int(members.sum()),
-                "error_rate_in": _rate(wrong[members]),
-                "error_rate_out": _rate(wrong[~members]),
-                "captions": None,
-                "caption_checks": None,
-            }
-        )
-    return out
+def _rate(k: int, n: int) -> float | None:
+    return k / n if n else None

@@ -17,6 +17,15 @@ has at least 100 images in the split, else half of them, at least 5):
   hypergeometric p-value of drawing at least that many of the class's errors in
   ``K*`` draws without replacement is below ``alpha`` (default 0.05).
 
+* it beats random captions of its class: errors cluster in embedding space, so the
+  neighbourhood of almost any text can be harder than the class on average (a
+  phrase CLIP never saw retrieves a near-random cluster). With ``null_text_emb``
+  (:func:`failscope.caption.caption_run` passes every candidate caption of the
+  class), ``null_p_value`` is the share of those candidates whose nearest ``K*``
+  images are at least as hard as the caption's (itself included), and it must be
+  below ``alpha`` too. With the world vocabulary's 23 captions per class this
+  confirms only the hardest caption of the class; larger vocabularies resolve finer.
+
 A caption whose neighbours are no harder than average is ``confirmed: false``, and so
 is every caption of a class with fewer than 10 images (or no errors) in the split.
 """
@@ -107,6 +116,7 @@ def check_captions(
     curve_ks: Sequence[int] = CURVE_KS,
     margin: float = MARGIN,
     alpha: float = ALPHA,
+    null_text_emb: Any = None,
 ) -> list[dict[str, Any]]:
     """Check failure captions of one class against its images.
 
@@ -131,14 +141,18 @@ def check_captions(
     margin : float, default=0.05
         Accuracy drop required at the decision depth.
     alpha : float, default=0.05
-        Significance level of the hypergeometric test.
+        Significance level of the hypergeometric test and of the null test.
+    null_text_emb : array-like of shape (m_null, d), optional
+        The null: other captions of the class, the checked ones among them (see the
+        module docstring). Without it ``null_p_value`` is None and not required.
 
     Returns
     -------
     list of dict
         One per caption: ``text``, ``k``, ``acc_at_k``, ``class_acc``, ``n_class``,
         ``k_decision``, ``acc_at_decision``, ``p_value``, ``margin``, ``confirmed``,
-        ``split``, ``curve`` (``{"k": [...], "acc": [...]}``) and ``note`` if given.
+        ``split``, ``curve`` (``{"k": [...], "acc": [...]}``), ``null_p_value`` and
+        ``note`` if given.
     """
     check_fraction(margin, name="margin", inclusive_low=True)
     check_fraction(alpha, name="alpha")
@@ -153,6 +167,10 @@ def check_captions(
     depth = max([*ks, *curve_ks, k_star])
     hits = nearest_correct(image_emb, ok, text_emb, k=depth) if n else np.zeros((m, 0), dtype=bool)
     cum = np.cumsum(hits, axis=1)  # correct among the nearest 1..depth
+    null_acc = None
+    if null_text_emb is not None and n >= MIN_IMAGES:
+        kd = min(k_star, n)
+        null_acc = nearest_correct(image_emb, ok, null_text_emb, k=kd).mean(axis=1)
     out = []
     for i, text in enumerate(texts):
 
@@ -171,6 +189,7 @@ def check_captions(
             "p_value": None,
             "margin": float(margin),
             "confirmed": False,
+            "null_p_value": None,
             "split": split,
             "curve": {"k": curve_k, "acc": [acc_at(k) for k in curve_k]},
         }
@@ -180,10 +199,16 @@ def check_captions(
             assert acc_k is not None and class_acc is not None
             errors_k = kd - int(cum[i, kd - 1])
             p = _hypergeom_p(errors_k, kd, n, n_err)
+            null_p = None
+            if null_acc is not None:  # its own accuracy is among the null's: count >= 1
+                null_p = max(1, int((null_acc <= acc_k + 1e-9).sum())) / len(null_acc)
             entry.update(
                 acc_at_decision=acc_k,
                 p_value=p,
-                confirmed=bool(class_acc - acc_k >= margin and p < alpha),
+                null_p_value=null_p,
+                confirmed=bool(
+                    class_acc - acc_k >= margin and p < alpha and (null_p is None or null_p < alpha)
+                ),
             )
         if note:
             entry["note"] = note

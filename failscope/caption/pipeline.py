@@ -1,10 +1,10 @@
 """Caption every slice of a run: ``caption_run``.
 
-Reads the run's fitted :class:`~failscope.directions.ErrorDirections`, examples and
-image embeddings, builds candidate captions per class, embeds them with the
-run's CLIP text tower (cached in ``RUN/cache/text/``), ranks them, optionally
-checks the top failure captions on held-out images, and rewrites ``slices.json``.
-Image embeddings are never recomputed.
+Reads the run's slices, slice scores, examples and image embeddings, builds
+candidate captions per class, embeds them with the run's CLIP text tower (cached
+in ``RUN/cache/text/``), ranks them per slice (the slice's own score picks its
+images), optionally checks the top failure captions on held-out images, and
+rewrites ``slices.json``. Image embeddings are never recomputed.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,10 +38,11 @@ from failscope.caption.vocabulary import (
     load_synonyms,
     resolve_vocabulary,
 )
+from failscope.run.schema import Caption, CaptionCheck, Captions, Rerank, SliceEntry
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["caption_run", "default_vocabulary", "fit_split", "load_run_clip"]
+__all__ = ["caption_run", "default_vocabulary", "load_run_clip"]
 
 TEST_SPLIT = "test"
 TEXT_CACHE_DIR = "text"
@@ -48,33 +50,16 @@ TEXT_CACHE_DIR = "text"
 
 def default_vocabulary(run: Any) -> str:
     """``"world"`` for a world run (its CLIP knows only the world's words), else ``"general"``."""
-    return "world" if run.info.get("world") else "general"
-
-
-def fit_split(run: Any, splits: Sequence[str]) -> str | None:
-    """The split the failure directions were fit on, or None for "all rows".
-
-    Read from ``run.json`` (``fit_split``, top level or under ``config``); else
-    ``"val"``/``"validation"`` if present; else None.
-    """
-    info = run.info
-    for source in (info, info.get("config") or {}):
-        name = source.get("fit_split") if isinstance(source, Mapping) else None
-        if name:
-            return str(name)
-    for name in ("val", "validation", "valid"):
-        if name in splits:
-            return name
-    return None
+    return "world" if run.is_world else "general"
 
 
 def load_run_clip(run: Any) -> Any:
-    """Load the CLIP model recorded in ``run.json["embeddings"]["clip"]``."""
-    spec = (run.info.get("embeddings") or {}).get("clip")
+    """Load the CLIP model recorded in ``run.json`` (``embeddings.clip``)."""
+    spec = run.info.embeddings.clip
     if spec is None:
         raise fail(
-            f"{run.path}/run.json records no CLIP model (embeddings.clip); "
-            "pass clip= explicitly or re-run `failscope discover`"
+            f"{run.path}/run.json records no CLIP model (its embeddings came from a file); "
+            "pass the CLIP that made them (`failscope caption --clip NAME`, or clip=)"
         )
     from failscope.embed import load_clip_from_spec
 
@@ -99,17 +84,17 @@ def _synonyms(synonyms: Any, class_names: list[str]) -> dict[str, tuple[str, ...
 
 def _entries(
     cands: Candidates, idx: np.ndarray, scores: np.ndarray, fit_acc: dict[int, float]
-) -> list[dict[str, Any]]:
-    return [
-        {
-            "text": cands.texts[i],
-            "score": float(scores[i]),
-            "family": cands.families[i],
-            "word": cands.words[i],
-            "fit_acc": fit_acc.get(int(i)),
-        }
+) -> tuple[Caption, ...]:
+    return tuple(
+        Caption(
+            text=cands.texts[i],
+            score=float(scores[i]),
+            family=cands.families[i],
+            word=cands.words[i],
+            fit_acc=fit_acc.get(int(i)),
+        )
         for i in idx
-    ]
+    )
 
 
 def _pick(
@@ -150,8 +135,8 @@ def caption_run(
     rerank: int = RERANK_TOP,
     distinct: bool = True,
     batch_size: int = 256,
-) -> list[dict[str, Any]]:
-    """Name every failure direction of a run with ranked captions.
+) -> tuple[SliceEntry, ...]:
+    """Name every slice of a run with ranked captions.
 
     Parameters
     ----------
@@ -165,13 +150,14 @@ def caption_run(
     method : {"centroid", "classifier"}, default="centroid"
         Scoring method, see :mod:`failscope.caption.rank`.
     top_k : int, default=5
-        Failure and success captions kept per class.
+        Failure and success captions kept per slice.
     clip : object with ``encode_text`` and ``identity``, optional
         Text encoder; default: the CLIP recorded in the run.
     checks : bool, default=True
         Run the caption check (:mod:`failscope.caption.check`) on the failure captions.
     n_centroid : int, default=50
-        Images in the failure (and success) centroid (``method="centroid"``).
+        Images in the failure (and success) centroid (``method="centroid"``): the
+        class's fitting-split images with the highest (lowest) scores of the slice.
     rerank : int, default=5
         At each end, the first ``rerank`` distinct captions proposed by ``method``
         are re-ordered by the caption check run on the class's **fitting-split**
@@ -179,10 +165,9 @@ def caption_run(
         nearest 5, 10, ... images, lowest first at the failure end, highest
         first at the success end (:func:`~failscope.caption.rank.check_rerank`).
         The curve runs to the check's ``decision_k`` at the success end and to
-        the class's slice size in the fitting split (if larger) at the failure
-        end, so a caption must name a group as large as the slice. 0 keeps the
-        proposal order. Skipped for a class with fewer than 10 non-test fitting
-        images.
+        the slice's size in the fitting split (if larger) at the failure end, so
+        a caption must name a group as large as the slice. 0 keeps the proposal
+        order. Skipped for a class with fewer than 10 non-test fitting images.
     distinct : bool, default=True
         At most one caption per (family, word) among the top ``k``.
     batch_size : int, default=256
@@ -190,18 +175,15 @@ def caption_run(
 
     Returns
     -------
-    list of dict
-        The updated ``slices.json`` entries (also written to the run). Each
-        captioned entry has ``captions = {"failure": [{"text", "score", "family",
-        "word", "fit_acc"}, ...], "success": [...], "method", "vocabulary",
-        "n_candidates", "reference", "rerank"}`` and, with ``checks``,
-        ``caption_checks``. ``score`` is the proposal score of ``method``;
-        ``fit_acc`` the re-ranking accuracy (None for captions not re-ranked);
-        ``rerank`` is ``{"top", "k": {"failure", "success"}, "split"}`` or None. Skipped classes get
-        ``captions: None``.
+    tuple of SliceEntry
+        The slices with ``captions`` (a :class:`~failscope.run.schema.Captions`) and,
+        with ``checks``, ``caption_checks``; also written to the run. ``score`` is the
+        proposal score of ``method``; ``fit_acc`` the re-ranking accuracy (None for
+        captions not re-ranked). The captions of a weak slice are checked but never
+        confirmed.
     """
     from failscope.caption.cache import TextEmbeddingCache
-    from failscope.run import CACHE_DIR, Run, load_run
+    from failscope.run import CACHE_DIR, Run, load_run, run_lock
 
     t0 = time.perf_counter()
     run = run if isinstance(run, Run) else load_run(run)
@@ -212,30 +194,19 @@ def caption_run(
     class_names = run.class_names
     vocabulary: Vocabulary = resolve_vocabulary(default_vocabulary(run) if vocab is None else vocab)
     syn = _synonyms(synonyms, class_names)
-    slices = [dict(s) for s in run.slices]
-    est = run.error_directions()
-    active = [
-        s
-        for s in slices
-        if s.get("status") == "ok" and np.all(np.isfinite(est.directions_[int(s["class_index"])]))
-    ]
-    active_ids = {int(s["class_index"]) for s in active}
-    for s in slices:
-        if int(s["class_index"]) not in active_ids:
-            s["captions"] = None
-            s["caption_checks"] = None
-    if not active:
-        logger.warning("no class has a failure direction; nothing to caption")
-        run.save_slices(slices)
+    slices = run.slices
+    if not slices:
+        logger.warning("the run has no slice; nothing to caption")
         return slices
-
-    cands = {
-        int(s["class_index"]): build_candidates(
-            vocabulary,
-            class_names[int(s["class_index"])],
-            synonyms=syn.get(class_names[int(s["class_index"])], ()),
+    if method == "classifier" and any(s.rule.direction is None for s in slices):
+        raise fail(
+            "the classifier method reads a slice's failure direction, and this run's "
+            f"{slices[0].slicer} slices have none; use the centroid method"
         )
-        for s in active
+    class_ids = sorted({s.class_index for s in slices})
+    cands = {
+        c: build_candidates(vocabulary, class_names[c], synonyms=syn.get(class_names[c], ()))
+        for c in class_ids
     }
     empty = [class_names[c] for c, cd in cands.items() if len(cd) == 0]
     if empty:
@@ -246,151 +217,178 @@ def caption_run(
     if clip is None:
         clip = load_run_clip(run)
     else:
-        recorded = ((run.info.get("embeddings") or {}).get("clip") or {}).get("identity")
-        if recorded and getattr(clip, "identity", None) != recorded:
+        recorded = run.info.embeddings.clip
+        if recorded and getattr(clip, "identity", None) != recorded["identity"]:
             logger.warning(
                 "the given CLIP (identity %s) is not the one that embedded this run's images "
                 "(%s); captions compare texts and images from different models",
                 str(clip.identity)[:12],
-                str(recorded)[:12],
+                str(recorded["identity"])[:12],
             )
-    cache = TextEmbeddingCache(run.path / CACHE_DIR / TEXT_CACHE_DIR, clip.identity)
-    all_texts = list(
-        dict.fromkeys(t for cd in cands.values() for t in (cd.reference_prompt, *cd.prompts))
-    )
-    emb = cache.embed(all_texts, clip, batch_size=batch_size)
-    row = {t: i for i, t in enumerate(all_texts)}
-    if emb.shape[1] != est.mean_.shape[0]:
-        raise fail(
-            f"the text encoder gives {emb.shape[1]}-d embeddings but the run's image "
-            f"embeddings are {est.mean_.shape[0]}-d; use the CLIP the run was embedded with"
+    with run_lock(run.path):
+        cache = TextEmbeddingCache(run.path / CACHE_DIR / TEXT_CACHE_DIR, clip.identity)
+        all_texts = list(
+            dict.fromkeys(t for cd in cands.values() for t in (cd.reference_prompt, *cd.prompts))
         )
-    n_encoded = cache.n_encoded_
-
-    ex = run.examples
-    need_images = checks or method == "centroid" or rerank > 0
-    images = run.embeddings() if need_images else None
-    labels = ex["label"].to_numpy()
-    splits = ex["split"].astype(str).to_numpy()
-    correct = ex["correct"].to_numpy(dtype=bool)
-    fscore = ex["failure_score"].to_numpy(dtype=np.float64)
-    in_slice = ex["slice"].to_numpy(dtype=bool) if "slice" in ex else np.zeros(len(ex), dtype=bool)
-    fit_name = fit_split(run, sorted(set(splits)))
-    fit_mask = np.ones(len(ex), dtype=bool) if fit_name is None else splits == fit_name
-    has_test = bool((splits == TEST_SPLIT).any())
-    # re-ranking reads correctness, so it never sees the test split the check reports on
-    rerank_mask = fit_mask & (splits != TEST_SPLIT)
-
-    for s in active:
-        c = int(s["class_index"])
-        cd = cands[c]
-        e = emb[[row[t] for t in cd.prompts]]
-        if method == "classifier":
-            scores = classifier_scores(
-                e,
-                reference=emb[row[cd.reference_prompt]],
-                direction=est.directions_[c],
-                scale=est.scale_,
+        emb = cache.embed(all_texts, clip, batch_size=batch_size)
+        if emb.shape[1] != run.info.embeddings.dim:
+            raise fail(
+                f"the text encoder gives {emb.shape[1]}-d embeddings but the run's image "
+                f"embeddings are {run.info.embeddings.dim}-d; use the CLIP the run was "
+                "embedded with"
             )
-            ok_scores = scores
-        else:
-            idx = np.flatnonzero(fit_mask & (labels == c))
-            x_c, f_c = np.asarray(images[idx]), fscore[idx]
-            scores = centroid_scores(e, centroid=failure_centroid(x_c, f_c, n=n_centroid))
-            # success end: the most success-aligned images have their own centroid
-            ok_scores = -centroid_scores(e, centroid=failure_centroid(x_c, -f_c, n=n_centroid))
-        groups = list(zip(cd.families, cd.words, strict=True)) if distinct else None
-        k = min(top_k, len(cd))
-        r_idx = np.flatnonzero(rerank_mask & (labels == c)) if rerank > 0 else []
-        use_rerank = len(r_idx) >= MIN_IMAGES
-        # failure end: as deep as the class's slice there, the group the caption should name
-        k_ok = decision_k(len(r_idx))
-        depth = {"failure": min(len(r_idx), max(k_ok, int(in_slice[r_idx].sum()))), "success": k_ok}
-        pick = {
-            "groups": groups,
-            "rerank": rerank if use_rerank else 0,
-            "text_emb": e,
-            "images": np.asarray(images[r_idx]) if use_rerank else None,
-            "correct": correct[r_idx] if use_rerank else None,
-        }
-        fail_idx, fail_acc = _pick(scores, k, end="failure", depth=depth["failure"], **pick)
-        ok_idx, ok_acc = _pick(ok_scores, k, end="success", depth=depth["success"], **pick)
-        s["captions"] = {
-            "failure": _entries(cd, fail_idx, scores, fail_acc),
-            "success": _entries(cd, ok_idx, ok_scores, ok_acc),
-            "method": method,
-            "vocabulary": vocabulary.name,
-            "n_candidates": len(cd),
-            "reference": cd.reference,
-            "rerank": (
-                {"top": rerank, "k": depth, "split": fit_name or "all but test"}
-                if use_rerank
-                else None
-            ),
-        }
-        if checks:
-            s["caption_checks"] = _check_class(
-                c,
-                [cd.texts[i] for i in fail_idx],
-                e[fail_idx],
-                images=images,
-                labels=labels,
-                splits=splits,
-                correct=correct,
-                fit_mask=fit_mask,
-                fit_name=fit_name,
-                has_test=has_test,
-            )
-    run.save_slices(slices)
-    seconds = time.perf_counter() - t0
-    timings = dict(run.info.get("timings") or {})
-    timings["captions"] = round(seconds, 3)
-    run.update_info(
-        timings=timings,
-        captions={
-            "method": method,
-            "vocabulary": vocabulary.name,
-            "top_k": top_k,
-            "checks": bool(checks),
-            "rerank": int(rerank),
-            "clip": clip.identity,
-            "n_candidates": int(sum(len(cd) for cd in cands.values())),
-            "n_encoded": int(n_encoded),
-            "seconds": round(seconds, 3),
-        },
-    )
+        ctx = _Context.of(run, checks=checks, method=method, rerank=rerank)
+        row = {t: i for i, t in enumerate(all_texts)}
+        out = []
+        for s in slices:
+            cd = cands[s.class_index]
+            text_emb = emb[[row[t] for t in cd.prompts]]
+            ref_emb = emb[row[cd.reference_prompt]]
+            entry = _caption_slice(
+                s, cd, text_emb, ref_emb, ctx, method=method, top_k=top_k,
+                n_centroid=n_centroid, rerank=rerank, distinct=distinct,
+                checks=checks, vocabulary=vocabulary.name,
+            )  # fmt: skip
+            out.append(entry)
+        run.save_slices(out)
+        seconds = time.perf_counter() - t0
+        run.update_info(
+            timings={**run.info.timings, "captions": round(seconds, 3)},
+            captions={
+                "method": method,
+                "vocabulary": vocabulary.name,
+                "top_k": top_k,
+                "checks": bool(checks),
+                "rerank": int(rerank),
+                "clip": clip.identity,
+                "n_candidates": int(sum(len(cd) for cd in cands.values())),
+                "n_encoded": int(cache.n_encoded_),
+                "seconds": round(seconds, 3),
+            },
+        )
     logger.info(
-        "captioned %d classes with %s (%d candidates, %d newly encoded) in %.1f s",
-        len(active),
-        method,
-        sum(len(cd) for cd in cands.values()),
-        n_encoded,
-        seconds,
-    )
-    return slices
+        "captioned %d slices of %d classes with %s (%d candidates, %d newly encoded) in %.1f s",
+        len(out), len(class_ids), method, sum(len(cd) for cd in cands.values()),
+        cache.n_encoded_, seconds,
+    )  # fmt: skip
+    return run.slices
 
 
-def _check_class(
-    c: int,
-    texts: list[str],
-    text_emb: np.ndarray,
+@dataclass(frozen=True)
+class _Context:
+    """What every slice's captioning reads from the run (loaded once)."""
+
+    images: Any
+    labels: np.ndarray
+    splits: np.ndarray
+    correct: np.ndarray
+    scores: np.ndarray  # slice_scores.npy
+    fit_mask: np.ndarray
+    fit_name: str
+    has_test: bool
+    rerank_mask: np.ndarray
+    slicer: Any  # the fitted slicer, for the classifier method
+
+    @classmethod
+    def of(cls, run: Any, *, checks: bool, method: str, rerank: int) -> _Context:
+        ex = run.examples
+        splits = ex["split"].astype(str).to_numpy()
+        fit_mask = splits == run.fit_split
+        need_images = checks or method == "centroid" or rerank > 0
+        return cls(
+            images=run.embeddings() if need_images else None,
+            labels=ex["label"].to_numpy(),
+            splits=splits,
+            correct=ex["correct"].to_numpy(dtype=bool),
+            scores=np.asarray(run.slice_score_matrix()),
+            fit_mask=fit_mask,
+            fit_name=run.fit_split,
+            has_test=bool((splits == TEST_SPLIT).any()),
+            # re-ranking reads correctness, so it never sees the test split the check reports on
+            rerank_mask=fit_mask & (splits != TEST_SPLIT),
+            slicer=run.slicer() if method == "classifier" else None,
+        )
+
+
+def _caption_slice(
+    s: SliceEntry,
+    cd: Candidates,
+    e: np.ndarray,
+    ref: np.ndarray,
+    ctx: _Context,
     *,
-    images: Any,
-    labels: np.ndarray,
-    splits: np.ndarray,
-    correct: np.ndarray,
-    fit_mask: np.ndarray,
-    fit_name: str | None,
-    has_test: bool,
-) -> list[dict[str, Any]]:
-    test_idx = np.flatnonzero((splits == TEST_SPLIT) & (labels == c))
+    method: str,
+    top_k: int,
+    n_centroid: int,
+    rerank: int,
+    distinct: bool,
+    checks: bool,
+    vocabulary: str,
+) -> SliceEntry:
+    c = s.class_index
+    score = ctx.scores[:, s.column].astype(np.float64)
+    if method == "classifier":
+        est = ctx.slicer.estimator_
+        fit = ctx.slicer.slices_of(c)[s.rank]
+        scores = classifier_scores(e, reference=ref, direction=fit.direction, scale=est.scale_)
+        ok_scores = scores
+    else:
+        idx = np.flatnonzero(ctx.fit_mask & (ctx.labels == c))
+        x_c, f_c = np.asarray(ctx.images[idx]), score[idx]
+        scores = centroid_scores(e, centroid=failure_centroid(x_c, f_c, n=n_centroid))
+        # success end: the slice's least-scored images have their own centroid
+        ok_scores = -centroid_scores(e, centroid=failure_centroid(x_c, -f_c, n=n_centroid))
+    groups = list(zip(cd.families, cd.words, strict=True)) if distinct else None
+    k = min(top_k, len(cd))
+    r_idx = np.flatnonzero(ctx.rerank_mask & (ctx.labels == c)) if rerank > 0 else []
+    use_rerank = len(r_idx) >= MIN_IMAGES
+    # failure end: as deep as the slice there, the group the caption should name
+    k_ok = decision_k(len(r_idx))
+    members = s.rule.passes(score[r_idx]) if use_rerank else np.zeros(0, dtype=bool)
+    depth = {"failure": min(len(r_idx), max(k_ok, int(members.sum()))), "success": k_ok}
+    pick = {
+        "groups": groups,
+        "rerank": rerank if use_rerank else 0,
+        "text_emb": e,
+        "images": np.asarray(ctx.images[r_idx]) if use_rerank else None,
+        "correct": ctx.correct[r_idx] if use_rerank else None,
+    }
+    fail_idx, fail_acc = _pick(scores, k, end="failure", depth=depth["failure"], **pick)
+    ok_idx, ok_acc = _pick(ok_scores, k, end="success", depth=depth["success"], **pick)
+    captions = Captions(
+        failure=_entries(cd, fail_idx, scores, fail_acc),
+        success=_entries(cd, ok_idx, ok_scores, ok_acc),
+        method=method,
+        vocabulary=vocabulary,
+        n_candidates=len(cd),
+        reference=cd.reference,
+        rerank=Rerank(top=rerank, k=depth, split=ctx.fit_name) if use_rerank else None,
+    )
+    checked = None
+    if checks:
+        checked = _check_slice(s, [cd.texts[i] for i in fail_idx], e[fail_idx], e, ctx)
+    return s.replace(captions=captions, caption_checks=checked)
+
+
+def _check_slice(
+    s: SliceEntry, texts: list[str], text_emb: np.ndarray, null_emb: np.ndarray, ctx: _Context
+) -> tuple[CaptionCheck, ...]:
+    """Check a slice's failure captions on its class's test images (else the fitting split)."""
+    c = s.class_index
+    test_idx = np.flatnonzero((ctx.splits == TEST_SPLIT) & (ctx.labels == c))
     if len(test_idx):
         idx, split, note = test_idx, TEST_SPLIT, None
     else:
-        idx = np.flatnonzero(fit_mask & (labels == c))
-        split = fit_name or "all"
-        why = "the run has no test split" if not has_test else "this class has no test images"
-        note = f"{why}; checked on the fitting split, where the direction was fit (optimistic)"
-    return check_captions(
-        texts, text_emb, np.asarray(images[idx]), correct[idx], split=split, note=note
-    )
+        idx = np.flatnonzero(ctx.fit_mask & (ctx.labels == c))
+        split = ctx.fit_name
+        why = "the run has no test split" if not ctx.has_test else "this class has no test images"
+        note = f"{why}; checked on the fitting split, where the slice was found (optimistic)"
+    if s.status == "weak":
+        note = "the slice is weak (not statistically supported): its captions are not confirmed"
+    checks = check_captions(
+        texts, text_emb, np.asarray(ctx.images[idx]), ctx.correct[idx], split=split,
+        note=note, null_text_emb=null_emb,
+    )  # fmt: skip
+    if s.status == "weak":
+        checks = [dict(ch, confirmed=False) for ch in checks]
+    return tuple(CaptionCheck.from_json(ch, where="caption check") for ch in checks)

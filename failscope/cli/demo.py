@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from failscope.cli.discover import print_summary
 
     print_summary(run_dir, console=console)
-    if any(s.get("captions") for s in run_dir.slices):
+    if any(s.captions for s in run_dir.slices):
         from failscope.caption.display import caption_table
 
         console.print(caption_table(run_dir.slices))

@@ -159,6 +159,11 @@ class ImageDataset:
             self._paths = _PathTable([_resolve(self.root, p) for p in self.frame["path"].tolist()])
         return self._paths
 
+    @property
+    def image_root(self) -> Path | None:
+        """The ImageFolder tree every image is found under, or None for a manifest."""
+        return self.root if self.source.get("kind") == "imagefolder" else None
+
     def extend_classes(self, n_outputs: int) -> None:
         """Grow made-up integer class names to ``n_outputs`` (model has more outputs)."""
         if self.labels_are_indices and n_outputs > len(self.classes):

@@ -103,7 +103,7 @@ def clip_features(run: Any) -> BackboneFeatures:
 def _cache_key(run: Any) -> str:
     ex = run.examples
     h = hashlib.sha256()
-    h.update(json.dumps(run.info.get("model"), sort_keys=True, default=str).encode())
+    h.update(json.dumps(run.info.model.to_json(), sort_keys=True, default=str).encode())
     h.update(np.ascontiguousarray(ex["id"].to_numpy(dtype=np.int64)).tobytes())
     h.update("\n".join(map(str, ex["path"].tolist())).encode())
     return h.hexdigest()
@@ -138,20 +138,18 @@ def audited_features(
 
     from failscope.run import CACHE_DIR, write_json, write_npy
 
-    spec = run.info.get("model")
-    if not spec:
-        raise fail(f"{run.path}/run.json records no audited model; pass features=...")
+    spec = run.info.model
     try:
         from failscope.data.models import load_model
     except ImportError as exc:  # pragma: no cover - the data package ships with failscope
         raise fail(f"cannot load the audited model ({exc})") from None
-    if spec.get("kind") not in ("torchscript", "torchvision", "callable"):
+    if spec.kind not in ("torchscript", "torchvision", "callable"):
         raise fail(
-            f"the audited model of {run.path} (kind {spec.get('kind')!r}) cannot be reloaded "
+            f"the audited model of {run.path} (kind {spec.kind!r}) cannot be reloaded "
             "to read its features; use --backbone clip or pass features=..."
         )
-    trust = trust_checkpoint or bool(spec.get("trust_checkpoint"))
-    model = load_model(spec, trust_checkpoint=trust)
+    trust = trust_checkpoint or spec.trust_checkpoint
+    model = load_model(spec.to_json(), trust_checkpoint=trust)
     model.eval()
     n_classes = len(run.class_names)
 
@@ -161,10 +159,10 @@ def audited_features(
     feats = None
     if use_cache and npy.is_file() and key_file.is_file():
         try:
-            if json.loads(key_file.read_text(encoding="utf-8")).get("key") == key:
+            if json.loads(key_file.read_text(encoding="utf-8"))["key"] == key:
                 feats = np.load(npy, allow_pickle=False)
                 logger.info("using cached backbone features %s", npy)
-        except (OSError, ValueError):
+        except (OSError, ValueError, KeyError, TypeError):
             feats = None
     if feats is None:
         fn = feature_fn(model)
@@ -190,7 +188,7 @@ def audited_features(
 def iter_images(run: Any, *, batch_size: int = 256) -> Any:
     """Yield float tensors of the run's images, in ``examples.parquet`` row order.
 
-    Re-opens the dataset from ``run.json["data"]`` and applies the audited model's
+    Re-opens the dataset from ``run.json``'s ``data`` and applies the audited model's
     preprocessing (:func:`failscope.data.models.model_transform`). When that is only
     "to a [0, 1] tensor" (no resize, no normalisation), images are decoded straight
     into a batch array, which is several times faster than per-image transforms.
@@ -198,13 +196,14 @@ def iter_images(run: Any, *, batch_size: int = 256) -> Any:
     from failscope.data.datasets import iter_image_batches, load_dataset_from_spec
     from failscope.data.models import model_transform
 
-    spec = run.info["model"]
-    ds = load_dataset_from_spec(run.info["data"])
+    spec = run.info.model
+    ds = load_dataset_from_spec(run.info.data)
     ids = run.examples["id"].to_numpy(dtype=np.int64)
-    if not spec.get("image_size") and spec.get("mean") is None:
+    if not spec.image_size and spec.mean is None:
         yield from _iter_plain(ds.abspaths, ids, batch_size)
         return
-    for batch in iter_image_batches(ds, model_transform(spec), ids=ids, batch_size=batch_size):
+    transform = model_transform(spec.to_json())
+    for batch in iter_image_batches(ds, transform, ids=ids, batch_size=batch_size):
         if batch.skipped or batch.pixels is None:
             bad = batch.skipped[0] if batch.skipped else (None, "unreadable batch")
             raise fail(

@@ -11,17 +11,17 @@ pairing is by position only.
 Sources of membership
 ---------------------
 ``discovered``
-    The discover run's per-class linear classifiers, applied to each example's CLIP
-    embedding with its **true** label (:meth:`ErrorDirections.failure_score`).
-    ``hard``: an example of class ``c`` is in slice ``c`` when its score passes the
-    class's cutoff from ``slices.json`` (``score > cutoff`` for the ``"zero"`` mode,
-    ``score >= cutoff`` otherwise, as :func:`failscope.slices.assign_slices`).
-    ``soft``: Platt scaling. For each class, a 1-D logistic regression
-    ``P(error | s) = sigmoid(a * (s - cutoff) + b)`` is fitted on the fitting split's
-    examples of that class (target: the audited model got it wrong). The membership of
-    an example of class ``c`` is that calibrated probability (0 for other classes).
-    If a class cannot be calibrated (fewer than 2 errors or 2 successes in the fitting
-    split), ``sigmoid((s - cutoff) / temperature)`` is used instead.
+    Every slice of the discover run (0..K per class), read from its per-example
+    scores (``slice_scores.npy``, computed for every split with each example's
+    **true** label). ``hard``: an example of class ``c`` is in slice ``s`` of that
+    class when its score passes the slice's rule from ``slices.json``
+    (:meth:`~failscope.run.schema.MembershipRule.passes`). ``soft``: Platt scaling.
+    For each slice, a 1-D logistic regression ``P(error | s) = sigmoid(a * (s -
+    cutoff) + b)`` is fitted on the fitting split's examples of its class (target:
+    the audited model got it wrong). The membership of an example of the class is
+    that calibrated probability (0 for other classes). If a slice cannot be
+    calibrated (fewer than 2 errors or 2 successes in the fitting split),
+    ``sigmoid((s - cutoff) / temperature)`` is used instead.
 ``planted``
     The world's boolean ``planted_<name>`` columns (the oracle).
 ``column``
@@ -114,41 +114,9 @@ class SliceSet:
 # --------------------------------------------------------------------------- discovered
 
 
-def discovered_slice_entries(run: Any) -> list[dict[str, Any]]:
-    """The run's usable slices: status ``"ok"`` and at least one member, class order."""
-    out = []
-    for entry in run.slices:
-        if entry.get("status") == "ok" and int(entry.get("size") or 0) > 0:
-            out.append(entry)
-    return out
-
-
-def _failure_scores(run: Any, rows: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Failure scores of ``rows`` with their true labels, from the run's classifiers.
-
-    Recomputed from the CLIP embeddings when the run has them (train rows included);
-    otherwise the ``failure_score`` column of ``examples.parquet`` is used.
-    """
-    try:
-        est = run.error_directions()
-        emb = run.embeddings()
-    except (OSError, ValueError) as exc:  # InputError is a ValueError
-        logger.info("using the stored failure_score column (%s)", exc)
-        return run.examples["failure_score"].to_numpy(dtype=np.float32)[rows]
-    x = np.asarray(emb[np.sort(rows)], dtype=np.float32)
-    order = np.argsort(np.argsort(rows))  # back to the order of `rows`
-    return est.failure_score(x[order], labels)
-
-
-def _cutoffs(entries: list[dict[str, Any]]) -> dict[int, tuple[float, bool]]:
-    """Per class: (cutoff, strict) from ``slices.json``; strict for the ``"zero"`` mode."""
-    out = {}
-    for e in entries:
-        thr = e.get("threshold") or {}
-        mode = thr.get("mode", "zero")
-        cut = thr.get("cutoff")
-        out[int(e["class_index"])] = (0.0 if cut is None else float(cut), mode == "zero")
-    return out
+def discovered_slice_entries(run: Any) -> list[Any]:
+    """The run's usable slices: at least one member, in (class, rank) order."""
+    return [s for s in run.slices if s.size > 0]
 
 
 def _platt(scores: np.ndarray, wrong: np.ndarray) -> tuple[float, float] | None:
@@ -171,7 +139,6 @@ def discovered_slices(
     rows: np.ndarray,
     *,
     mode: str = "hard",
-    fit_split: str | None = None,
     temperature: float = 0.1,
 ) -> SliceSet:
     """Membership of ``rows`` in the run's discovered slices.
@@ -183,18 +150,15 @@ def discovered_slices(
     rows : ndarray of int
         Positions in ``run.examples`` to compute membership for (e.g. the train split).
     mode : {"hard", "soft"}, default="hard"
-        See the module docstring.
-    fit_split : str, optional
-        Split whose errors calibrate ``"soft"`` membership; default: the split the
-        directions were fitted on (``run.json`` ``config.fit_split``), else ``"val"``.
+        See the module docstring; ``"soft"`` is calibrated on the run's fitting split.
     temperature : float, default=0.1
         Fallback soft membership ``sigmoid((score - cutoff) / temperature)``.
 
     Returns
     -------
     SliceSet
-        One slice per usable class slice, in class order; names are slice ids
-        (``"class-7"``).
+        One slice per usable discovered slice, in (class, rank) order; names are
+        slice ids (``"8/0"``).
     """
     check_choice(mode, MEMBERSHIP_MODES, name="membership")
     rows = np.asarray(rows, dtype=np.int64)
@@ -202,36 +166,30 @@ def discovered_slices(
     ex = run.examples
     labels_all = ex["label"].to_numpy(dtype=np.int64)
     labels = labels_all[rows]
-    names = tuple(str(e["id"]) for e in entries)
-    classes = tuple(int(e["class_index"]) for e in entries)
+    names = tuple(e.id for e in entries)
+    classes = tuple(e.class_index for e in entries)
     member = np.zeros((len(rows), len(entries)), dtype=np.float32)
     if not entries:
         return SliceSet(names, member, "discovered", classes)
-    cutoffs = _cutoffs(entries)
-    scores = _failure_scores(run, rows, labels)
-    calib: dict[int, tuple[float, float] | None] = {}
-    if mode == "soft":
-        split = fit_split or (run.info.get("config") or {}).get("fit_split") or "val"
-        fit_rows = np.flatnonzero(ex["split"].to_numpy() == split)
-        fit_scores = _failure_scores(run, fit_rows, labels_all[fit_rows])
-        fit_wrong = ~ex["correct"].to_numpy(dtype=bool)[fit_rows]
-        for c in classes:
-            sel = (labels_all[fit_rows] == c) & np.isfinite(fit_scores)
-            calib[c] = _platt(fit_scores[sel] - cutoffs[c][0], fit_wrong[sel])
-            if calib[c] is None:
-                logger.info("class %d: too few errors to calibrate; sigmoid fallback", c)
-    for k, c in enumerate(classes):
-        sel = labels == c
-        s = scores[sel]
-        cut, strict = cutoffs[c]
-        finite = np.isfinite(s)
+    scores_all = run.slice_score_matrix()
+    scores = np.asarray(scores_all[rows])
+    fit_rows = np.flatnonzero(ex["split"].to_numpy() == run.fit_split)
+    fit_wrong = ~ex["correct"].to_numpy(dtype=bool)[fit_rows]
+    for k, e in enumerate(entries):
+        sel = labels == e.class_index
+        s = scores[sel, e.column]
         if mode == "hard":
-            m = (s > cut) if strict else (s >= cut)
-            member[sel, k] = (m & finite).astype(np.float32)
-        else:
-            ab = calib.get(c)
-            z = (s - cut) / temperature if ab is None else ab[0] * (s - cut) + ab[1]
-            member[sel, k] = np.where(finite, _sigmoid(np.nan_to_num(z)), 0.0)
+            member[sel, k] = e.rule.passes(s).astype(np.float32)
+            continue
+        cut = e.rule.cutoff
+        in_class = labels_all[fit_rows] == e.class_index
+        fit_s = np.asarray(scores_all[fit_rows[in_class], e.column], dtype=np.float64)
+        finite = np.isfinite(fit_s)
+        ab = _platt(fit_s[finite] - cut, fit_wrong[in_class][finite])
+        if ab is None:
+            logger.info("slice %s: too few errors to calibrate; sigmoid fallback", e.id)
+        z = (s - cut) / temperature if ab is None else ab[0] * (s - cut) + ab[1]
+        member[sel, k] = np.where(np.isfinite(s), _sigmoid(np.nan_to_num(z)), 0.0)
     return SliceSet(names, member, "discovered", classes)
 
 

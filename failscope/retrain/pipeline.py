@@ -187,20 +187,17 @@ def _accuracy(pred: np.ndarray, label: np.ndarray, mask: np.ndarray) -> float | 
 
 
 def _eval_slices(
-    ex: Any, rows: np.ndarray, discovered: list[dict[str, Any]], planted: SliceSet | None
+    run: Any, rows: np.ndarray, discovered: list[Any], planted: SliceSet | None
 ) -> dict[str, dict[str, np.ndarray]]:
     """Boolean masks (restricted to ``rows``) of every evaluation slice, by group.
 
-    ``discovered``: examples of the slice's class flagged by the run's classifiers
-    (the ``slice`` column); ``planted``: the ``planted_*`` columns.
+    ``discovered``: the members of each discovered slice (its rule on its scores);
+    ``planted``: the ``planted_*`` columns.
     """
-    labels = ex["label"].to_numpy()
-    flagged = ex["slice"].to_numpy(dtype=bool) if "slice" in ex.columns else None
     groups: dict[str, dict[str, np.ndarray]] = {"discovered": {}, "planted": {}}
-    if flagged is not None:
-        for e in discovered:
-            c = int(e["class_index"])
-            groups["discovered"][str(e["id"])] = rows & flagged & (labels == c)
+    scores = np.asarray(run.slice_score_matrix())
+    for e in discovered:
+        groups["discovered"][e.id] = rows & run.members(e, scores)
     if planted is not None:
         for k, name in enumerate(planted.names):
             groups["planted"][name] = rows & (planted.membership[:, k] > 0)
@@ -381,12 +378,13 @@ def _training_slices(
     if not slices.n_slices:
         return slices, np.zeros(len(train_rows), bool), np.zeros(len(train_rows), np.float32)
     hard = slices if cfg.membership == "hard" else discovered_slices(run, train_rows)
-    from failscope.retrain.membership import _cutoffs, _failure_scores
-
-    scores = _failure_scores(run, train_rows, labels[train_rows])
-    cut = _cutoffs(discovered_slice_entries(run))
-    offs = np.array([cut.get(int(c), (np.inf, True))[0] for c in labels[train_rows]])
-    margin = np.nan_to_num(scores - offs, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+    scores = np.asarray(run.slice_score_matrix()[train_rows], dtype=np.float64)
+    train_labels = labels[train_rows]
+    margin = np.full(len(train_rows), -np.inf)
+    for e in discovered_slice_entries(run):  # the most inside of the class's slices
+        sel = train_labels == e.class_index
+        margin[sel] = np.fmax(margin[sel], scores[sel, e.column] - e.rule.cutoff)
+    margin = np.nan_to_num(margin, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
     return slices, hard.hard().any(axis=1), margin
 
 
@@ -520,8 +518,8 @@ def retrain_run(
     t_feat = time.perf_counter() - t0
 
     entries = discovered_slice_entries(run)
-    groups = _eval_slices(ex, split == "test", entries, planted)
-    val_groups = _eval_slices(ex, split == "val", entries, planted)
+    groups = _eval_slices(run, split == "test", entries, planted)
+    val_groups = _eval_slices(run, split == "val", entries, planted)
     if slices.source in ("column", "mask"):  # the user's own slices are evaluated too
         if slice_columns:
             user = column_slices(ex, list(slice_columns))
@@ -554,7 +552,7 @@ def retrain_run(
         if finetune:
             from failscope.data.models import load_model
 
-            module = load_model(run.info["model"], trust_checkpoint=trust_checkpoint)
+            module = load_model(run.info.model.to_json(), trust_checkpoint=trust_checkpoint)
         model, info = _train_method(
             method,
             inputs=train_inputs,

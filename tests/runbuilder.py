@@ -1,0 +1,154 @@
+"""The one way tests build run directories: through ``failscope.discover`` itself.
+
+:func:`build_run` writes a manifest (and, optionally, tiny PNGs) for given
+embeddings, labels and predictions, then runs the real ``discover`` with the
+embeddings and predictions passed in, so every file of the run comes from the real
+writers. Captions, evaluations and retrain results are added by calling the real
+stages on the returned run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_RGB = [(220, 40, 40), (40, 170, 60), (40, 70, 220), (20, 20, 20)]
+
+
+def write_pngs(folder: Path, n: int, *, size: int = 16, seed: int = 0) -> list[str]:
+    """Write ``n`` tiny RGB PNGs (a coloured block on white); return their file names."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    names = []
+    for i in range(n):
+        arr = np.full((size, size, 3), 255, np.uint8)
+        x0, y0 = rng.integers(0, size // 2, 2)
+        arr[y0 : y0 + size // 2, x0 : x0 + size // 2] = _RGB[i % len(_RGB)]
+        name = f"img_{i:04d}.png"
+        Image.fromarray(arr).save(folder / name)
+        names.append(name)
+    return names
+
+
+def build_run(
+    path: Path,
+    *,
+    embeddings: np.ndarray,
+    labels: Sequence[int],
+    predictions: Sequence[int] | np.ndarray,
+    splits: Sequence[str],
+    class_names: Sequence[str],
+    metadata: Mapping[str, Sequence[Any]] | None = None,
+    images: int = 0,
+    paths: Sequence[str] | None = None,
+    **settings: Any,
+) -> Any:
+    """Run ``failscope.discover`` on the given data and return the run.
+
+    Parameters
+    ----------
+    path : Path
+        The run directory; the manifest and images go to ``<path>-data/``.
+    embeddings : ndarray of shape (n, d)
+    labels, predictions : sequences of int, shape (n,)
+        True classes and the audited model's predictions (or (n, k) probabilities).
+    splits : sequence of str, shape (n,)
+    class_names : sequence of str
+    metadata : mapping of column -> values, optional
+        Extra manifest columns (they pass through to ``examples.parquet``).
+    images : int, default=0
+        Write this many tiny PNGs and point the examples at them cyclically (for the
+        report's thumbnails); 0 leaves the paths pointing at nothing.
+    paths : sequence of str, optional
+        Image paths to use instead (relative to the data folder).
+    **settings
+        Passed to ``failscope.discover`` (``slicer=``, ``seed=``, ``captions=``...);
+        captions and the report are off unless asked for.
+    """
+    import pandas as pd
+
+    from failscope import discover
+    from failscope.data.models import Predictions
+
+    path = Path(path)
+    data = path.parent / f"{path.name}-data"
+    data.mkdir(parents=True, exist_ok=True)
+    n = len(labels)
+    if paths is None:
+        names = write_pngs(data, images) if images else [f"none_{i}.png" for i in range(n)]
+        paths = [names[i % len(names)] for i in range(n)]
+    frame = pd.DataFrame(
+        {
+            "path": list(paths),
+            "label": [class_names[int(c)] for c in labels],
+            "split": list(splits),
+            **{k: list(v) for k, v in (metadata or {}).items()},
+        }
+    )
+    manifest = data / "manifest.csv"
+    frame.to_csv(manifest, index=False)
+    (data / "classes.txt").write_text("\n".join(class_names) + "\n", encoding="utf-8")
+    pred = np.asarray(predictions)
+    if pred.ndim == 2:
+        conf = pred.max(axis=1).astype(np.float32)
+        pred = pred.argmax(axis=1)
+    else:
+        conf = np.ones(n, dtype=np.float32)
+    preds = Predictions(
+        pred=pred.astype(np.int64),
+        confidence=conf,
+        n_outputs=None,
+        source={"kind": "predictions", "spec": None},
+    )
+    settings = {"captions": False, "report": False, **settings}
+    return discover(
+        manifest,
+        out=path,
+        predictions=preds,
+        embeddings=np.asarray(embeddings, dtype=np.float32),
+        classes=str(data / "classes.txt"),
+        clip=None,
+        **settings,
+    )
+
+
+def planted_world(
+    *,
+    n_classes: int = 3,
+    n_per_class: int = 120,
+    d: int = 16,
+    seed: int = 0,
+    splits: Sequence[str] = ("train", "val", "test"),
+    rates: tuple[float, float] = (0.9, 0.05),
+) -> dict[str, Any]:
+    """Synthetic embeddings where a planted group of each class fails.
+
+    Class ``c``'s examples sit around a class vector; a third of them are shifted
+    along a planted direction and the model is wrong on ``rates[0]`` of those and
+    ``rates[1]`` of the rest. Returns the arrays :func:`build_run` takes, plus
+    ``planted`` (bool, shape (n,)) and ``directions`` (n_classes, d).
+    """
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_classes, d)) * 2.0
+    dirs = rng.normal(size=(n_classes, d))
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    n = n_classes * n_per_class
+    labels = np.repeat(np.arange(n_classes), n_per_class)
+    planted = rng.random(n) < 1 / 3
+    x = centres[labels] + rng.normal(size=(n, d)) + 2.5 * planted[:, None] * dirs[labels]
+    wrong = rng.random(n) < np.where(planted, rates[0], rates[1])
+    preds = np.where(wrong, (labels + 1) % n_classes, labels)
+    split = np.array([splits[i % len(splits)] for i in range(n)])
+    return {
+        "embeddings": x.astype(np.float32),
+        "labels": labels,
+        "predictions": preds,
+        "splits": split,
+        "planted": planted,
+        "directions": dirs,
+    }
