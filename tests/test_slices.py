@@ -1,12 +1,13 @@
-"""Slice thresholds and per-class slice summaries."""
+"""Slice thresholds, membership rules and each example's top slice."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from failscope import ErrorDirections, InputError, SliceThreshold
-from failscope.slices import assign_slices, summarize_slices
+from failscope import InputError, SliceThreshold
+from failscope.run.schema import MembershipRule, SliceEntry, Support
+from failscope.slices import slice_id, top_membership
 
 
 @pytest.mark.parametrize(
@@ -32,50 +33,36 @@ def test_parse_errors(spec, message):
         SliceThreshold.parse(spec)
 
 
-def test_assign_zero_quantile_topk():
-    labels = np.array([0] * 10 + [1] * 10)
-    scores = np.concatenate([np.linspace(-1, 1, 10), np.linspace(-2, 0.5, 10)]).astype(np.float32)
-    fit = np.ones(20, bool)
-    s0, cut0 = assign_slices(scores, labels, fit, 2)
-    assert (s0 == (scores > 0)).all() and (cut0 == 0).all()
-    s1, _ = assign_slices(scores, labels, fit, 2, SliceThreshold("topk", 3))
-    assert s1[:10].sum() == 3 and s1[10:].sum() == 3 and s1[7:10].all()
-    s2, _ = assign_slices(scores, labels, fit, 2, SliceThreshold("quantile", 0.8))
-    assert s2[:10].sum() == 2
-
-
-def test_cutoffs_come_from_fitting_split_only():
-    labels = np.zeros(6, int)
-    scores = np.array([0.1, 0.2, 0.3, 5.0, 6.0, 7.0], np.float32)
-    fit = np.array([True, True, True, False, False, False])
-    in_slice, cut = assign_slices(scores, labels, fit, 1, SliceThreshold("topk", 1))
-    assert cut[0] == pytest.approx(0.3)
-    assert in_slice.tolist() == [False, False, True, True, True, True]
-
-
-def test_nan_scores_never_in_slice():
-    scores = np.array([np.nan, 1.0], np.float32)
-    in_slice, _ = assign_slices(scores, np.array([0, 0]), np.ones(2, bool), 1)
-    assert in_slice.tolist() == [False, True]
-
-
-def test_summary_error_rates_inside_vs_outside():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(400, 8)).astype(np.float32)
-    y = np.repeat([0, 1], 200)
-    wrong = x[:, 0] > 0.8
-    wrong[y == 1] = False  # class 1: no errors, skipped
-    pred = np.where(wrong, 1 - y, y)
-    est = ErrorDirections().fit(x, y, pred)
-    scores = est.failure_score(x, y)
-    fit = np.ones(len(y), bool)
-    in_slice, cut = assign_slices(scores, y, fit, 2)
-    rows = summarize_slices(
-        est, labels=y, correct=~wrong, in_slice=in_slice, fit_mask=fit, cutoffs=cut,
-        threshold=SliceThreshold(), class_names=["a", "b"],
+def _entry(c: int, rank: int, cutoff: float, strict: bool = True) -> SliceEntry:
+    return SliceEntry(
+        id=slice_id(c, rank), class_index=c, class_name=str(c), rank=rank, slicer="t",
+        status="ok", column=rank, size=0, n_errors_in=0, error_rate_in=None,
+        error_rate_out=None, support=Support(test="t", p_value=0.01, alpha=0.05),
+        rule=MembershipRule(score="s", cutoff=cutoff, strict=strict, threshold="zero"),
+        confusion={},
     )  # fmt: skip
-    a, b = rows
-    assert a["status"] == "ok" and a["size"] == int(in_slice[y == 0].sum())
-    assert a["error_rate_in"] > 0.5 > a["error_rate_out"]
-    assert a["n_fit"] == 200 and a["n_errors_fit"] == int(wrong[y == 0].sum())
-    assert b["status"] == "skipped" and "no errors" in b["reason"] and b["cv_score"] is None
+
+
+def test_cutoff_zero_quantile_topk():
+    s = np.linspace(-1, 1, 10).astype(np.float32)
+    assert SliceThreshold().cutoff(s) == 0.0
+    assert SliceThreshold("topk", 3).cutoff(s) == pytest.approx(s[-3])
+    assert SliceThreshold("quantile", 0.8).cutoff(s) == pytest.approx(np.quantile(s, 0.8))
+    assert SliceThreshold("topk", 3).cutoff(np.array([np.nan])) == np.inf
+    assert str(SliceThreshold("topk", 3)) == "topk:3" and str(SliceThreshold()) == "zero"
+
+
+def test_top_membership_takes_the_highest_ranked_slice():
+    labels = np.array([0, 0, 0, 1, 1])
+    scores = np.array(
+        [[1.0, 1.0], [-1.0, 2.0], [-1.0, -1.0], [0.5, np.nan], [0.0, np.nan]], np.float32
+    )
+    slices = (_entry(0, 0, 0.0), _entry(0, 1, 0.0), _entry(1, 0, 0.0, strict=False))
+    in_top, ids = top_membership(scores, labels, slices)
+    assert in_top.tolist() == [True, False, False, True, True]
+    assert ids.tolist() == ["0/0", "0/1", None, "1/0", "1/0"]  # strict vs >= at the cutoff
+
+
+def test_nan_scores_are_never_members():
+    rule = MembershipRule(score="s", cutoff=-10.0, strict=False, threshold="zero")
+    assert rule.passes(np.array([np.nan, 0.0])).tolist() == [False, True]

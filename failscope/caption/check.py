@@ -17,14 +17,14 @@ has at least 100 images in the split, else half of them, at least 5):
   hypergeometric p-value of drawing at least that many of the class's errors in
   ``K*`` draws without replacement is below ``alpha`` (default 0.05).
 
-* it beats random captions of its class: errors cluster in embedding space, so the
-  neighbourhood of almost any text can be harder than the class on average (a
-  phrase CLIP never saw retrieves a near-random cluster). With ``null_text_emb``
-  (:func:`failscope.caption.caption_run` passes every candidate caption of the
-  class), ``null_p_value`` is the share of those candidates whose nearest ``K*``
-  images are at least as hard as the caption's (itself included), and it must be
-  below ``alpha`` too. With the world vocabulary's 23 captions per class this
-  confirms only the hardest caption of the class; larger vocabularies resolve finer.
+* it beats random captions: errors cluster in embedding space, so the neighbourhood
+  of almost any text can be harder than the class on average (a phrase CLIP never
+  saw lands near the average caption and retrieves whatever cluster is there). With
+  ``null_text_emb`` (:func:`failscope.caption.caption_run` passes every candidate
+  caption of the class), ``N_NULL`` random captions are drawn from a Gaussian with
+  the candidates' mean and per-dimension spread (seeded), and ``null_p_value =
+  (1 + #{random captions whose nearest K* images are at least as hard}) / (1 +
+  N_NULL)`` must be below ``alpha`` too.
 
 A caption whose neighbours are no harder than average is ``confirmed: false``, and so
 is every caption of a class with fewer than 10 images (or no errors) in the split.
@@ -42,12 +42,22 @@ from failscope._validation import check_fraction, fail
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CHECK_KS", "CURVE_KS", "check_captions", "decision_k", "nearest_correct"]
+__all__ = [
+    "CHECK_KS",
+    "CURVE_KS",
+    "check_captions",
+    "decision_k",
+    "nearest_correct",
+    "random_captions",
+]
 
 CHECK_KS = (25, 50, 100)
 CURVE_KS = tuple(range(5, 101, 5))
 MARGIN = 0.05
 ALPHA = 0.05
+#: Random captions in the null test, and their seed.
+N_NULL = 200
+NULL_SEED = 0
 #: Classes with fewer images in the split are never confirmed (too few to judge).
 MIN_IMAGES = 10
 
@@ -91,6 +101,16 @@ def nearest_correct(image_emb: Any, correct: Any, queries: Any, *, k: int) -> np
     index.add(x)
     _, idx = index.search(q, kk)
     return ok[idx]
+
+
+def random_captions(text_emb: Any, n: int = N_NULL, *, seed: int = NULL_SEED) -> np.ndarray:
+    """``n`` random caption embeddings with the mean and per-dimension spread of ``text_emb``."""
+    e = _normalize(np.asarray(text_emb))
+    if len(e) < 2:
+        raise fail("the null test needs at least 2 captions to estimate their spread")
+    rng = np.random.default_rng(seed)
+    draws = e.mean(axis=0) + rng.normal(size=(n, e.shape[1])) * e.std(axis=0, ddof=1)
+    return draws.astype(np.float32)
 
 
 def decision_k(n: int) -> int:
@@ -142,9 +162,10 @@ def check_captions(
         Accuracy drop required at the decision depth.
     alpha : float, default=0.05
         Significance level of the hypergeometric test and of the null test.
-    null_text_emb : array-like of shape (m_null, d), optional
-        The null: other captions of the class, the checked ones among them (see the
-        module docstring). Without it ``null_p_value`` is None and not required.
+    null_text_emb : array-like of shape (m, d), optional
+        Captions whose spread defines the random captions of the null test (see the
+        module docstring); at least 2. Without it ``null_p_value`` is None and not
+        required.
 
     Returns
     -------
@@ -169,8 +190,9 @@ def check_captions(
     cum = np.cumsum(hits, axis=1)  # correct among the nearest 1..depth
     null_acc = None
     if null_text_emb is not None and n >= MIN_IMAGES:
-        kd = min(k_star, n)
-        null_acc = nearest_correct(image_emb, ok, null_text_emb, k=kd).mean(axis=1)
+        null_acc = nearest_correct(
+            image_emb, ok, random_captions(null_text_emb), k=min(k_star, n)
+        ).mean(axis=1)
     out = []
     for i, text in enumerate(texts):
 
@@ -200,8 +222,8 @@ def check_captions(
             errors_k = kd - int(cum[i, kd - 1])
             p = _hypergeom_p(errors_k, kd, n, n_err)
             null_p = None
-            if null_acc is not None:  # its own accuracy is among the null's: count >= 1
-                null_p = max(1, int((null_acc <= acc_k + 1e-9).sum())) / len(null_acc)
+            if null_acc is not None:
+                null_p = (1 + int((null_acc <= acc_k + 1e-9).sum())) / (1 + len(null_acc))
             entry.update(
                 acc_at_decision=acc_k,
                 p_value=p,

@@ -31,7 +31,8 @@ __all__ = [
     "write_parquet",
 ]
 
-#: Every temporary file ends with this; a later run removes stale ones it finds.
+#: Every temporary file's name holds this, just before the target's suffix
+#: (``.examples.k3j2.fstmp.parquet``); a later run removes stale ones it finds.
 TMP_SUFFIX = ".fstmp"
 
 
@@ -44,7 +45,7 @@ def _umask_mode() -> int:
 
 def _tmp_sibling(path: Path) -> Path:
     fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.stem}.", suffix=f"{path.suffix}{TMP_SUFFIX}", dir=path.parent
+        prefix=f".{path.stem}.", suffix=f"{TMP_SUFFIX}{path.suffix}", dir=path.parent
     )
     os.close(fd)
     return Path(tmp)
@@ -72,8 +73,8 @@ def atomic_write(path: str | os.PathLike[str], writer: Callable[[Path], Any]) ->
     """Call ``writer(tmp_path)`` and move the file it wrote onto ``path``.
 
     For libraries that want a file name rather than a handle (pandas, numpy,
-    matplotlib). The temporary name ends in ``path``'s suffix plus ``TMP_SUFFIX``;
-    writers that sniff the format from the name get it from ``path`` itself.
+    matplotlib). The temporary name ends in ``path``'s suffix, so writers that pick
+    the format from the name (or append a suffix when it is missing) do the right thing.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

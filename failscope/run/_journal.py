@@ -78,9 +78,9 @@ def run_lock(run_dir: str | os.PathLike[str]) -> Iterator[None]:
 
 
 def remove_stale_temporaries(run_dir: Path) -> int:
-    """Delete temporary files (``*.fstmp``) a killed process left in the run; returns the count."""
+    """Delete temporary files (``.*.fstmp.*``) a killed process left; return how many."""
     n = 0
-    for p in run_dir.rglob(f"*{TMP_SUFFIX}"):
+    for p in run_dir.rglob(f".*{TMP_SUFFIX}*"):
         if p.is_file() and STAGING_DIR not in p.parts:
             p.unlink(missing_ok=True)
             n += 1

@@ -21,8 +21,8 @@ __all__ = [
     "CaptionCheck",
     "CaptionCurve",
     "Captions",
-    "ClipInfo",
     "ClassEntry",
+    "ClipInfo",
     "EmbeddingsInfo",
     "Evaluation",
     "EvaluationRow",
@@ -217,7 +217,7 @@ class CaptionCheck(Record):
     confirmed: bool
     split: str
     curve: CaptionCurve
-    null_p_value: float | None = None  # rank of the caption among random captions' drops
+    null_p_value: float | None = None  # random captions as hard or harder (check.py)
     note: str | None = None
 
 

@@ -151,7 +151,8 @@ class RunWriter:
         return self.open()
 
     def __exit__(self, exc_type: Any, *exc: Any) -> None:
-        if exc_type is not None:
+        # once the journal exists the swap is decided: the next reader completes it
+        if exc_type is not None and not (self.staging / _journal.JOURNAL).exists():
             self.abort()
 
 

@@ -85,25 +85,14 @@ def make_run(
     with the class's failure word, never on images with its ``success_word`` and on
     ``base_error`` of the others (none in ``clean_classes``).
     """
-    import pandas as pd
+    from runbuilder import build_run
 
-    from failscope.directions import ErrorDirections
-    from failscope.run import (
-        DIRECTIONS,
-        ESTIMATOR,
-        EXAMPLES,
-        FORMAT_VERSION,
-        RUN_JSON,
-        write_json,
-        write_npy,
-        write_parquet,
-    )
-    from failscope.slices import SliceThreshold, assign_slices, summarize_slices
+    from failscope.run.schema import WorldInfo
 
     rng = np.random.default_rng(seed)
     colors = ["red", "green", "blue", "yellow"]
     grounds = ["striped", "plain", "wavy", "dotted"]
-    rows, embs = [], []
+    embs, labels, preds, split, color, ground = [], [], [], [], [], []
     k = len(CLASSES)
     for c, name in enumerate(CLASSES):
         for i in range(n_per_class):
@@ -120,57 +109,19 @@ def make_run(
             easy = (success_word or {}).get(name) in (col, gr)
             p_wrong = 0.95 if has else (0.0 if easy else base_error)
             wrong = rng.random() < p_wrong and name not in clean_classes
-            pred = (c + 1) % k if wrong else c
-            rows.append(
-                {
-                    "id": len(rows),
-                    "path": f"img/{name}/{i}.png",
-                    "split": splits[i % len(splits)],
-                    "label": c,
-                    "pred": pred,
-                    "correct": not wrong,
-                    "color": col,
-                    "ground": gr,
-                }
-            )
-    x = np.asarray(embs, dtype=np.float32)
-    ex = pd.DataFrame(rows)
-    labels = ex["label"].to_numpy()
-    preds = ex["pred"].to_numpy()
-    fit = (ex["split"] == "val").to_numpy() if "val" in splits else np.ones(len(ex), bool)
-    est = ErrorDirections(random_state=0).fit(x[fit], labels[fit], preds[fit], n_classes=k)
-    scores = est.failure_score(x, labels)
-    thr = SliceThreshold()
-    in_slice, cutoffs = assign_slices(scores, labels, fit, k, thr)
-    ex["failure_score"] = scores
-    ex["slice"] = in_slice
-    cols = ["id", "path", "split", "label", "pred", "correct", "failure_score", "slice"]
-    ex = ex[[*cols, "color", "ground"]]
-    path.mkdir(parents=True, exist_ok=True)
-    write_npy(path / "cache" / "embeddings.npy", x)
-    write_parquet(path / EXAMPLES, ex)
-    write_npy(path / DIRECTIONS, est.directions_)
-    est.save(path / ESTIMATOR)
-    slices = summarize_slices(
-        est,
-        labels=labels,
-        correct=ex["correct"].to_numpy(),
-        in_slice=in_slice,
-        fit_mask=fit,
-        cutoffs=cutoffs,
-        threshold=thr,
-        class_names=CLASSES,
-    )
-    write_json(path / "slices.json", {"format": FORMAT_VERSION, "slices": slices})
-    info = {
-        "format": FORMAT_VERSION,
-        "classes": CLASSES,
-        "fit_split": "val" if "val" in splits else None,
-        "embeddings": {"path": "cache/embeddings.npy", "dim": D, "clip": {"name": "fake"}},
-    }
+            labels.append(c)
+            preds.append((c + 1) % k if wrong else c)
+            split.append(splits[i % len(splits)])
+            color.append(col)
+            ground.append(gr)
+    fit_split = "val" if "val" in splits else splits[0]
+    run = build_run(
+        path, embeddings=np.asarray(embs, dtype=np.float32), labels=labels, predictions=preds,
+        splits=split, class_names=CLASSES, metadata={"color": color, "ground": ground},
+        fit_split=fit_split, seed=0,
+    )  # fmt: skip
     if world:
-        info["world"] = {"seed": seed}
-    write_json(path / RUN_JSON, info)
+        run.update_info(world=WorldInfo(seed=seed, plants=(), key="test", root="none"))
     return path
 
 

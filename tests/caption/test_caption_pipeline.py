@@ -30,48 +30,44 @@ def vocab_file(tmp_path):
 @pytest.mark.parametrize("method", ["classifier", "centroid"])
 def test_caption_run_names_the_planted_word(run_dir, vocab_file, fake_encoder, method):
     slices = caption_run(run_dir, vocab=vocab_file, method=method, top_k=3, clip=fake_encoder)
-    assert [s["class_name"] for s in slices] == ["cat", "dog", "8"]
+    assert [s.class_name for s in slices] == ["cat", "dog", "8"]
     for s in slices:
-        caps = s["captions"]
-        assert caps["method"] == method and caps["n_candidates"] == 10
-        top = caps["failure"][0]
-        assert top["word"] == FAILS[s["class_name"]], (method, caps["failure"])
-        assert set(top) == {"text", "score", "family", "word", "fit_acc"}
-        assert len(caps["failure"]) == 3 and len(caps["success"]) == 3
+        caps = s.captions
+        assert caps.method == method and caps.n_candidates == 10
+        top = caps.failure[0]
+        assert top.word == FAILS[s.class_name], (method, caps.failure)
+        assert len(caps.failure) == 3 and len(caps.success) == 3
         # the top 5 proposals are re-ordered by accuracy on their nearest val images
         ex = load_run(run_dir).examples
-        val = ex[(ex["split"] == "val") & (ex["label"] == s["class_index"])]
+        val = ex[(ex["split"] == "val") & (ex["label"] == s.class_index)]
         n_slice = int(val["slice"].sum())
         # nearest images, up to the check's depth (40 of 80) or, at the failure end, the slice
-        assert caps["rerank"] == {
+        assert caps.rerank.to_json() == {
             "top": 5,
             "k": {"failure": min(80, max(40, n_slice)), "success": 40},
             "split": "val",
         }
-        accs = [c["fit_acc"] for c in caps["failure"]]
+        accs = [c.fit_acc for c in caps.failure]
         assert accs == sorted(accs) and accs[0] < 0.6, accs
-        ok_accs = [c["fit_acc"] for c in caps["success"]]
+        ok_accs = [c.fit_acc for c in caps.success]
         assert ok_accs == sorted(ok_accs, reverse=True) and ok_accs[0] > accs[0]
-        assert caps["success"][0]["score"] <= caps["failure"][-1]["score"]
-        assert FAILS[s["class_name"]] not in {c["word"] for c in caps["success"]}
-        # the check confirms the top caption on the test split
-        chk = s["caption_checks"][0]
-        assert chk["text"] == top["text"] and chk["split"] == "test"
-        assert chk["confirmed"] is True, chk
-        assert chk["acc_at_decision"] < chk["class_acc"] - 0.1
-        assert chk["acc_at_k"][0] < chk["class_acc"] - 0.2
-        assert len(s["caption_checks"]) == 3
+        assert caps.success[0].score <= caps.failure[-1].score
+        assert FAILS[s.class_name] not in {c.word for c in caps.success}
+        # the check confirms the top caption on the test split, against random captions too
+        chk = s.caption_checks[0]
+        assert chk.text == top.text and chk.split == "test"
+        assert chk.confirmed is True, chk
+        assert chk.null_p_value is not None and chk.null_p_value < 0.05
+        assert chk.acc_at_decision < chk.class_acc - 0.1
+        assert chk.acc_at_k[0] < chk.class_acc - 0.2
+        assert len(s.caption_checks) == 3
     # written to disk atomically and readable by a fresh Run
     on_disk = load_run(run_dir).slices
-    assert (
-        on_disk[0]["captions"]["failure"][0]["text"] == slices[0]["captions"]["failure"][0]["text"]
-    )
+    assert on_disk[0].captions.failure[0].text == slices[0].captions.failure[0].text
     info = json.loads((run_dir / "run.json").read_text())
     assert info["captions"]["method"] == method
     assert info["timings"]["captions"] >= 0
-    assert (
-        "8" in slices[2]["captions"]["reference"] and "an 8" in slices[2]["captions"]["reference"]
-    )
+    assert "8" in slices[2].captions.reference and "an 8" in slices[2].captions.reference
 
 
 def test_rerank_encodes_nothing_new(run_dir, vocab_file, fake_encoder):
@@ -84,30 +80,30 @@ def test_rerank_encodes_nothing_new(run_dir, vocab_file, fake_encoder):
     assert fake_encoder.n_encoded == n
 
 
-def test_skipped_class_gets_null_captions(tmp_path, vocab_file, fake_encoder, run_factory):
+def test_skipped_class_has_no_slice_to_caption(tmp_path, vocab_file, fake_encoder, run_factory):
     run_dir = run_factory(tmp_path / "r", failure_word=FAILS, clean_classes=("dog",))
     slices = caption_run(run_dir, vocab=vocab_file, clip=fake_encoder)
-    dog = slices[1]
-    assert dog["status"] == "skipped" and "no errors" in dog["reason"]
-    assert dog["captions"] is None and dog["caption_checks"] is None
-    assert slices[0]["captions"]["failure"][0]["word"] == "red"
-    assert slices[2]["captions"]["failure"][0]["word"] == "wavy"
+    dog = load_run(run_dir).classes[1]
+    assert dog.status == "skipped" and "no errors" in dog.reason and dog.n_slices == 0
+    assert [s.class_name for s in slices] == ["cat", "8"]
+    assert slices[0].captions.failure[0].word == "red"
+    assert slices[1].captions.failure[0].word == "wavy"
 
 
 def test_no_test_split_falls_back_to_fitting_split(tmp_path, vocab_file, fake_encoder, run_factory):
     run_dir = run_factory(tmp_path / "r", failure_word=FAILS, splits=("train", "val"))
     slices = caption_run(run_dir, vocab=vocab_file, clip=fake_encoder, top_k=1)
-    chk = slices[0]["caption_checks"][0]
-    assert chk["split"] == "val" and "no test split" in chk["note"]
+    chk = slices[0].caption_checks[0]
+    assert chk.split == "val" and "no test split" in chk.note
 
 
 def test_world_run_defaults_to_world_vocabulary(tmp_path, fake_encoder, run_factory):
     run_dir = run_factory(tmp_path / "w", failure_word=FAILS, world=True)
     slices = caption_run(run_dir, clip=fake_encoder, checks=False)
-    assert slices[0]["captions"]["vocabulary"] == "world"
+    assert slices[0].captions.vocabulary == "world"
     from failscope.world import FAMILIES
 
-    assert slices[0]["captions"]["n_candidates"] == sum(len(v) for v in FAMILIES.values())
+    assert slices[0].captions.n_candidates == sum(len(v) for v in FAMILIES.values())
 
 
 def test_bad_inputs(run_dir, vocab_file, fake_encoder, tmp_path):
@@ -136,10 +132,10 @@ def test_synonyms_add_captions(run_dir, vocab_file, fake_encoder, tmp_path):
     slices = caption_run(
         run_dir, vocab=vocab_file, clip=fake_encoder, synonyms=syn, checks=False, top_k=10
     )
-    cat = slices[0]["captions"]
-    assert cat["n_candidates"] == 20
+    cat = slices[0].captions
+    assert cat.n_candidates == 20
     # distinct: one caption per (family, word) even with two names
-    words = [c["word"] for c in cat["failure"]]
+    words = [c.word for c in cat.failure]
     assert len(words) == len(set(words)) == 10
 
 
@@ -171,10 +167,10 @@ def test_cli_caption_rerank_option(run_dir, vocab_file, fake_encoder, monkeypatc
     for n in ("0", "3"):
         assert main(["caption", str(run_dir), "--vocab", str(vocab_file), "--rerank", n]) == 0
         run = load_run(run_dir)
-        reranked.append([(s.get("captions") or {}).get("rerank") for s in run.slices])
-        assert run.info["captions"]["rerank"] == int(n)
+        reranked.append([s.captions.rerank for s in run.slices])
+        assert run.info.captions["rerank"] == int(n)
     assert all(r is None for r in reranked[0])
-    assert any(r is not None and r["top"] == 3 for r in reranked[1])
+    assert any(r is not None and r.top == 3 for r in reranked[1])
     capsys.readouterr()
     assert main(["caption", str(run_dir), "--vocab", str(vocab_file), "--rerank", "-1"]) == 2
     err = capsys.readouterr().err
@@ -191,10 +187,10 @@ def test_success_end_names_the_easy_word(tmp_path, vocab_file, fake_encoder, run
     slices = caption_run(
         run_dir, vocab=vocab_file, clip=fake_encoder, method=method, checks=False, rerank=0
     )
-    cat = slices[0]["captions"]
-    assert cat["rerank"] is None and cat["success"][0]["fit_acc"] is None
-    assert cat["success"][0]["word"] == "dotted", cat["success"]
-    assert "dotted" not in [c["word"] for c in cat["failure"]]
+    cat = slices[0].captions
+    assert cat.rerank is None and cat.success[0].fit_acc is None
+    assert cat.success[0].word == "dotted", cat.success
+    assert "dotted" not in [c.word for c in cat.failure]
 
 
 def test_rerank_reads_validation_labels_never_test(tmp_path, vocab_file, fake_encoder, run_factory):
@@ -206,7 +202,7 @@ def test_rerank_reads_validation_labels_never_test(tmp_path, vocab_file, fake_en
 
     def ranked():
         slices = caption_run(run_dir, vocab=vocab_file, clip=fake_encoder, checks=False)
-        return [[(c["text"], c["fit_acc"]) for c in s["captions"]["failure"]] for s in slices]
+        return [[(c.text, c.fit_acc) for c in s.captions.failure] for s in slices]
 
     def flip(split):
         ex = pd.read_parquet(run_dir / EXAMPLES)
@@ -227,19 +223,25 @@ def test_rerank_reads_validation_labels_never_test(tmp_path, vocab_file, fake_en
 def test_rerank_depth_follows_the_slice_at_the_failure_end(
     tmp_path, vocab_file, fake_encoder, run_factory
 ):
-    import pandas as pd
-
-    from failscope.run import EXAMPLES, write_parquet
 
     run_dir = run_factory(tmp_path / "r", failure_word=FAILS)
-    ex = pd.read_parquet(run_dir / EXAMPLES)
+    run = load_run(run_dir)
+    ex = run.examples
     cat_val = np.flatnonzero((ex["split"] == "val") & (ex["label"] == 0))
-    ex.loc[:, "slice"] = False
-    ex.loc[cat_val[:60], "slice"] = True  # 60 of the 80 validation cats
-    write_parquet(run_dir / EXAMPLES, ex)
+    scores = np.sort(run.slice_score_matrix()[cat_val, 0])[::-1]
+    cat, dog = run.slices[0], run.slices[1]
+    # move the cat slice's cutoff so that it holds 60 of the 80 validation cats, and the
+    # dog slice's so that it holds a few: the failure end's depth is max(40, slice size)
+    dog_val = np.flatnonzero((ex["split"] == "val") & (ex["label"] == 1))
+    dog_cut = float(np.sort(run.slice_score_matrix()[dog_val, 0])[::-1][4])
+    run.save_slices([
+        cat.replace(rule=cat.rule.replace(cutoff=float(scores[59]), strict=False)),
+        dog.replace(rule=dog.rule.replace(cutoff=dog_cut, strict=False)),
+        *run.slices[2:],
+    ])  # fmt: skip
     slices = caption_run(run_dir, vocab=vocab_file, clip=fake_encoder, checks=False)
-    assert slices[0]["captions"]["rerank"]["k"] == {"failure": 60, "success": 40}
-    assert slices[1]["captions"]["rerank"]["k"] == {"failure": 40, "success": 40}
+    assert slices[0].captions.rerank.k == {"failure": 60, "success": 40}
+    assert slices[1].captions.rerank.k == {"failure": 40, "success": 40}
     none = caption_run(run_dir, vocab=vocab_file, clip=fake_encoder, checks=False, rerank=0)
-    assert none[0]["captions"]["rerank"] is None
-    assert all(c["fit_acc"] is None for c in none[0]["captions"]["failure"])
+    assert none[0].captions.rerank is None
+    assert all(c.fit_acc is None for c in none[0].captions.failure)
