@@ -46,27 +46,30 @@ def test_cli_end_to_end_torchscript_and_tiny_clip(
     assert "embedding" not in proc.stderr and "predicting" not in proc.stderr  # -q: no bars
     assert "run written to" in proc.stdout and str(out) in proc.stdout
     assert "skipped inputs: 2 (1 missing file, 1 unreadable image)" in proc.stdout
-    for name in ("ant", "bee", "cat", "slice err", "CV bal.acc", "100.0%"):
+    for name in ("ant", "bee", "cat", "0/0", "1/0", "2/0", "slice err", "100.0%"):
         assert name in proc.stdout
-    for name in ("run.json", "examples.parquet", "slices.json", "directions.npy"):
+    for name in ("run.json", "examples.parquet", "slices.json", "slice_scores.npy"):
         assert (out / name).is_file()
     run = load_run(out)
     ex = run.examples
-    assert tuple(ex.columns[:8]) == EXAMPLE_COLUMNS
-    assert list(ex.columns[8:]) == ["confidence", "planted", "brightness"]
-    assert len(ex) == 142 and sorted(s["id"] for s in run.skipped) == [4, 90]
+    n_core = len(EXAMPLE_COLUMNS)
+    assert tuple(ex.columns[:n_core]) == EXAMPLE_COLUMNS
+    assert list(ex.columns[n_core:]) == ["planted", "brightness"]
+    assert len(ex) == 142 and sorted(s.id for s in run.skipped) == [4, 90]
     assert (ex["correct"] == (ex["pred"] == ex["label"])).all()
     assert (ex["correct"] == ~ex["planted"]).all()
     fit = ex[ex["split"] == "val"]
     assert (fit["slice"] == (fit["failure_score"] > 0)).all()
     for s in run.slices:
-        members = fit[fit["label"] == s["class_index"]]
-        assert s["size"] == members["slice"].sum() and s["n_fit"] == len(members)
+        members = fit[fit["label"] == s.class_index]
+        assert s.size == members["slice"].sum()
+        assert run.classes[s.class_index].n_fit == len(members)
     assert run.directions.shape == (3, 32)
     assert run.embeddings().shape == (142, 32)
-    clip = run.info["embeddings"]["clip"]
-    assert clip["name"] == str(tiny_clip.config.resolve()) and not clip["random_init"]
-    assert run.info["model"]["kind"] == "torchscript"
+    clip = run.info.embeddings.clip
+    assert clip.name == str(tiny_clip.config.resolve()) and not clip.random_init
+    assert run.info.model.kind == "torchscript"
+    assert run.config.clip_pretrained is None  # what was used: a config + checkpoint, no tag
 
 
 def test_cli_image_folder_with_predictions_and_embeddings(dataset_writer, cli_env, tmp_path):
@@ -89,9 +92,9 @@ def test_cli_image_folder_with_predictions_and_embeddings(dataset_writer, cli_en
     ex = run.examples
     assert ex["path"].iloc[0] == "train/ant/000.png" and len(ex) == 120
     assert (ex["correct"] == ~planted).all()
-    assert [s["size"] for s in run.slices] == [10, 10, 10]
+    assert [s.size for s in run.slices] == [10, 10, 10]
     assert (run.directions[:, 2] < -0.5).all()  # failure direction points to -axis 2
-    assert run.info["model"]["kind"] == "predictions" and run.info["data"]["kind"] == "imagefolder"
+    assert run.info.model.kind == "predictions" and run.info.data["kind"] == "imagefolder"
 
 
 def test_cli_one_line_errors(image_dataset, cli_env, tmp_path):

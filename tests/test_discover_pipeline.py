@@ -24,31 +24,34 @@ def check_run_consistency(run, *, n_rows: int, n_classes: int = 3) -> pd.DataFra
     """Assertions every discover run must satisfy; returns the examples frame."""
     ex = run.examples
     assert tuple(ex.columns[: len(EXAMPLE_COLUMNS)]) == EXAMPLE_COLUMNS
-    assert ex.columns[len(EXAMPLE_COLUMNS)] == "confidence"
-    assert len(ex) == n_rows == run.info["n_scored"]
+    assert len(ex) == n_rows == run.info.n_scored
     assert ex["id"].is_monotonic_increasing and ex["id"].is_unique
     assert (ex["correct"] == (ex["pred"] == ex["label"])).all()
-    assert run.directions.shape == (n_classes, run.info["embeddings"]["dim"])
-    assert run.embeddings().shape == (n_rows, run.info["embeddings"]["dim"])
-    est = run.error_directions()
-    scores = est.failure_score(run.embeddings(), ex["label"].to_numpy())
-    assert np.allclose(scores, ex["failure_score"], equal_nan=True, atol=1e-5)
-    fit = ex[ex["split"] == run.info["fit_split"]]
+    dim = run.info.embeddings.dim
+    assert run.directions.shape == (len(run.slices), dim)
+    assert run.embeddings().shape == (n_rows, dim)
+    slicer = run.slicer()
+    scores = slicer.score(run.embeddings(), ex["label"].to_numpy())
+    np.testing.assert_allclose(scores, run.slice_score_matrix(), atol=1e-5)
+    np.testing.assert_allclose(scores[:, 0], ex["failure_score"], atol=1e-5, equal_nan=True)
+    fit = ex[ex["split"] == run.fit_split]
+    by_class = {c.class_index: c for c in run.classes}
+    for c, entry in by_class.items():
+        members = fit[fit["label"] == c]
+        assert entry.n_fit == len(members)
+        assert entry.n_errors_fit == int((~members["correct"]).sum())
+        assert entry.n_slices == len(run.slices_of(c))
+        if entry.status == "skipped":
+            assert entry.n_slices == 0 and not members["slice"].any()
     for s in run.slices:
-        members = fit[fit["label"] == s["class_index"]]
-        assert s["n_fit"] == len(members)
-        assert s["size"] == int(members["slice"].sum())
-        assert s["n_errors_fit"] == int((~members["correct"]).sum())
-        if s["status"] == "ok":
-            assert np.isfinite(run.directions[s["class_index"]]).all()
-            if s["threshold"]["mode"] == "zero":
-                assert (members["slice"] == (members["failure_score"] > 0)).all()
-        else:
-            assert np.isnan(run.directions[s["class_index"]]).all()
-            assert not members["slice"].any()
+        members = fit[fit["label"] == s.class_index]
+        assert s.size == int(run.members(s)[(ex["split"] == run.fit_split).to_numpy()].sum())
+        assert np.isfinite(run.directions[s.rule.direction]).all()
+        if s.rule.threshold == "zero" and s.rank == 0:
+            assert (members["slice"] == (members["failure_score"] > 0)).all()
     info = run.info
-    assert info["format"] == 1 and info["classes"] == run.class_names
-    assert set(info["timings"]) - {"captions", "report"} == {
+    assert info.format == 2 and list(info.classes) == run.class_names
+    assert set(info.timings) - {"captions", "report"} == {
         "load_data",
         "load_models",
         "predict",
@@ -57,7 +60,7 @@ def check_run_consistency(run, *, n_rows: int, n_classes: int = 3) -> pd.DataFra
         "score",
         "write",
     }
-    assert set(info["versions"]) >= {"failscope", "torch", "open_clip", "sklearn", "numpy"}
+    assert set(info.versions) >= {"failscope", "torch", "open_clip", "sklearn", "numpy"}
     return ex
 
 
@@ -76,14 +79,14 @@ def test_discover_torchscript_finds_the_planted_slice(
     )
     assert stages == {("predict", 144), ("embed", 144)}
     digest = hashlib.sha256(channel_classifier_ts.read_bytes()).hexdigest()
-    assert run.info["model"]["sha256"] == {"spec": digest}  # the model file, by content
+    assert run.info.model.sha256 == {"spec": digest}  # the model file, by content
     ex = check_run_consistency(run, n_rows=142)
-    assert [s["id"] for s in run.skipped] == [70, 100]
-    assert run.skipped[0]["reason"] == "missing file"
-    assert run.skipped[1]["reason"].startswith("unreadable image")
+    assert [s.id for s in run.skipped] == [70, 100]
+    assert run.skipped[0].reason == "missing file"
+    assert run.skipped[1].reason.startswith("unreadable image")
     assert 70 not in set(ex["id"]) and 100 not in set(ex["id"])
     # row j of the embeddings is example ids[j]: a compacted copy in the run
-    assert run.info["embeddings"]["path"] == "embeddings.npy"
+    assert run.info.embeddings.path == "embeddings.npy"
     # metadata passed through, aligned by id
     planted = {i: r["planted"] for i, r in enumerate(image_dataset.rows)}
     assert ex["planted"].tolist() == [planted[i] for i in ex["id"]]
@@ -91,13 +94,14 @@ def test_discover_torchscript_finds_the_planted_slice(
     # the audited model fails exactly on planted images; each slice is exactly its errors
     assert (ex["correct"] == ~ex["planted"]).all()
     for s in run.slices:
-        assert s["status"] == "ok" and s["cv_score"] > 0.9
-        assert s["error_rate_in"] == 1.0 and s["error_rate_out"] == 0.0
+        assert s.status == "ok" and s.support.cv_score > 0.9
+        assert s.error_rate_in == 1.0 and s.error_rate_out == 0.0
     info = run.info
-    assert info["model"]["kind"] == "torchscript" and info["reference_split"] == "train"
-    assert info["data"]["manifest"] == str(image_dataset.manifest.resolve())
-    assert info["embeddings"]["clip"]["checkpoint"] == str(clip.checkpoint)
-    assert json.loads((tmp_path / "run" / "slices.json").read_text())["format"] == 1
+    assert info.model.kind == "torchscript" and info.reference_split == "train"
+    assert info.data["manifest"] == str(image_dataset.manifest.resolve())
+    assert info.embeddings.clip.checkpoint == str(clip.checkpoint)
+    assert json.loads((tmp_path / "run" / "slices.json").read_text())["format"] == 2
+    assert failscope.DiscoverConfig.from_json(info.config, where="x") == run.config
 
 
 def test_rerun_reuses_the_embedding_cache(
@@ -107,10 +111,9 @@ def test_rerun_reuses_the_embedding_cache(
     first = failscope.discover(image_dataset.manifest, **kwargs)
     first_scores = first.examples["failure_score"].to_numpy()
     # captions and the report come with discover by default
-    ok = [s for s in first.slices if s["status"] == "ok"]
-    assert ok and all(s["captions"]["failure"] for s in ok)
+    assert first.slices and all(s.captions.failure for s in first.slices)
     assert (tmp_path / "run" / "report.html").is_file()
-    assert {"captions", "report"} <= set(first.info["timings"])
+    assert {"captions", "report"} <= set(first.info.timings)
     calls = []
     real = ClipModel.encode_images
     monkeypatch.setattr(
@@ -120,20 +123,19 @@ def test_rerun_reuses_the_embedding_cache(
         image_dataset.manifest, threshold="topk:3", captions=False, report=False, **kwargs
     )
     assert calls == []
-    assert all(s["captions"] is None for s in second.slices)
-    assert not (tmp_path / "run" / "report.html").exists()
-    assert second.info["embeddings"]["path"].startswith("cache/embeddings-")
+    assert all(s.captions is None for s in second.slices)
+    assert not (tmp_path / "run" / "report.html").exists()  # the old run's, so removed
+    assert second.info.embeddings.path.startswith("cache/embeddings-")
     assert np.allclose(second.examples["failure_score"], first_scores)
     check_run_consistency(second, n_rows=144)
-    assert [s["size"] for s in second.slices] == [3, 3, 3]
-    (tmp_path / "run" / "retrain").mkdir()
-    (tmp_path / "run" / "retrain" / "metrics.json").write_text("{}")
+    assert [s.size for s in second.slices] == [3, 3, 3]
     (tmp_path / "run" / "evaluation.json").write_text("{}")
+    second.add_files("evaluation.json")  # as failscope evaluate does
     third = failscope.discover(image_dataset.manifest, threshold="topk:3", **kwargs)
-    assert third.retrain_metrics is None and third.evaluation is None  # stale parts removed
+    assert third.evaluation is None  # stale parts removed
     with pytest.raises(InputError, match="is not a file"):  # a failed re-run keeps the old run
         failscope.discover(image_dataset.manifest, out=tmp_path / "run", model="nope.pt", clip=clip)
-    assert failscope.load_run(tmp_path / "run").info["config"]["threshold"] == "topk:3"
+    assert failscope.load_run(tmp_path / "run").config.threshold == "topk:3"
 
 
 def test_discover_callable_and_pickled_torchvision_checkpoint(
@@ -156,7 +158,7 @@ def test_discover_callable_and_pickled_torchvision_checkpoint(
     )
     ex = check_run_consistency(run, n_rows=144)
     assert (ex["correct"] == ~ex["planted"]).all()
-    assert run.info["model"]["kind"] == "callable" and run.info["model"]["cwd"] == str(tmp_path)
+    assert run.info.model.kind == "callable" and run.info.model.cwd == str(tmp_path)
 
     torch.manual_seed(0)
     torch.save({"model": torchvision.models.resnet18(num_classes=3)}, tmp_path / "pickled.pt")
@@ -169,11 +171,9 @@ def test_discover_callable_and_pickled_torchvision_checkpoint(
         image_dataset.manifest, out=tmp_path / "b", trust_checkpoint=True, **kwargs
     )
     check_run_consistency(run, n_rows=144)
-    model = run.info["model"]
-    assert (
-        model["kind"] == "torchvision" and model["trust_checkpoint"] and model["image_size"] == 32
-    )
-    assert model["mean"] == pytest.approx([0.485, 0.456, 0.406])
+    model = run.info.model
+    assert model.kind == "torchvision" and model.trust_checkpoint and model.image_size == 32
+    assert model.mean == pytest.approx([0.485, 0.456, 0.406])
 
 
 def test_discover_from_predictions_and_embeddings_files(image_dataset, tmp_path):
@@ -195,16 +195,16 @@ def test_discover_from_predictions_and_embeddings_files(image_dataset, tmp_path)
         clip=None,
     )
     ex = check_run_consistency(run, n_rows=n - 1)
-    assert run.skipped == [
+    assert [s.to_json() for s in run.skipped] == [
         {"id": 5, "path": image_dataset.rows[5]["path"], "reason": "embedding is NaN or inf"}
     ]
     assert ex["confidence"].isna().all()
-    assert run.info["model"]["kind"] == "predictions" and run.info["embeddings"]["clip"] is None
+    assert run.info.model.kind == "predictions" and run.info.embeddings.clip is None
     pred_digest = hashlib.sha256((tmp_path / "pred.npy").read_bytes()).hexdigest()
-    assert run.info["model"]["sha256"] == {"spec": pred_digest}
+    assert run.info.model.sha256 == {"spec": pred_digest}
     for s in run.slices:
-        assert s["cv_score"] > 0.9
-        assert abs(run.directions[s["class_index"], 0]) > 0.5  # direction along the planted axis
+        assert s.support.cv_score > 0.9
+        assert abs(run.directions[s.rule.direction, 0]) > 0.5  # along the planted axis
 
 
 def test_discover_input_errors(image_dataset, channel_classifier_ts, tmp_path):
@@ -240,7 +240,7 @@ def test_shared_cache_rebuilt_by_another_run_is_refused(
     shared = tmp_path / "shared-cache"
     kwargs = dict(model=str(channel_classifier_ts), clip=clip, cache_dir=shared)
     run = failscope.discover(image_dataset.manifest, out=tmp_path / "a", **kwargs)
-    assert run.info["embeddings"]["keys_sha256"]
+    assert run.info.embeddings.keys_sha256
     assert run.embeddings().shape[0] == 144
     other = tmp_path / "other"
     dataset_writer(other, n_per_class=10, seed=5)

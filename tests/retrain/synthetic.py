@@ -66,18 +66,19 @@ def make_run(
     clip_dim: int = 24,
     seed: int = 0,
 ) -> Path:
-    """Write a discover-style run directory for ``problem`` and return its path."""
-    import pandas as pd
+    """Run the real discover on ``problem`` (given embeddings and predictions); return its path.
 
-    from failscope.directions import ErrorDirections
-    from failscope.run import FORMAT_VERSION, write_json, write_npy, write_parquet
-    from failscope.slices import SliceThreshold, assign_slices, summarize_slices
+    ``with_slices=False`` makes the audited model right on every fitting example, so
+    every class is skipped and the run has no slice.
+    """
+    from runbuilder import build_run
 
     rng = np.random.default_rng(seed + 100)
     f, y, split, attr = (problem[k] for k in ("features", "label", "split", "attr"))
     w, b = audited_head(problem, seed=seed)
     pred = (f @ w.T + b).argmax(axis=1)
-    correct = pred == y
+    if not with_slices:
+        pred = np.where(split == "val", y, pred)
     n = len(y)
     raw = np.concatenate(
         [
@@ -89,63 +90,8 @@ def make_run(
     )
     rot, _ = np.linalg.qr(rng.normal(size=(clip_dim, clip_dim)))
     emb = (raw @ rot).astype(np.float32)
-    fit = split == "val"
-    path.mkdir(parents=True, exist_ok=True)
-    if with_slices:
-        est = ErrorDirections(cv=2).fit(
-            emb[fit], y[fit], pred[fit], reference=emb[split == "train"], n_classes=N_CLASSES
-        )
-        scores = est.failure_score(emb, y)
-        thr = SliceThreshold()
-        in_slice, cutoffs = assign_slices(scores, y, fit, N_CLASSES, thr)
-        slices = summarize_slices(
-            est,
-            labels=y,
-            correct=correct,
-            in_slice=in_slice,
-            fit_mask=fit,
-            cutoffs=cutoffs,
-            threshold=thr,
-            class_names=[str(c) for c in range(N_CLASSES)],
-        )
-        est.save(path / "error_directions.npz")
-    else:  # every class skipped
-        scores = np.full(n, np.nan, dtype=np.float32)
-        in_slice = np.zeros(n, dtype=bool)
-        slices = [
-            {
-                "id": f"class-{c}",
-                "class_index": c,
-                "class_name": str(c),
-                "status": "skipped",
-                "reason": "the model makes no errors on this class",
-                "size": 0,
-            }
-            for c in range(N_CLASSES)
-        ]
-    ex = pd.DataFrame(
-        {
-            "id": np.arange(n),
-            "path": [f"img/{i}.png" for i in range(n)],
-            "split": split,
-            "label": y,
-            "pred": pred,
-            "correct": correct,
-            "failure_score": scores,
-            "slice": in_slice,
-            "planted_rare_zero": attr,
-        }
-    )
-    write_parquet(path / "examples.parquet", ex)
-    write_npy(path / "cache" / "embeddings.npy", emb)
-    write_json(path / "slices.json", {"format": FORMAT_VERSION, "slices": slices})
-    write_json(
-        path / "run.json",
-        {
-            "format": FORMAT_VERSION,
-            "classes": [str(c) for c in range(N_CLASSES)],
-            "embeddings": {"path": "cache/embeddings.npy"},
-            "config": {"fit_split": "val"},
-        },
-    )
+    build_run(
+        path, embeddings=emb, labels=y, predictions=pred, splits=split,
+        class_names=[str(c) for c in range(N_CLASSES)], metadata={"planted_rare_zero": attr},
+    )  # fmt: skip
     return path
