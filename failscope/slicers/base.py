@@ -31,7 +31,14 @@ from sklearn.base import BaseEstimator
 from failscope._validation import fail
 from failscope.run.schema import Support, passes_cutoff
 
-__all__ = ["FittedSlice", "Slicer", "enrichment_p", "rank_slices"]
+__all__ = [
+    "FittedSlice",
+    "Slicer",
+    "enrichment_p",
+    "rank_order",
+    "rank_slices",
+    "slice_stats",
+]
 
 
 @dataclass(frozen=True)
@@ -109,16 +116,23 @@ def slice_stats(member: np.ndarray, wrong: np.ndarray, pred: np.ndarray) -> dict
     }
 
 
+def rank_order(slices: list[FittedSlice]) -> list[int]:
+    """The positions of one class's slices in rank order: significant first, then most errors."""
+    return sorted(
+        range(len(slices)),
+        key=lambda i: (not slices[i].significant, -slices[i].n_errors_in, slices[i].rank),
+    )
+
+
 def rank_slices(slices: list[FittedSlice]) -> list[FittedSlice]:
-    """Rank one class's slices: significant before weak, then most errors first."""
-    order = sorted(slices, key=lambda s: (not s.significant, -s.n_errors_in, s.rank))
-    return [s if s.rank == r else _with_rank(s, r) for r, s in enumerate(order)]
+    """One class's slices in rank order, with ``rank`` set (see :func:`rank_order`)."""
+    return [_with_rank(slices[i], r) for r, i in enumerate(rank_order(slices))]
 
 
 def _with_rank(s: FittedSlice, rank: int) -> FittedSlice:
     from dataclasses import replace
 
-    return replace(s, rank=rank)
+    return s if s.rank == rank else replace(s, rank=rank)
 
 
 class Slicer(BaseEstimator):
