@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from failscope._threads import torch_threads
 from failscope._validation import check_choice, check_int, fail
 from failscope.directions import DEFAULT_CS, SCORINGS, SOLVERS, ErrorDirections
 from failscope.embed import DEFAULT_CLIP, DEFAULT_PRETRAINED, file_sha256
@@ -123,6 +124,7 @@ def discover(
     batch_size: int = 64,
     num_workers: int = 0,
     device: str | None = None,
+    threads: int | None = None,
     seed: int = 0,
     captions: bool = True,
     report: bool = True,
@@ -178,6 +180,9 @@ def discover(
         DataLoader workers that decode images.
     device : str, optional
         Default: cuda, then mps, then cpu.
+    threads : int, optional
+        torch intra-op threads of the predict and embed passes (default
+        :func:`failscope._threads.default_threads`).
     seed : int, default=0
         Seeds CV folds, random splits and the reference sample.
     captions : bool, default=True
@@ -241,14 +246,14 @@ def discover(
             clip_random_init=clip_random_init, device=device,
         )  # fmt: skip
 
-    with timings.stage("predict"):
+    with torch_threads(threads, num_workers=num_workers), timings.stage("predict"):
         preds, model_info = _predict(
             ds, module=module, spec=spec, predictions=predictions, batch_size=batch_size,
             num_workers=num_workers, device=device, seed=seed,
             progress=_stage_progress(progress, "predict"),
         )  # fmt: skip
 
-    with timings.stage("embed"):
+    with torch_threads(threads, num_workers=num_workers), timings.stage("embed"):
         emb, emb_skipped, clip_model, emb_source = _embed(
             ds, clip_model=clip_model, embeddings=embeddings, cache=cache,
             batch_size=batch_size, num_workers=num_workers,

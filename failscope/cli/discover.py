@@ -6,6 +6,17 @@ import argparse
 from collections import Counter
 from typing import Any
 
+from failscope.cli._tables import (
+    add_json_argument,
+    add_threads_argument,
+    literal,
+    new_table,
+    num,
+    print_json,
+    results_console,
+    text,
+)
+
 EPILOG = """\
 examples:
   # a TorchScript classifier on an ImageFolder tree (ROOT/train/<class>/, ROOT/val/<class>/)
@@ -191,9 +202,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="image-decoding worker processes (default 0)",
     )
     g.add_argument("--device", help="cuda, mps or cpu (default: the first available)")
+    add_threads_argument(g)
     g.add_argument("--seed", type=int, default=0, help="default 0")
     g.add_argument("--no-captions", action="store_true", help="skip naming the directions")
     g.add_argument("--no-report", action="store_true", help="skip RUN/report.html")
+    add_json_argument(p)
     p.set_defaults(func=run)
     return p
 
@@ -203,9 +216,10 @@ def _clip_args(args: argparse.Namespace) -> tuple[str | None, str | None]:
 
     clip = args.clip
     if clip is None:
-        clip = None if args.embeddings else DEFAULT_CLIP
+        clip = None if getattr(args, "embeddings", None) else DEFAULT_CLIP
     tag = args.clip_pretrained
-    if tag is None and clip is not None and not args.clip_checkpoint and not args.clip_random_init:
+    random_init = getattr(args, "clip_random_init", False)
+    if tag is None and clip is not None and not args.clip_checkpoint and not random_init:
         is_open_clip_name = clip not in list_clip_models() and not clip.lower().endswith(".json")
         if is_open_clip_name and not clip.startswith("local-dir:"):
             tag = DEFAULT_PRETRAINED
@@ -247,21 +261,49 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             num_workers=args.num_workers,
             device=args.device,
+            threads=args.threads,
             seed=args.seed,
             progress=bars.update,
             captions=not args.no_captions,
             report=not args.no_report,
         )
-    print_summary(result)
+    if args.json:
+        print_json(summary_json(result))
+        return 0
+    console = results_console()
+    print_summary(result, console=console)
     if any(s.get("captions") for s in result.slices):
-        from rich.console import Console
-
         from failscope.caption.display import caption_table
 
-        Console().print(caption_table(result.slices))
+        console.print(caption_table(result.slices))
     if (result.path / "report.html").is_file():
-        print(f"report: {result.path / 'report.html'}")
+        console.print(literal(f"report: {result.path / 'report.html'}"))
     return 0
+
+
+#: ``slices.json`` keys copied into the ``--json`` summary, when a slice has them.
+JSON_SLICE_KEYS = (
+    "id", "class_index", "class_name", "rank", "status", "reason", "n_fit", "n_errors_fit",
+    "error_rate", "cv_score", "cv_metric", "C", "size", "error_rate_in", "error_rate_out",
+)  # fmt: skip
+
+
+def summary_json(run: Any) -> dict[str, Any]:
+    """The ``--json`` summary of a run: where it is, its skipped inputs, its slices."""
+    slices = []
+    for s in run.slices:
+        entry = {k: s[k] for k in JSON_SLICE_KEYS if k in s}
+        failure = (s.get("captions") or {}).get("failure") or []
+        entry["top_caption"] = failure[0]["text"] if failure else None
+        slices.append(entry)
+    report = run.path / "report.html"
+    return {
+        "run": str(run.path),
+        "report": str(report) if report.is_file() else None,
+        "fit_split": run.info.get("fit_split"),
+        "skipped_inputs": len(run.skipped),
+        "slices": slices,
+    }
 
 
 def _pct(x: float | None) -> str:
@@ -270,38 +312,39 @@ def _pct(x: float | None) -> str:
 
 def print_summary(run: Any, *, max_rows: int = 40, console: Any = None) -> None:
     """Print the per-class table, the skipped inputs and where the run is."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = console or Console()
+    console = console or results_console()
     slices = run.slices
     info = run.info
     metric = slices[0]["cv_metric"] if slices else "cv"
     shown = slices
     if len(slices) > max_rows:
         shown = sorted(slices, key=lambda s: -(s["error_rate_in"] or 0.0))[:max_rows]
-    table = Table(title=f"failure slices on split {info['fit_split']!r}", title_justify="left")
     short = {"balanced_accuracy": "CV bal.acc", "roc_auc": "CV AUC"}.get(metric, f"CV {metric}")
-    for col, justify in (
-        ("class", "left"), ("n fit", "right"), ("err rate", "right"), (short, "right"),
-        ("slice", "right"), ("slice err", "right"), ("rest err", "right"), ("note", "left"),
-    ):  # fmt: skip
-        table.add_column(col, justify=justify)
+    table = new_table(
+        f"failure slices on split {info['fit_split']!r}",
+        caption=f"err: error rate of the class; {short}: how well its failure direction "
+        "separates errors (CV); slice: examples in the slice; err in/out: error rate "
+        "inside and outside it",
+    )
+    text(table, "class", ratio=1)
+    for col in ("n fit", "err", short, "slice", "err in", "err out"):
+        num(table, col)
+    text(table, "note", ratio=1)
     for s in shown:
         cv = "-" if s["cv_score"] is None else f"{s['cv_score']:.3f}"
         table.add_row(
-            str(s["class_name"]), str(s["n_fit"]), _pct(s["error_rate"]), cv, str(s["size"]),
+            literal(s["class_name"]), str(s["n_fit"]), _pct(s["error_rate"]), cv, str(s["size"]),
             _pct(s["error_rate_in"]), _pct(s["error_rate_out"]),
-            "" if s["status"] == "ok" else f"skipped: {s['reason']}",
+            literal("" if s["status"] == "ok" else f"skipped: {s['reason']}"),
         )  # fmt: skip
     console.print(table)
     if len(shown) < len(slices):
-        console.print(f"({len(slices) - len(shown)} more classes in slices.json)")
+        console.print(literal(f"({len(slices) - len(shown)} more classes in slices.json)"))
     skipped = run.skipped
     if skipped:
         reasons = Counter(str(s["reason"]).split(" (")[0] for s in skipped)
         detail = ", ".join(f"{n} {r}" for r, n in reasons.most_common())
-        console.print(f"skipped inputs: {len(skipped)} ({detail}); listed in run.json")
+        console.print(literal(f"skipped inputs: {len(skipped)} ({detail}); listed in run.json"))
     else:
         console.print("skipped inputs: 0")
-    console.print(f"run written to {run.path}")
+    console.print(literal(f"run written to {run.path}"))
