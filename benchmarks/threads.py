@@ -13,7 +13,7 @@ than torch's default. "auto" marks what ``default_threads(W)`` picks.
 
 Usage::
 
-    python benchmarks/threads.py                   # 32 images: about 2 minutes on 2 cores
+    python benchmarks/threads.py                   # 16 images, best of 2: < 3 min on 2 cores
     python benchmarks/threads.py --images 128 --threads 1 2 4 --workers 0 2
 """
 
@@ -49,7 +49,7 @@ def write_data(root: Path, n: int) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=32)
+    parser.add_argument("--images", type=int, default=16)
     parser.add_argument("--threads", type=int, nargs="+", default=None,
                         help="thread counts (default: 1 and torch's default)")  # fmt: skip
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1])

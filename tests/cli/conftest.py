@@ -11,9 +11,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "report"))
 
 from synthetic_run import make_run
 
-#: Class names that rich would read as markup or emoji codes.
-MARKUP_NAMES = ["[/bold]ant", "[red]bee[/red]", ":smile: cat", "a very long class name " * 3]
-
 
 @pytest.fixture
 def synthetic_run(tmp_path: Path):

@@ -6,7 +6,6 @@ import io
 from types import SimpleNamespace
 
 import pytest
-from conftest import MARKUP_NAMES
 from rich.console import Console
 
 from failscope.caption.display import caption_table
@@ -16,6 +15,8 @@ from failscope.cli.evaluate import print_evaluation
 from failscope.cli.retrain import print_metrics
 from failscope.run import load_run
 
+#: Class names that rich would read as markup or emoji codes.
+MARKUP_NAMES = ["[/bold]ant", "[red]bee[/red]", ":smile: cat"]
 LONG = "a-class-name-much-too-long-for-any-column-of-an-eighty-column-terminal"
 
 
