@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 logger = logging.getLogger("failscope.cli")
@@ -36,8 +37,24 @@ def _fmt_seconds(s: float) -> str:
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
+@dataclass
+class _Track:
+    """One stage being reported: its name, clock readings and counts (None: unknown)."""
+
+    name: str
+    started: float
+    last: float = 0.0
+    done: int | None = None
+    total: int | None = None
+
+
 class _PlainLines:
-    """Stages as log lines at a steady interval; a daemon thread covers silent stretches."""
+    """Stages as log lines at a steady interval; a daemon thread covers silent stretches.
+
+    ``begin`` starts an outer stage of unknown length (it ends at the next ``begin``);
+    ``update`` reports a counted stage, which may run inside it and ends when it is
+    complete or another counted stage starts.
+    """
 
     def __init__(self, interval: float, clock: Callable[[], float]) -> None:
         self.interval = interval
@@ -45,10 +62,8 @@ class _PlainLines:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._name: str | None = None
-        self._done: int | None = None
-        self._total: int | None = None
-        self._started = self._last = 0.0
+        self._outer: _Track | None = None
+        self._inner: _Track | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._beat, name="failscope-progress", daemon=True)
@@ -59,56 +74,65 @@ class _PlainLines:
         if self._thread is not None:
             self._thread.join()
         with self._lock:
-            self._end()
+            self._end_inner()
+            self._end_outer()
 
     def _beat(self) -> None:
         while not self._stop.wait(self.interval / 4):
             with self._lock:
-                if self._name is not None and self._clock() - self._last >= self.interval:
-                    self._line()
+                track = self._inner or self._outer
+                if track is not None and self._clock() - track.last >= self.interval:
+                    self._line(track)
 
-    def _line(self, final: bool = False) -> None:
+    def _line(self, t: _Track, *, final: bool = False) -> None:
         now = self._clock()
-        elapsed = now - self._started
+        elapsed = now - t.started
         if final:
-            count = f"{self._done:,} " if self._done is not None else ""
-            logger.info("%s: done %sin %s", self._name, count, _fmt_seconds(elapsed))
-        elif self._total:
-            done, total = self._done or 0, self._total
-            text = f"{self._name}: {done:,}/{total:,} ({100 * done / total:.0f}%)"
+            count = f"{t.done:,} " if t.done is not None else ""
+            logger.info("%s: done %sin %s", t.name, count, _fmt_seconds(elapsed))
+        elif t.total:
+            done = t.done or 0
+            text = f"{t.name}: {done:,}/{t.total:,} ({100 * done / t.total:.0f}%)"
             text += f", {_fmt_seconds(elapsed)}"
-            if 0 < done < total:
-                text += f", about {_fmt_seconds(elapsed * (total - done) / done)} left"
+            if 0 < done < t.total:
+                text += f", about {_fmt_seconds(elapsed * (t.total - done) / done)} left"
             logger.info("%s", text)
         else:
-            logger.info("%s: running, %s", self._name, _fmt_seconds(elapsed))
-        self._last = now
+            logger.info("%s: running, %s", t.name, _fmt_seconds(elapsed))
+        t.last = now
 
-    def _end(self) -> None:
-        if self._name is not None:
-            self._line(final=True)
-        self._name = None
+    def _end_inner(self) -> None:
+        if self._inner is not None:
+            self._line(self._inner, final=True)
+        self._inner = None
+
+    def _end_outer(self) -> None:
+        if self._outer is not None:
+            self._line(self._outer, final=True)
+        self._outer = None
 
     def begin(self, name: str, *, announce: bool) -> None:
         with self._lock:
-            self._end()
-            self._name, self._done, self._total = name, None, None
-            self._started = self._last = self._clock()
+            self._end_inner()
+            self._end_outer()
+            now = self._clock()
+            self._outer = _Track(name, started=now, last=now)
             if announce:
                 logger.info("%s ...", name)
 
     def update(self, name: str, done: int, total: int) -> None:
         with self._lock:
-            if name != self._name:
-                self._end()
-                self._name = name
-                self._started = self._last = self._clock()
-                self._done, self._total = done, total
-                self._line()
-                return
-            self._done, self._total = done, total
-            if self._clock() - self._last >= self.interval:
-                self._line()
+            t = self._inner
+            if t is None or t.name != name:
+                self._end_inner()
+                t = self._inner = _Track(name, started=self._clock(), done=done, total=total)
+                self._line(t)
+            else:
+                t.done, t.total = done, total
+                if self._clock() - t.last >= self.interval:
+                    self._line(t)
+            if total and done >= total:
+                self._end_inner()
 
 
 class StageBars:

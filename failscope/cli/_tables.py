@@ -17,11 +17,16 @@ from typing import Any
 
 def results_console() -> Any:
     """The console for results (stdout). It reads no markup or emoji codes in what it
-    prints, so a line with a user string is printed as typed, and never wraps a line
-    (a path stays whole); tables still fit its width."""
+    prints, so a line with a user string is printed as typed."""
     from rich.console import Console
 
-    return Console(highlight=False, markup=False, emoji=False, soft_wrap=True)
+    return Console(highlight=False, markup=False, emoji=False)
+
+
+def print_line(console: Any, line: str) -> None:
+    """Print one line of our own words and user strings (paths) literally, never wrapped,
+    so that a path stays whole for copying."""
+    console.print(literal(line), soft_wrap=True)
 
 
 def literal(value: Any) -> Any:
@@ -32,7 +37,8 @@ def literal(value: Any) -> Any:
 
 
 def new_table(title: str | None = None, *, caption: str | None = None, lines: bool = False) -> Any:
-    """A compact table (no vertical rules) with a left-aligned title and caption."""
+    """A compact table (no vertical rules) with a left-aligned title and caption, as wide
+    as the console, so that ``ratio`` columns share what the numbers leave."""
     from rich import box
     from rich.table import Table
 
@@ -44,6 +50,7 @@ def new_table(title: str | None = None, *, caption: str | None = None, lines: bo
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         show_lines=lines,
+        expand=True,
     )
 
 

@@ -6,7 +6,7 @@ import argparse
 from dataclasses import dataclass
 from typing import Any
 
-from failscope.cli._tables import add_json_argument, print_json, results_console
+from failscope.cli._tables import add_json_argument, print_json, print_line, results_console
 
 EPILOG = """\
 examples:
@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         console = results_console()
         for line in failures:
-            console.print(f"FAIL {line}")
+            print_line(console, f"FAIL {line}")
         if not failures:
             met = []
             if "error_rate" in checked:
@@ -172,5 +172,5 @@ def run(args: argparse.Namespace) -> int:
             if "slices" in checked:
                 c = checked["slices"]
                 met.append(f"{c['counted']} slice(s) counted, none above {100 * c['max']:.1f}%")
-            console.print(f"PASS {run_dir.path}: " + "; ".join(met))
+            print_line(console, f"PASS {run_dir.path}: " + "; ".join(met))
     return 1 if failures else 0

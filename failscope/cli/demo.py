@@ -6,7 +6,13 @@ import argparse
 import time
 from typing import Any
 
-from failscope.cli._tables import add_threads_argument, literal, new_table, results_console, text
+from failscope.cli._tables import (
+    add_threads_argument,
+    new_table,
+    print_line,
+    results_console,
+    text,
+)
 
 EPILOG = """\
 examples:
@@ -112,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
 
         print_metrics(result["retrain"], console=console)
     elapsed = time.perf_counter() - start
-    console.print(literal(f"\nrun directory: {run_dir.path}   ({elapsed:.0f} s)"))
+    print_line(console, f"\nrun directory: {run_dir.path}   ({elapsed:.0f} s)")
     if result["report"] is not None:
-        console.print(literal(f"report: {result['report']}"))
+        print_line(console, f"report: {result['report']}")
     return 0

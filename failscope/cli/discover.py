@@ -13,6 +13,7 @@ from failscope.cli._tables import (
     new_table,
     num,
     print_json,
+    print_line,
     results_console,
     text,
 )
@@ -277,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
 
         console.print(caption_table(result.slices))
     if (result.path / "report.html").is_file():
-        console.print(literal(f"report: {result.path / 'report.html'}"))
+        print_line(console, f"report: {result.path / 'report.html'}")
     return 0
 
 
@@ -339,12 +340,12 @@ def print_summary(run: Any, *, max_rows: int = 40, console: Any = None) -> None:
         )  # fmt: skip
     console.print(table)
     if len(shown) < len(slices):
-        console.print(literal(f"({len(slices) - len(shown)} more classes in slices.json)"))
+        print_line(console, f"({len(slices) - len(shown)} more classes in slices.json)")
     skipped = run.skipped
     if skipped:
         reasons = Counter(str(s["reason"]).split(" (")[0] for s in skipped)
         detail = ", ".join(f"{n} {r}" for r, n in reasons.most_common())
-        console.print(literal(f"skipped inputs: {len(skipped)} ({detail}); listed in run.json"))
+        print_line(console, f"skipped inputs: {len(skipped)} ({detail}); listed in run.json")
     else:
         console.print("skipped inputs: 0")
-    console.print(literal(f"run written to {run.path}"))
+    print_line(console, f"run written to {run.path}")

@@ -12,6 +12,7 @@ from failscope.cli._tables import (
     new_table,
     num,
     print_json,
+    print_line,
     results_console,
     text,
 )
@@ -155,13 +156,12 @@ def print_metrics(metrics: dict[str, Any], *, console: Any = None) -> None:
         table.add_row(*row)
     console.print(table)
     tr = metrics["slices"]["training"]
-    console.print(
-        literal(
-            f"{len(tr['names'])} training slice(s) ({tr['source']}); features: "
-            f"{metrics['features']['source']} (d={metrics['features']['dim']}); "
-            f"{metrics['seconds']['total']:.1f} s"
-            + (f"; written to {metrics['out']}" if metrics.get("out") else "")
-        )
+    print_line(
+        console,
+        f"{len(tr['names'])} training slice(s) ({tr['source']}); features: "
+        f"{metrics['features']['source']} (d={metrics['features']['dim']}); "
+        f"{metrics['seconds']['total']:.1f} s"
+        + (f"; written to {metrics['out']}" if metrics.get("out") else ""),
     )
 
 

@@ -36,11 +36,31 @@ def test_without_a_terminal_progress_is_plain_lines_at_a_steady_interval(caplog)
     lines = _progress_lines(caplog)
     assert out.getvalue() == ""  # nothing drawn on the console itself: no bars
     embed = [ln for ln in lines if ln.startswith("embedding")]
-    # the first update, then one line per 10 s (t = 10, 20, 30), then "done"
+    # the first update, then one line per 10 s (t = 10, 20, 30), then "done" at 350/350
     assert embed[0] == "embedding: 0/350 (0%), 0 s"
     assert embed[1] == "embedding: 100/350 (29%), 10 s, about 25 s left"
-    assert len(embed) == 5 and embed[-1] == "embedding: done 350 in 36 s"
+    assert len(embed) == 5 and embed[-1] == "embedding: done 350 in 35 s"
     assert lines[-2:] == ["fit ...", "fit: done in 3 s"]
+
+
+def test_counted_stages_inside_an_outer_stage(caplog):
+    caplog.set_level(logging.INFO, logger="failscope")
+    clock = FakeClock()
+    with StageBars(Console(file=io.StringIO()), interval=10.0, clock=clock) as bars:
+        bars.stage("discover", announce=False)
+        clock.now = 2.0
+        bars.update("predict", 0, 10)
+        clock.now = 5.0
+        bars.update("predict", 10, 10)
+        bars.update("embed", 10, 10)  # all cached
+        clock.now = 9.0
+    assert _progress_lines(caplog) == [
+        "predicting: 0/10 (0%), 0 s",
+        "predicting: done 10 in 3 s",
+        "embedding: 10/10 (100%), 0 s",
+        "embedding: done 10 in 0 s",
+        "discover: done in 9 s",
+    ]
 
 
 def test_silent_stage_gets_a_line_every_interval(caplog):
