@@ -45,6 +45,7 @@ def run_demo(
     cache_dir: str | os.PathLike[str] | None = None,
     sizes: dict[str, int] | None = None,
     audited: Any = None,
+    threads: int | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     on_stage: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -67,6 +68,9 @@ def run_demo(
         Examples per split; default :data:`failscope.world.DEFAULT_SIZES`.
     audited : AuditedConfig, optional
         Hyperparameters of the audited CNN; default ``AuditedConfig()``.
+    threads : int, optional
+        torch threads of discover's predict and embed passes (see
+        :func:`failscope.discover`).
     progress : callable(stage, done, total), optional
         Progress of the long stages (passed to :func:`failscope.discover`).
     on_stage : callable(name), optional
@@ -108,8 +112,8 @@ def run_demo(
         t = stage("discover")
         run = discover(
             world.manifest_path, model=str(model_path), clip="world", out=out,
-            fit_split="val", reference_split="train", seed=seed, progress=progress,
-            captions=False, report=False,  # run below, after evaluation and retraining
+            fit_split="val", reference_split="train", seed=seed, threads=threads,
+            progress=progress, captions=False, report=False,  # run below, after evaluation
             force=True,  # the folder was checked above; since then it holds our world/
         )  # fmt: skip
         truth = [_plant(e) for e in world.truth()]

@@ -232,14 +232,20 @@ def add_clip_model(name: str, factory: ClipFactory) -> None:
     _REGISTRY[name] = factory
 
 
-def is_open_clip_name(name: str) -> bool:
-    """Whether ``name`` names an open_clip architecture (not a registered CLIP, a config
-    ``.json`` or a ``local-dir:`` folder), so that a pretrained tag applies."""
-    return (
+def default_pretrained(
+    name: str, pretrained: str | None, *, checkpoint: Any = None, random_init: bool = False
+) -> str | None:
+    """The pretrained tag to use: ``pretrained`` if given, else :data:`DEFAULT_PRETRAINED`
+    for an open_clip architecture name without local weights, else None (a registered
+    CLIP, a config ``.json`` or ``local-dir:`` folder has its own weights)."""
+    if pretrained is not None or checkpoint is not None or random_init:
+        return pretrained
+    is_arch = (
         name not in _REGISTRY
         and not name.lower().endswith(".json")
         and not name.startswith("local-dir:")
     )
+    return DEFAULT_PRETRAINED if is_arch else None
 
 
 def list_clip_models() -> list[str]:

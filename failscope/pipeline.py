@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from failscope._threads import torch_threads
 from failscope._validation import check_choice, check_int, fail
 from failscope.directions import SCORINGS, SOLVERS
 from failscope.run import (
@@ -128,20 +129,16 @@ def _stage_progress(
 
 def _resolve(config: DiscoverConfig) -> DiscoverConfig:
     """Fill the defaults that depend on other settings (the CLIP and its tag)."""
-    from failscope.embed import DEFAULT_CLIP, DEFAULT_PRETRAINED, is_open_clip_name
+    from failscope.embed import DEFAULT_CLIP, default_pretrained
 
     clip = config.clip
     if clip is None and config.embeddings is None:
         clip = DEFAULT_CLIP
     tag = config.clip_pretrained
-    if (
-        tag is None
-        and isinstance(clip, str)
-        and config.clip_checkpoint is None
-        and not config.clip_random_init
-        and is_open_clip_name(clip)
-    ):
-        tag = DEFAULT_PRETRAINED
+    if isinstance(clip, str):
+        tag = default_pretrained(
+            clip, tag, checkpoint=config.clip_checkpoint, random_init=config.clip_random_init
+        )
     return config.replace(clip=clip, clip_pretrained=tag)
 
 
@@ -256,7 +253,8 @@ def _discover_locked(
             mean=cfg.mean, std=cfg.std,
         )  # fmt: skip
 
-    with timings.stage("predict"):
+    threads = {"num_workers": cfg.num_workers}
+    with torch_threads(cfg.threads, **threads), timings.stage("predict"):
         preds, model_info = _predict(
             ds, module=module, spec=spec, predictions=cfg.predictions,
             batch_size=cfg.batch_size, num_workers=cfg.num_workers, device=cfg.device,
@@ -264,7 +262,7 @@ def _discover_locked(
         )  # fmt: skip
 
     with RunWriter(out, old_files=old_files) as writer:
-        with timings.stage("embed"):
+        with torch_threads(cfg.threads, **threads), timings.stage("embed"):
             emb, emb_skipped, emb_source = _embed(
                 ds, clip_model=clip_model, embeddings=cfg.embeddings, cache=cache,
                 batch_size=cfg.batch_size, num_workers=cfg.num_workers,

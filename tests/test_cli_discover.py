@@ -44,9 +44,10 @@ def test_cli_end_to_end_torchscript_and_tiny_clip(
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "embedding" not in proc.stderr and "predicting" not in proc.stderr  # -q: no bars
-    assert "run written to" in proc.stdout and str(out) in proc.stdout
+    assert f"run written to {out}" in proc.stdout
+    assert f"report: {out / 'report.html'}" in proc.stdout  # a path stays on one line
     assert "skipped inputs: 2 (1 missing file, 1 unreadable image)" in proc.stdout
-    for name in ("ant", "bee", "cat", "0/0", "1/0", "2/0", "slice err", "100.0%"):
+    for name in ("ant", "bee", "cat", "0/0", "1/0", "2/0", "err in", "100.0%"):
         assert name in proc.stdout
     for name in ("run.json", "examples.parquet", "slices.json", "slice_scores.npy"):
         assert (out / name).is_file()

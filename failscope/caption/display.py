@@ -73,40 +73,55 @@ def caption_table(
 ) -> Any:
     """A ``rich.table.Table`` of each slice's top failure captions (not printed).
 
-    Columns: slice (id and class), its error rate, failure captions with score,
-    re-ranking accuracy on validation images ("val") and check (test acc on the
-    nearest K vs the class; a check mark when confirmed), success captions.
+    One row per failure caption: the slice (first row only), its error rate, the
+    caption, its score, its re-ranking accuracy on validation images ("val") and its
+    check (test accuracy of the K images nearest the caption vs the whole class; a
+    check mark when confirmed); then a dim row with the success captions. Fits 80
+    columns: numbers never wrap, captions and names fold; every user string is
+    literal text (never rich markup).
     """
-    from rich.markup import escape
-    from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title, show_lines=True)
-    table.add_column("slice", style="bold")
-    table.add_column("errors", justify="right")
-    table.add_column("failure captions (score; val acc; check: test acc nearest K vs class)")
-    table.add_column("success captions", style="dim")
+    from failscope.cli._tables import literal, new_table, num, text
+
+    table = new_table(
+        title,
+        caption="err: error rate in the slice; score: ranking score; val: model accuracy on "
+        "the validation images nearest the caption (re-ranking); check: test accuracy of the "
+        "K nearest test images vs the class (✓ confirmed, ✗ not)",
+    )
+    text(table, "slice", ratio=1)
+    num(table, "err")
+    text(table, "failure caption", ratio=3)
+    for col in ("score", "val", "check"):
+        num(table, col)
     for row in caption_rows(slices, top=top):
         err_txt = _fmt_acc(row["error_rate"])
-        name = escape(f"{row['slice']} {row['class_name']}")
+        name = literal(f"{row['slice']} {row['class_name']}")
         if row["status"] == "uncaptioned":
-            table.add_row(name, err_txt, "[dim]not captioned yet[/]", "")
+            note = Text("not captioned yet", style="dim")
+            table.add_row(name, err_txt, note, "", "", "", end_section=True)
             continue
-        lines = []
+        rows = []
         if row["status"] == "weak":
-            lines.append("[dim]weak slice: not statistically supported[/]")
+            rows.append([Text("weak slice: not statistically supported", style="dim"), "", "", ""])
         for cap in row["failure"]:
-            line = f"{escape(cap['text'])}  [dim]({cap['score']:+.3f}"
-            if cap["fit_acc"] is not None:
-                line += f"; val {_fmt_acc(cap['fit_acc'])}"
+            check = Text("-")
             if cap["confirmed"] is not None:
-                mark = "[green]✓[/]" if cap["confirmed"] else "[red]✗[/]"
-                line += (
-                    f"; {_fmt_acc(cap['acc'])}@{cap['k']} vs {_fmt_acc(cap['class_acc'])}"
-                    f")[/] {mark}"
-                )
-            else:
-                line += ")[/]"
-            lines.append(line)
-        success = "\n".join(escape(t) for t in row["success"])
-        table.add_row(name, err_txt, "\n".join(lines), success)
+                mark = ("✓", "green") if cap["confirmed"] else ("✗", "red")
+                check = Text(f"{_fmt_acc(cap['acc'])}@{cap['k']} vs {_fmt_acc(cap['class_acc'])} ")
+                check.append(*mark)
+            rows.append(
+                [literal(cap["text"]), f"{cap['score']:+.3f}", _fmt_acc(cap["fit_acc"]), check]
+            )
+        if row["success"]:
+            rows.append(
+                [Text("success end: " + "; ".join(row["success"]), style="dim"), "", "", ""]
+            )
+        for i, cells in enumerate(rows):
+            first = i == 0
+            table.add_row(
+                name if first else "", err_txt if first else "", *cells,
+                end_section=i == len(rows) - 1,
+            )  # fmt: skip
     return table

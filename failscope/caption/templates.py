@@ -1,10 +1,26 @@
-"""Caption templates: filling slots, article agreement, normalisation.
+"""Caption templates: filling slots, placing plain phrases, article agreement.
 
-A template is a string with one class slot (``{cls}``, alias ``{class}``) and at
-most one word slot (``{word}``, aliases ``{adj}``, ``{noun}``, ``{value}``,
-``{phrase}``), e.g. ``"a photo of a {adj} {cls}"``. :func:`fill` substitutes both, repairs the
-indefinite articles ("a old man" -> "an old man", "a 8" -> "an 8") and squeezes
-whitespace. It returns None instead of a caption with an empty slot.
+A template is a string with at most one class slot (``{cls}``, alias ``{class}``) and
+at most one word slot (``{word}``, aliases ``{adj}``, ``{noun}``, ``{value}``,
+``{phrase}``: the names only document the intent), and at least one of the two:
+
+* ``"a photo of a {adj} {cls}"``, ``"a photo of a {cls} on a {noun} background"``:
+  a word and the class;
+* ``"a sketch of a {cls}"``: a whole caption per class;
+* ``"a photo of a {word}"``: no class slot, so the word names what the image shows,
+  e.g. a sub-type of the class ("a photo of a sparrow" for the class bird).
+
+:func:`fill` substitutes the slots, repairs the indefinite articles ("a old man" ->
+"an old man", "a 8" -> "an 8") and squeezes whitespace; it returns None instead of a
+caption with an empty slot.
+
+A plain phrase (a line of a ``.txt`` vocabulary, a family without templates) has no
+template of its own: :func:`phrase_template` places it where it reads, a modifier
+before the class ("tiny" -> "a photo of a tiny 0") and a phrase that starts with a
+preposition, an adverb of place such as "outdoors", or a verb ending in -ing/-ed
+followed by more words after it ("in the snow", "lying down"). :func:`check_phrase`
+refuses a phrase that starts with an article ("a red one"), which reads as nonsense
+in either place.
 """
 
 from __future__ import annotations
@@ -14,14 +30,17 @@ import re
 __all__ = [
     "CLASS_SLOTS",
     "GENERIC_TEMPLATE",
+    "MODIFIER_TEMPLATE",
     "REFERENCE_TEMPLATE",
     "WORD_SLOTS",
     "caption_key",
+    "check_phrase",
     "check_template",
     "fill",
     "fix_articles",
     "indefinite_article",
     "normalize_space",
+    "phrase_template",
     "restates_class",
 ]
 
@@ -29,8 +48,26 @@ CLASS_SLOTS = ("cls", "class")
 WORD_SLOTS = ("word", "adj", "noun", "value", "phrase")
 #: The caption every class's candidates are compared against ("classifier" method).
 REFERENCE_TEMPLATE = "a photo of a {cls}"
-#: Where a plain phrase (one line of a text vocabulary file) goes.
+#: Where a plain phrase that follows the class goes ("in the snow").
 GENERIC_TEMPLATE = "a photo of a {cls} {phrase}"
+#: Where a plain phrase that modifies the class goes ("tiny", "dark red").
+MODIFIER_TEMPLATE = "a photo of a {adj} {cls}"
+
+_ARTICLES = frozenset({"a", "an", "the"})
+# First words of a phrase that follows the class: prepositions and conjunctions.
+_FOLLOWING = frozenset(
+    "about above across after against along alongside amid among amongst and around as at "
+    "before behind below beneath beside besides between beyond by close down during except "
+    "for from in inside into like near next of off on onto or out outside over past per "
+    "through throughout to toward towards under underneath unlike until up upon versus via "
+    "with within without".split()
+)
+# One-word phrases that follow the class ("a photo of a dog outdoors").
+_FOLLOWING_WORDS = frozenset(
+    "abroad afar afloat ablaze aloft alone apart asleep awake backwards downstairs "
+    "elsewhere indoors nearby outdoors overhead sideways together underwater upside-down "
+    "upstairs".split()
+)
 
 _SLOT = re.compile(r"\{([^{}]*)\}")
 _ARTICLE = re.compile(r"\b(a|an)(\s+)([^\s]+)", re.IGNORECASE)
@@ -115,8 +152,8 @@ def fix_articles(text: str) -> str:
 def check_template(template: str) -> str | None:
     """Return why ``template`` is unusable, or None if it is fine.
 
-    A usable template has exactly one class slot, at most one word slot (a template
-    without one is a whole caption, e.g. ``"a sketch of a {cls}"``), and no other
+    A usable template has at most one class slot and at most one word slot, at least
+    one of the two (``"a sketch of a {cls}"``, ``"a photo of a {word}"``), and no other
     ``{...}`` fields.
     """
     slots = _SLOT.findall(template)
@@ -128,11 +165,49 @@ def check_template(template: str) -> str | None:
         return "unbalanced braces"
     n_cls = sum(s in CLASS_SLOTS for s in slots)
     n_word = sum(s in WORD_SLOTS for s in slots)
-    if n_cls != 1:
-        return f"needs exactly one class slot {{cls}}, found {n_cls}"
+    if n_cls > 1:
+        return f"has {n_cls} class slots {{cls}}; use at most one"
     if n_word > 1:
         return f"has {n_word} word slots such as {{adj}} or {{noun}}; use at most one"
+    if n_cls + n_word == 0:
+        return "has no slot; give a class slot {cls}, a word slot {word}, or both"
     return None
+
+
+def check_phrase(phrase: str) -> str | None:
+    """Return why a plain phrase cannot be placed in a caption, or None if it can.
+
+    A phrase that starts with an article ("a red one", "the snow") reads as nonsense
+    before the class and after it ("a photo of a dog a red one"); write it without the
+    article ("red", "in the snow") or as a template of its own.
+    """
+    words = normalize_space(phrase).split(" ")
+    if words[0].casefold() in _ARTICLES:
+        return (
+            f"starts with the article {words[0]!r}, so it reads as nonsense beside the "
+            f"class ({fill(GENERIC_TEMPLATE, cls='dog', word=phrase)!r}); drop the article "
+            "or write a template with {cls} or {word}"
+        )
+    return None
+
+
+def phrase_template(phrase: str) -> str:
+    """The template a plain phrase is placed in (see the module docstring).
+
+    :data:`GENERIC_TEMPLATE` (after the class) for a phrase that starts with a
+    preposition ("in the snow", "with a red collar"), one of a few adverbs of place or
+    state ("outdoors", "alone"), or a verb of five letters or more ending in -ing/-ed
+    followed by more words ("lying down", "covered in snow"); else
+    :data:`MODIFIER_TEMPLATE` (before it: "tiny", "dark red", "black and white").
+    """
+    words = normalize_space(phrase).casefold().split(" ")
+    first = words[0]
+    follows = (
+        first in _FOLLOWING
+        or (len(words) == 1 and first in _FOLLOWING_WORDS)
+        or (len(words) > 1 and len(first) > 4 and first.endswith(("ing", "ed")))
+    )
+    return GENERIC_TEMPLATE if follows else MODIFIER_TEMPLATE
 
 
 def fill(template: str, *, cls: str, word: str, articles: bool = True) -> str | None:
@@ -143,7 +218,7 @@ def fill(template: str, *, cls: str, word: str, articles: bool = True) -> str | 
     template : str
         A template accepted by :func:`check_template`.
     cls : str
-        The class name (or synonym) for the class slot.
+        The class name (or synonym) for the class slot (unused by a template without one).
     word : str
         The vocabulary phrase for the word slot.
     articles : bool, default=True

@@ -21,13 +21,15 @@ Vocabularies come from a registry (:func:`list_vocabularies`,
 User files (:func:`load_vocabulary_file`):
 
 * plain text (``.txt``): one phrase per line, put into the generic template
-  ``"a photo of a {cls} {phrase}"`` (so write phrases that follow the class name,
-  "in the snow", "with a red collar"); a line that contains ``{cls}`` is a whole
-  caption template of its own. Blank lines and lines starting with ``#`` are ignored.
+  placed where it reads (:func:`~failscope.caption.templates.phrase_template`: "tiny"
+  -> "a photo of a tiny dog", "in the snow" -> "a photo of a dog in the snow"); a
+  line with ``{...}`` slots is a whole caption template of its own. Blank lines and
+  lines starting with ``#`` are ignored.
 * YAML (``.yaml``/``.yml``): a mapping ``family -> list of words`` or
   ``family -> {words: [...], templates: [...]}``. Templates use ``{cls}`` for the
   class and one of ``{adj}``, ``{noun}``, ``{word}``, ``{value}``, ``{phrase}`` for
-  the word; families without templates use the generic one.
+  the word (a template may leave out ``{cls}``); families without templates place
+  their words as plain phrases.
 
 Synonyms (:func:`load_synonyms`): YAML mapping ``class name -> list of names``,
 e.g. ``{"7": ["seven"], "dog": ["puppy", "hound"]}``; each name yields captions too.
@@ -47,11 +49,14 @@ from failscope._validation import fail
 from failscope.caption.templates import (
     GENERIC_TEMPLATE,
     REFERENCE_TEMPLATE,
+    WORD_SLOTS,
     caption_key,
+    check_phrase,
     check_template,
     fill,
     fix_articles,
     normalize_space,
+    phrase_template,
     restates_class,
 )
 
@@ -90,13 +95,15 @@ class Family:
         Family name, e.g. ``"color"``.
     words : tuple of str
         The phrases that fill the word slot.
-    templates : tuple of str, default=(GENERIC_TEMPLATE,)
+    templates : tuple of str, default=()
         Caption templates; see :func:`failscope.caption.templates.check_template`.
+        Empty: each word is a plain phrase placed by
+        :func:`~failscope.caption.templates.phrase_template`.
     """
 
     name: str
     words: tuple[str, ...]
-    templates: tuple[str, ...] = (GENERIC_TEMPLATE,)
+    templates: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -221,7 +228,7 @@ def build_candidates(
             if restates_class(word, names):
                 dropped["restates_class"] += len(fam.templates) * len(names)
                 continue
-            for template in fam.templates:
+            for template in fam.templates or (phrase_template(word),):
                 for name in names:
                     prompt = fill(template, cls=name, word=word, articles=articles)
                     if prompt is None:
@@ -317,6 +324,13 @@ def _checked_templates(templates: tuple[str, ...], *, path: Path, what: str, whe
             raise fail(f"{what} {path}: template {t!r} in {where} {problem}")
 
 
+def _checked_phrases(words: Iterable[str], *, path: Path, what: str, where: str) -> None:
+    for w in words:
+        problem = check_phrase(w)
+        if problem:
+            raise fail(f"{what} {path}: phrase {w!r} in {where} {problem}")
+
+
 def _lines_to_families(lines: Iterable[str], name: str, path: Path, what: str) -> list[Family]:
     phrases: list[str] = []
     families: list[Family] = []
@@ -326,11 +340,18 @@ def _lines_to_families(lines: Iterable[str], name: str, path: Path, what: str) -
             continue
         if "{" in line:  # a whole template
             _checked_templates((line,), path=path, what=what, where="a line")
+            if any(f"{{{slot}}}" in line for slot in WORD_SLOTS):
+                raise fail(
+                    f"{what} {path}: the line {line!r} has a word slot, but a line is a "
+                    "whole caption with only {cls}; put templates with {word} and their "
+                    "words in a .yaml family"
+                )
             label = normalize_space(re.sub(r"\{[^{}]*\}", " ", line))
             families.append(Family(name=name, words=(label,), templates=(line,)))
         else:
             phrases.append(line)
     if phrases:
+        _checked_phrases(phrases, path=path, what=what, where="a line")
         families.insert(0, Family(name=name, words=tuple(dict.fromkeys(phrases))))
     if not families:
         raise fail(f"{what} {path} has no phrases (only blank or # lines)")
@@ -368,12 +389,14 @@ def _yaml_to_families(data: Any, path: Path, what: str) -> list[Family]:
             templates = (
                 _str_list(spec["templates"], path=path, what=what, where=f"{where} templates")
                 if spec.get("templates") is not None
-                else (GENERIC_TEMPLATE,)
+                else ()
             )
         else:
             words = _str_list(spec, path=path, what=what, where=where)
-            templates = (GENERIC_TEMPLATE,)
+            templates = ()
         _checked_templates(templates, path=path, what=what, where=where)
+        if not templates:
+            _checked_phrases(words, path=path, what=what, where=where)
         families.append(Family(name=str(fam_name), words=words, templates=templates))
     if not families:
         raise fail(f"{what} {path} defines no families")

@@ -6,6 +6,14 @@ import argparse
 import time
 from typing import Any
 
+from failscope.cli._tables import (
+    add_threads_argument,
+    new_table,
+    print_line,
+    results_console,
+    text,
+)
+
 EPILOG = """\
 examples:
   failscope demo --out runs/demo
@@ -47,59 +55,70 @@ def add_parser(sub: Any) -> None:
         metavar="DIR",
         help="audited-model cache (default: $FAILSCOPE_CACHE or ~/.cache/failscope)",
     )
+    add_threads_argument(p)
+    # A smaller world (TRAIN,VAL,TEST images), for tests and quick looks; not a user knob.
+    p.add_argument("--sizes", type=_sizes, help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
 
-def _print_attributes() -> None:
-    from rich.console import Console
-    from rich.table import Table
+def _sizes(value: str) -> dict[str, int]:
+    try:
+        train, val, test = (int(v) for v in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected TRAIN,VAL,TEST counts, got {value!r}") from None
+    return {"train": train, "val": val, "test": test}
 
+
+def _print_attributes() -> None:
     from failscope.world import DEFAULT_PLANTS, FAMILIES
 
-    table = Table(title="World attribute families")
-    table.add_column("family")
-    table.add_column("values")
+    table = new_table("World attribute families")
+    text(table, "family")
+    text(table, "values", ratio=1)
     for family, values in FAMILIES.items():
         table.add_row(family, ", ".join(values))
-    console = Console()
+    console = results_console()
     console.print(table)
     console.print("default plants: " + "  ".join(DEFAULT_PLANTS))
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the demo with progress on stderr, then print the results on stdout."""
     if args.list_attributes:
         _print_attributes()
         return 0
-    from rich.console import Console
+    from contextlib import nullcontext
 
+    from failscope._threads import torch_threads
     from failscope.cli._progress import StageBars
+    from failscope.cli.discover import print_summary
     from failscope.cli.evaluate import print_evaluation
     from failscope.demo import run_demo
 
-    console = Console()
     start = time.perf_counter()
-    with StageBars(console) as bars:
+    threads = nullcontext() if args.threads is None else torch_threads(args.threads)
+    with StageBars() as bars, threads:
         result = run_demo(
             out=args.out, plants=args.plant, seed=args.seed,
             captions=not args.no_captions, retrain=not args.no_retrain,
-            report=not args.no_report, cache_dir=args.cache_dir,
-            progress=bars.update, on_stage=bars.stage,
+            report=not args.no_report, cache_dir=args.cache_dir, sizes=args.sizes,
+            threads=args.threads, progress=bars.update,
+            on_stage=lambda name: bars.stage(name, announce=False),
         )  # fmt: skip
     run_dir = result["run"]
-    from failscope.cli.discover import print_summary
-
+    console = results_console()
     print_summary(run_dir, console=console)
     if any(s.captions for s in run_dir.slices):
         from failscope.caption.display import caption_table
 
         console.print(caption_table(run_dir.slices))
-    print_evaluation(result["evaluation"])
+    print_evaluation(result["evaluation"], console=console)
     if result["retrain"] is not None:
         from failscope.cli.retrain import print_metrics
 
         print_metrics(result["retrain"], console=console)
     elapsed = time.perf_counter() - start
-    console.print(f"\nrun directory: {run_dir.path}   ({elapsed:.0f} s)")
+    print_line(console, f"\nrun directory: {run_dir.path}   ({elapsed:.0f} s)")
     if result["report"] is not None:
-        console.print(f"report: {result['report']}")
+        print_line(console, f"report: {result['report']}")
     return 0

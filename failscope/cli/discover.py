@@ -6,6 +6,17 @@ import argparse
 from collections import Counter
 from typing import Any
 
+from failscope.cli._tables import (
+    add_json_argument,
+    literal,
+    new_table,
+    num,
+    print_json,
+    print_line,
+    results_console,
+    text,
+)
+
 EPILOG = """\
 examples:
   # a TorchScript classifier on an ImageFolder tree (ROOT/train/<class>/, ROOT/val/<class>/)
@@ -54,6 +65,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, metavar="RUN", help="run directory to write")
     add_config_arguments(p, DiscoverConfig)
+    add_json_argument(p)
     p.set_defaults(func=run)
     return p
 
@@ -68,16 +80,44 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(DiscoverConfig, args)
     with StageBars() as bars:
         result = discover(config.data, out=args.out, config=config, progress=bars.update)
-    print_summary(result)
+    if args.json:
+        print_json(summary_json(result))
+        return 0
+    console = results_console()
+    print_summary(result, console=console)
     if any(s.captions for s in result.slices):
-        from rich.console import Console
-
         from failscope.caption.display import caption_table
 
-        Console().print(caption_table(result.slices))
+        console.print(caption_table(result.slices))
     if (result.path / "report.html").is_file():
-        print(f"report: {result.path / 'report.html'}")
+        print_line(console, f"report: {result.path / 'report.html'}")
     return 0
+
+
+#: Slice entry fields copied into the ``--json`` summary.
+JSON_SLICE_FIELDS = (
+    "id", "class_index", "class_name", "rank", "status", "size", "n_errors_in",
+    "error_rate_in", "error_rate_out",
+)  # fmt: skip
+
+
+def summary_json(run: Any) -> dict[str, Any]:
+    """The ``--json`` summary of a run: where it is, its skipped inputs, its slices."""
+    slices = []
+    for s in run.slices:
+        entry = {k: getattr(s, k) for k in JSON_SLICE_FIELDS}
+        entry["p_value"] = s.support.p_value
+        entry["top_caption"] = s.captions.failure[0].text if s.captions else None
+        slices.append(entry)
+    report = run.path / "report.html"
+    return {
+        "run": str(run.path),
+        "report": str(report) if report.is_file() else None,
+        "fit_split": run.fit_split,
+        "skipped_inputs": len(run.skipped),
+        "classes_skipped": [c.class_name for c in run.classes if c.status == "skipped"],
+        "slices": slices,
+    }
 
 
 def _pct(x: float | None) -> str:
@@ -86,39 +126,43 @@ def _pct(x: float | None) -> str:
 
 def print_summary(run: Any, *, max_rows: int = 40, console: Any = None) -> None:
     """Print the per-slice table (most severe first), the skipped inputs and where the run is."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = console or Console()
+    console = console or results_console()
     slices = sorted(run.slices, key=lambda s: (s.status != "ok", -s.severity, s.id))
     shown = slices[:max_rows]
-    table = Table(title=f"failure slices on split {run.fit_split!r}", title_justify="left")
-    for col, justify in (
-        ("slice", "left"), ("class", "left"), ("size", "right"), ("errors", "right"),
-        ("slice err", "right"), ("rest err", "right"), ("p", "right"), ("note", "left"),
-    ):  # fmt: skip
-        table.add_column(col, justify=justify)
+    table = new_table(
+        f"failure slices on split {run.fit_split!r}",
+        caption="n: examples in the slice; errors: the model's errors there (the severity); "
+        "err in/out: error rate inside the slice and in the rest of its class; p: its "
+        "significance test (weak: not below alpha)",
+    )
+    text(table, "slice", ratio=1)
+    text(table, "class", ratio=1)
+    for col in ("n", "errors", "err in", "err out", "p"):
+        num(table, col)
+    text(table, "note", ratio=1)
     for s in shown:
         p = s.support.p_value
         table.add_row(
-            s.id, s.class_name, str(s.size), str(s.n_errors_in), _pct(s.error_rate_in),
-            _pct(s.error_rate_out), "-" if p is None else f"{p:.3g}",
-            "" if s.status == "ok" else "weak: not significant",
+            literal(s.id), literal(s.class_name), str(s.size), str(s.n_errors_in),
+            _pct(s.error_rate_in), _pct(s.error_rate_out), "-" if p is None else f"{p:.2g}",
+            literal("" if s.status == "ok" else "weak"),
         )  # fmt: skip
     console.print(table)
     if len(shown) < len(slices):
-        console.print(f"({len(slices) - len(shown)} more slices in slices.json)")
+        print_line(console, f"({len(slices) - len(shown)} more slices in slices.json)")
     skipped_classes = [c for c in run.classes if c.status == "skipped"]
     if skipped_classes:
-        console.print(
-            f"classes without a slicer fit: {len(skipped_classes)} "
-            f"(e.g. {skipped_classes[0].class_name}: {skipped_classes[0].reason})"
+        first = skipped_classes[0]
+        print_line(
+            console,
+            f"classes without a slice fit: {len(skipped_classes)} "
+            f"(e.g. {first.class_name}: {first.reason})",
         )
     skipped = run.skipped
     if skipped:
         reasons = Counter(s.reason.split(" (")[0] for s in skipped)
         detail = ", ".join(f"{n} {r}" for r, n in reasons.most_common())
-        console.print(f"skipped inputs: {len(skipped)} ({detail}); listed in run.json")
+        print_line(console, f"skipped inputs: {len(skipped)} ({detail}); listed in run.json")
     else:
         console.print("skipped inputs: 0")
-    console.print(f"run written to {run.path}")
+    print_line(console, f"run written to {run.path}")

@@ -5,6 +5,26 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from failscope.cli._tables import (
+    add_json_argument,
+    literal,
+    new_table,
+    num,
+    print_json,
+    results_console,
+    text,
+)
+
+EPILOG = """\
+examples:
+  failscope evaluate runs/demo
+  failscope evaluate runs/demo --split val
+  failscope evaluate runs/demo --json | python -m json.tool
+
+RUN/truth.json lists the planted slices; `failscope demo` writes it for the built-in
+world. A run of your own data has no planted truth: use `failscope check` to gate it.
+"""
+
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
@@ -17,17 +37,17 @@ def add_parser(sub: Any) -> None:
             "the same slice, and whether the top-1/top-5 captions name the planted value. "
             "Writes RUN/evaluation.json."
         ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("run", metavar="RUN", help="run directory with truth.json")
     p.add_argument("--split", default="test", help="split to evaluate on (default: test)")
+    add_json_argument(p)
     p.set_defaults(func=run)
 
 
-def print_evaluation(result: Any) -> None:
-    """Print an :class:`~failscope.run.schema.Evaluation` as a rich table (CLI only)."""
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
+def print_evaluation(result: Any, *, console: Any = None) -> None:
+    """Print an :class:`~failscope.run.schema.Evaluation` as a table that fits 80 columns."""
 
     def fmt(v: Any, spec: str = ".2f") -> str:
         if v is None:
@@ -36,28 +56,34 @@ def print_evaluation(result: Any) -> None:
             return "yes" if v else "no"
         return format(v, spec)
 
-    table = Table(title=f"Planted slices vs discovered ({result.split} split)")
     ks = [str(k) for k in result.ks]
-    for col in ("planted slice", "matched", "members", "acc in/all", "AP",
-                *(f"P@{k}" for k in ks), "top-1 caption", "top-5"):  # fmt: skip
-        left = col in ("planted slice", "top-1 caption")
-        table.add_column(col, justify="left" if left else "right", overflow="fold")
+    table = new_table(
+        f"Planted slices vs discovered ({result.split} split)",
+        caption="slice: the best-matching discovered slice (* shared with another plant); "
+        "n: planted members/class size; acc: model accuracy in the planted slice/overall; "
+        "AP, P@k: the slice's ranking of the members within the class; top-5: a top-5 "
+        "caption names the planted value",
+    )
+    text(table, "planted slice", ratio=1)
+    num(table, "slice")
+    for col in ("n", "acc", "AP", *(f"P@{k}" for k in ks)):
+        num(table, col)
+    text(table, "top-1 caption", ratio=2)
+    num(table, "top-5")
     for r in result.plants:
         end = "" if r.caption_end == "failure" else " (success end)"
-        matched = r.matched_slice or "-"
-        if r.distinct is False:
-            matched += " (shared)"
+        matched = (r.matched_slice or "-") + ("*" if r.distinct is False else "")
         table.add_row(
-            escape(r.plant),
-            matched,
+            literal(r.plant),
+            literal(matched),
             f"{r.n_members}/{r.n_class}",
             f"{fmt(r.acc_in_slice)}/{fmt(r.acc_overall)}",
             fmt(r.average_precision),
             *(fmt(r.precision_at[k]) for k in ks),
-            escape((r.top_captions[0] if r.top_captions else "-") + end),
+            literal((r.top_captions[0] if r.top_captions else "-") + end),
             fmt(r.top5_hit),
         )
-    console = Console()
+    console = console or results_console()
     console.print(table)
     s = result.summary
     first_k = f", mean P@{ks[0]} {fmt(s[f'mean_precision_at_{ks[0]}'])}" if ks else ""
@@ -65,7 +91,8 @@ def print_evaluation(result: Any) -> None:
         f"mean AP {fmt(s['mean_average_precision'])}{first_k}, "
         f"top-1 caption hit {fmt(s['top1_caption_hit_rate'])}, "
         f"top-5 {fmt(s['top5_caption_hit_rate'])}, "
-        f"distinct slices {fmt(s['distinct_rate'])}"
+        f"distinct slices {fmt(s['distinct_rate'])}",
+        markup=False,
     )
 
 
@@ -74,5 +101,8 @@ def run(args: argparse.Namespace) -> int:
     from failscope.run import load_run
 
     result = evaluate_run(load_run(args.run), split=args.split)
-    print_evaluation(result)
+    if args.json:
+        print_json(result.to_json())
+    else:
+        print_evaluation(result)
     return 0

@@ -5,6 +5,17 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+EPILOG = """\
+examples:
+  failscope report runs/audit                       # writes runs/audit/report.html
+  failscope report runs/audit --out audit.html --split val
+  failscope report runs/big --max-classes-expanded 20 --thumbs 9
+
+The report is one file with no external resources: open it from disk, attach it to a
+CI job, or mail it. Re-run after `failscope caption` or `failscope retrain` to show
+their results.
+"""
+
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``failscope report``."""
@@ -16,6 +27,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "plots in one file that opens from disk (images and plots are embedded). "
             "The plots are also saved under RUN/plots/."
         ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("run", metavar="RUN", help="run directory written by `failscope discover`")
     p.add_argument(
@@ -48,11 +61,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Build the report and print where it is."""
-    from rich.console import Console
+    from pathlib import Path
 
+    from failscope._validation import fail
+    from failscope.cli._progress import StageBars
     from failscope.report import build_report
 
-    with Console(stderr=True).status("building the report…"):
+    if args.out is not None and Path(args.out).is_dir():
+        raise fail(
+            f"--out {args.out} is a folder; give the report's file name, "
+            f"e.g. --out {Path(args.out) / 'report.html'}"
+        )
+    with StageBars() as bars:
+        bars.stage("building the report")
         out = build_report(
             args.run,
             out=args.out,

@@ -5,6 +5,18 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from failscope.cli._tables import (
+    add_json_argument,
+    add_threads_argument,
+    literal,
+    new_table,
+    num,
+    print_json,
+    print_line,
+    results_console,
+    text,
+)
+
 METHOD_CHOICES = (
     "sbl, moa, erm, erm-mlp, upweight (all three), upweight-hard, upweight-balanced, "
     "upweight-soft, oracle, sbl-balanced, moa-balanced, all"
@@ -96,6 +108,8 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--lr", type=float, default=None, help="AdamW learning rate")
     p.add_argument("--batch-size", type=int, default=None, help="batch size (0: full batch)")
+    add_threads_argument(p, help="torch threads for training (default: torch's own)")
+    add_json_argument(p)
     p.set_defaults(func=run)
 
 
@@ -110,31 +124,25 @@ def _cell(v: Any, ref: Any = None, *, delta: bool = False) -> str:
 
 
 def print_metrics(metrics: dict[str, Any], *, console: Any = None) -> None:
-    """Print a retrain comparison table (test split) with rich."""
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-
-    console = console or Console()
+    """Print a retrain comparison table (test split) that fits 80 columns."""
+    console = console or results_console()
     if metrics.get("status") != "ok":
-        console.print(metrics.get("message", "nothing retrained"))
+        console.print(literal(metrics.get("message", "nothing retrained")))
         return
     methods = metrics["methods"]
     aud = methods["audited"]
     has_planted = aud.get("mean_planted_accuracy") is not None
-    table = Table(
-        title="Retraining: test accuracy % (points vs audited)",
+    table = new_table(
+        "Retraining: test accuracy % (points vs audited)",
         caption="discovered/planted: mean over slices; worst: lowest slice",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
     )
-    cols = ["method", "overall", "discovered", *(["planted"] if has_planted else []), "worst"]
-    for c in [*cols, "params"]:
-        table.add_column(c, justify="left" if c == "method" else "right", no_wrap=True)
+    text(table, "method", ratio=1)
+    for c in ["overall", "discovered", *(["planted"] if has_planted else []), "worst", "params"]:
+        num(table, c)
     for name, m in methods.items():
         delta = name != "audited"
         row = [
-            name,
+            literal(name),
             _cell(m["test_accuracy"], aud["test_accuracy"], delta=delta),
             _cell(m.get("mean_discovered_accuracy"), aud.get("mean_discovered_accuracy"),
                   delta=delta),
@@ -148,11 +156,12 @@ def print_metrics(metrics: dict[str, Any], *, console: Any = None) -> None:
         table.add_row(*row)
     console.print(table)
     tr = metrics["slices"]["training"]
-    console.print(
+    print_line(
+        console,
         f"{len(tr['names'])} training slice(s) ({tr['source']}); features: "
         f"{metrics['features']['source']} (d={metrics['features']['dim']}); "
         f"{metrics['seconds']['total']:.1f} s"
-        + (f"; written to {metrics['out']}" if metrics.get("out") else "")
+        + (f"; written to {metrics['out']}" if metrics.get("out") else ""),
     )
 
 
@@ -174,10 +183,14 @@ def run(args: argparse.Namespace) -> int:
     t_over = {k: getattr(args, k) for k in ("lr", "batch_size") if getattr(args, k) is not None}
     tcfg = replace(tcfg, **t_over)
 
-    from failscope.cli._progress import log_console
+    from contextlib import nullcontext
 
-    console = log_console()
-    with console.status("retraining ...") as status:
+    from failscope._threads import torch_threads
+    from failscope.cli._progress import StageBars
+
+    threads = nullcontext() if args.threads is None else torch_threads(args.threads)
+    with StageBars() as bars, threads:
+        bars.stage("retraining")
         metrics = retrain_run(
             load_run(args.run),
             methods=args.method or "all",
@@ -192,12 +205,12 @@ def run(args: argparse.Namespace) -> int:
             config=cfg,
             train_config=tcfg,
             out=args.out,
-            progress=lambda m: status.update(f"retraining: {m} ..."),
+            progress=lambda m: bars.stage(f"retraining: {m}"),
         )
-    if metrics.get("status") != "ok":
+    if args.json:
+        print_json(metrics)
+    elif metrics.get("status") != "ok":
         print(f"failscope retrain: {metrics.get('message')}")
-        return 0
-    from rich.console import Console
-
-    print_metrics(metrics, console=Console())
+    else:
+        print_metrics(metrics)
     return 0

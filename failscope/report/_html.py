@@ -3,7 +3,9 @@
 Every string that reaches the page goes through :func:`escape` unless it is
 already :class:`Markup` (HTML this package built itself). Templates are
 ``string.Template`` texts whose ``$name`` values are escaped the same way, so a
-class name or caption such as ``<script>`` always renders as text.
+class name or caption such as ``<script>`` always renders as text. Bidirectional
+control characters (:data:`BIDI_CONTROLS`) are shown as their code point, e.g.
+``<U+202E>``, so a class name cannot reorder the text around it on screen.
 """
 
 from __future__ import annotations
@@ -14,7 +16,24 @@ import string
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["Markup", "attrs", "escape", "fmt_num", "fmt_pct", "join", "render", "tag"]
+__all__ = [
+    "BIDI_CONTROLS",
+    "Markup",
+    "attrs",
+    "escape",
+    "fmt_num",
+    "fmt_pct",
+    "join",
+    "render",
+    "tag",
+]
+
+#: Characters that change the display order of text: LRM, RLM, ALM, the embeddings and
+#: overrides U+202A-U+202E and the isolates U+2066-U+2069.
+BIDI_CONTROLS = frozenset(
+    "\u200e\u200f\u061c\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+_BIDI_VISIBLE = {ord(c): f"<U+{ord(c):04X}>" for c in BIDI_CONTROLS}
 
 
 class Markup(str):
@@ -30,12 +49,13 @@ class Markup(str):
 
 
 def escape(value: Any) -> Markup:
-    """Return ``value`` as safe HTML: Markup is kept, anything else is escaped text."""
+    """Return ``value`` as safe HTML: Markup is kept, anything else is escaped text with
+    its bidi control characters made visible."""
     if isinstance(value, Markup):
         return value
     if value is None:
         return Markup("")
-    return Markup(html.escape(str(value), quote=True))
+    return Markup(html.escape(str(value).translate(_BIDI_VISIBLE), quote=True))
 
 
 def join(parts: Iterable[Any], sep: str = "") -> Markup:

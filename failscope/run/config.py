@@ -257,6 +257,16 @@ class DiscoverConfig(Record):
             "cuda, mps or cpu (default: the first available)", group="compute", metavar="DEV"
         ),
     )
+    threads: int | None = field(
+        default=None,
+        metadata=_cli(
+            "torch threads of the predict and embed passes (default: half the cores, less "
+            "one per decoding worker, at most 4)",
+            group="compute",
+            metavar="N",
+            type=int,
+        ),
+    )
     seed: int = field(
         default=0,
         metadata=_cli(

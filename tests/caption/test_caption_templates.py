@@ -1,11 +1,15 @@
 import pytest
 
 from failscope.caption.templates import (
+    GENERIC_TEMPLATE,
+    MODIFIER_TEMPLATE,
     caption_key,
+    check_phrase,
     check_template,
     fill,
     fix_articles,
     indefinite_article,
+    phrase_template,
     restates_class,
 )
 from failscope.caption.vocabulary import Family, Vocabulary, build_candidates
@@ -84,7 +88,9 @@ def test_fill_never_emits_empty_slots():
 
 def test_check_template():
     assert check_template("a photo of a {adj} {cls}") is None
-    assert "class slot" in check_template("a photo of a {adj}")
+    assert check_template("a photo of a {word}") is None  # no class slot: a sub-type
+    assert "class slot" in check_template("a {cls} and a {class}")
+    assert "no slot" in check_template("a photo of a bird")
     assert "at most one" in check_template("a photo of a {adj} {cls} {noun}")
     assert check_template("a sketch of a {cls}") is None
     assert "unknown slot" in check_template("a photo of a {colour} {cls}")
@@ -150,3 +156,67 @@ def test_prompts_can_keep_the_trained_articles():
     c2 = build_candidates(Vocabulary("t", (fam,)), "8")
     assert c2.prompts == c2.texts == ("a photo of an orange 8",)
     assert fill("a {adj} {cls}", cls="8", word="old", articles=False) == "a old 8"
+
+
+def test_template_without_class_slot_names_a_sub_type():
+    vocab = Vocabulary("t", (Family("kind", ("sparrow", "robin"), ("a photo of a {word}",)),))
+    c = build_candidates(vocab, "bird", synonyms=["songbird"])
+    assert c.texts == ("a photo of a sparrow", "a photo of a robin")
+    assert c.dropped["duplicate"] == 2  # the synonym gives the same captions
+
+
+@pytest.mark.parametrize(
+    ("phrase", "template"),
+    [
+        ("tiny", MODIFIER_TEMPLATE),
+        ("dark red", MODIFIER_TEMPLATE),
+        ("black and white", MODIFIER_TEMPLATE),
+        ("sleeping", MODIFIER_TEMPLATE),
+        ("red and white", MODIFIER_TEMPLATE),
+        ("in the snow", GENERIC_TEMPLATE),
+        ("with a red collar", GENERIC_TEMPLATE),
+        ("On the beach", GENERIC_TEMPLATE),
+        ("outdoors", GENERIC_TEMPLATE),
+        ("alone", GENERIC_TEMPLATE),
+        ("lying down", GENERIC_TEMPLATE),
+        ("covered in snow", GENERIC_TEMPLATE),
+    ],
+)
+def test_phrase_placement(phrase, template):
+    assert phrase_template(phrase) == template
+
+
+def test_plain_phrases_read_as_captions():
+    vocab = Vocabulary("t", (Family("txt", ("tiny", "in the snow", "orange")),))
+    assert build_candidates(vocab, "0").texts == (
+        "a photo of a tiny 0",
+        "a photo of a 0 in the snow",
+        "a photo of an orange 0",
+    )
+
+
+def test_phrase_with_an_article_is_refused():
+    assert check_phrase("tiny") is None and check_phrase("in the snow") is None
+    why = check_phrase("a red one")
+    assert "article 'a'" in why and "a photo of a dog a red one" in why
+    assert "article 'The'" in check_phrase("The snow")
+
+
+def test_text_file_phrases_are_placed_or_refused(tmp_path):
+    from failscope import InputError
+    from failscope.caption.vocabulary import load_vocabulary_file
+
+    good = tmp_path / "sizes.txt"
+    good.write_text("tiny\noutdoors\n", encoding="utf-8")
+    assert build_candidates(load_vocabulary_file(good), "0").texts == (
+        "a photo of a tiny 0",
+        "a photo of a 0 outdoors",
+    )
+    line = tmp_path / "line.txt"
+    line.write_text("a photo of a {word}\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"has a word slot.*\.yaml family"):
+        load_vocabulary_file(line)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("size: [tiny, a red one]\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"bad.yaml: phrase 'a red one' in family 'size'"):
+        load_vocabulary_file(bad)

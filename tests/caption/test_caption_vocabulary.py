@@ -104,8 +104,8 @@ def test_bad_vocabulary_files(tmp_path):
     assert "unknown key 'word'" in _one_line_error(unknown_key)
 
     bad_template = tmp_path / "tpl.yaml"
-    bad_template.write_text("color:\n  words: [red]\n  templates: ['a {adj} thing']\n")
-    assert "class slot" in _one_line_error(bad_template)
+    bad_template.write_text("color:\n  words: [red]\n  templates: ['a {adj} {cls} {noun}']\n")
+    assert "at most one" in _one_line_error(bad_template)
 
     suffix = tmp_path / "vocab.csv"
     suffix.write_text("red\n", encoding="utf-8")

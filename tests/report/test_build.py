@@ -293,6 +293,27 @@ def test_hostile_strings_render_as_text(hostile_run):
     assert "bad/&lt;b&gt;broken_0&lt;/b&gt;.png" in text  # skipped-input paths too
 
 
+BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+
+
+def test_bidi_controls_are_neutralised_in_every_user_string(run_factory):
+    names = ["\u202eant", "bee\u2066x\u2069", "cat\u200f"]
+    run = run_factory(
+        "bidi",
+        n_classes=3,
+        class_names=names,
+        caption_overrides={0: ["a photo of a \u202egnp.exe", "plain \u061c one"]},
+        retrain=True,
+        evaluation=True,
+        skipped_inputs=2,
+    )
+    text = (build_report(run)).read_text(encoding="utf-8")
+    assert not set(BIDI) & set(text)
+    assert "&lt;U+202E&gt;ant" in text and "bee&lt;U+2066&gt;x&lt;U+2069&gt;" in text
+    assert "a photo of a &lt;U+202E&gt;gnp.exe" in text and "cat&lt;U+200F&gt;" in text
+    assert escape("x\u202dy") == "x&lt;U+202D&gt;y" and escape(Markup("\u202e")) == "\u202e"
+
+
 def test_build_report_validates_arguments(run_factory, tmp_path):
     run = run_factory("args", n_classes=2)
     with pytest.raises(failscope.InputError, match="split 'nope'"):
