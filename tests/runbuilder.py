@@ -152,3 +152,81 @@ def planted_world(
         "planted": planted,
         "directions": dirs,
     }
+
+
+def add_captions(run: Any, texts: Mapping[int, Sequence[str]] | None = None) -> Any:
+    """Give every slice failure and success captions and caption checks (typed entries,
+    written with ``Run.save_slices``). ``texts`` overrides the failure captions of a class."""
+    from failscope.run.schema import Caption, CaptionCheck, CaptionCurve, Captions
+
+    out = []
+    for s in run.slices:
+        name = s.class_name
+        failure = list((texts or {}).get(s.class_index) or [
+            f"a photo of a {name} on a red background", f"a blurry photo of a {name}",
+            f"a photo of a small {name}",
+        ])  # fmt: skip
+        caps = Captions(
+            failure=tuple(
+                Caption(t, round(0.3 - 0.05 * j, 3), "color", "red", 0.4 + 0.1 * j)
+                for j, t in enumerate(failure)
+            ),
+            success=(Caption(f"a sharp photo of a {name}", -0.21, "quality", "sharp", 0.9),),
+            method="centroid", vocabulary="test", n_candidates=len(failure) + 1,
+            reference=f"a photo of a {name}", rerank=None,
+        )  # fmt: skip
+        checks = tuple(
+            CaptionCheck(
+                text=t,
+                k=(25, 50, 100),
+                acc_at_k=(0.4 + 0.1 * j, None, None),
+                class_acc=0.8,
+                n_class=40,
+                k_decision=20,
+                acc_at_decision=0.3 + 0.1 * j,
+                p_value=0.0004 if j == 0 else 0.31,
+                margin=0.05,
+                confirmed=j == 0,
+                split="test",
+                curve=CaptionCurve(k=(5, 10, 15, 20), acc=(0.2, 0.3, 0.3, 0.3)),
+                null_p_value=0.01 if j == 0 else 0.4,
+            )
+            for j, t in enumerate(failure[:2])
+        )
+        out.append(s.replace(captions=caps, caption_checks=checks))
+    run.save_slices(out)
+    return run
+
+
+def add_truth(run: Any, plants: Sequence[tuple[str, int, str, str, str]]) -> Any:
+    """Write ``truth.json`` for planted columns of the run: ``(column, class, kind, family,
+    value)`` each (the column must be a boolean metadata column of the run)."""
+    from failscope.run import FORMAT_VERSION, TRUTH_JSON, write_json
+    from failscope.run.schema import Plant, Truth
+
+    ex = run.examples
+    entries = []
+    for column, c, kind, family, value in plants:
+        polarity = "absent" if kind == "spurious" else "present"
+        counts = {str(sp): int(ex.loc[ex["split"] == sp, column].sum()) for sp in set(ex["split"])}
+        entries.append(
+            Plant(
+                name=f"{kind}_{c}_{family}_{value}",
+                spec=f"{kind}:{c}:{family}={value}:0.02",
+                kind=kind,
+                class_index=c,
+                class_name=run.class_names[c],
+                family=family,
+                value=value,
+                rate=0.02,
+                polarity=polarity,
+                column=column,
+                members=f"{family} == {value!r}",
+                noisy_target=None,
+                n_members=counts,
+            )
+        )
+    truth = Truth(format=FORMAT_VERSION, seed=0, plants=tuple(entries))
+    write_json(run.output(TRUTH_JSON), truth.to_json())
+    run.add_files(TRUTH_JSON)
+    return run

@@ -12,7 +12,7 @@ from tests.bad_inputs.harness import assert_one_line_error, run_cli
 
 @pytest.fixture
 def run4(synthetic_run):
-    # four classes; in-slice error rates 0.90, 0.75, 0.60, 0.45 with sizes 10, 11, 12, 10
+    # four classes; in-slice error rates 0.90, 0.75, 0.60, 0.50 with sizes 10, 12, 15, 10
     return synthetic_run(n_classes=4)
 
 
@@ -26,8 +26,8 @@ def test_slice_bar(run4):
     assert res.rc == 1, res.err
     lines = res.out.strip().splitlines()
     assert lines == [
-        "FAIL slice class-0 of class 'class-0': error rate 90.0% in 10 examples > 70.0%",
-        "FAIL slice class-1 of class 'class-1': error rate 75.0% in 11 examples > 70.0%",
+        "FAIL slice 0/0 of class 'class-0': error rate 90.0% in 10 examples > 70.0%",
+        "FAIL slice 1/0 of class 'class-1': error rate 75.0% in 12 examples > 70.0%",
     ]
     res = run_cli("check", run4, "--max-slice-error-rate", "0.9")
     assert res.rc == 0 and res.out.startswith("PASS ") and "4 slice(s) counted" in res.out
@@ -36,7 +36,7 @@ def test_slice_bar(run4):
 def test_small_slices_do_not_count(run4):
     res = run_cli("check", run4, "--max-slice-error-rate", "0.5", "--min-slice-size", "11")
     assert res.rc == 1
-    assert [ln.split()[2] for ln in res.out.splitlines()] == ["class-1", "class-2"]
+    assert [ln.split()[2] for ln in res.out.splitlines()] == ["1/0", "2/0"]
 
 
 def test_error_rate_bar(run4):
@@ -53,7 +53,7 @@ def test_weak_slices_do_not_fail_by_default(run4):
     write_json(run4 / SLICES_JSON, data)
     assert run_cli("check", run4, "--max-slice-error-rate", "0.7").rc == 0
     res = run_cli("check", run4, "--max-slice-error-rate", "0.7", "--include-weak")
-    assert res.rc == 1 and "slice class-0 (weak)" in res.out
+    assert res.rc == 1 and "slice 0/0 (weak)" in res.out
 
 
 def test_json(run4):

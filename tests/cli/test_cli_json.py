@@ -37,8 +37,9 @@ def test_discover_json(dataset_writer, tmp_path):
     assert [s["class_name"] for s in doc["slices"]] == ["ant", "bee", "cat"]
     truth = json.loads((out / "slices.json").read_text())["slices"]
     for got, want in zip(doc["slices"], truth, strict=True):
-        for key in ("id", "status", "size", "error_rate", "error_rate_in", "cv_score"):
+        for key in ("id", "status", "size", "n_errors_in", "error_rate_in", "error_rate_out"):
             assert got[key] == want[key]
+        assert got["p_value"] == want["support"]["p_value"]
         assert got["top_caption"] is None
 
 

@@ -44,8 +44,8 @@ def test_discover_summary(synthetic_run):
     print_summary(run, console=c)
     numbers = []
     for s in run.slices:
-        numbers += [f"{100 * s['error_rate']:.1f}%", f"{s['cv_score']:.3f}"]
-        numbers += [f"{100 * s['error_rate_in']:.1f}%", f"{100 * s['error_rate_out']:.1f}%"]
+        numbers += [f"{100 * s.error_rate_in:.1f}%", f"{100 * s.error_rate_out:.1f}%"]
+        numbers += [f"{s.support.p_value:.2g}", s.id]
     text = assert_fits(c, numbers)
     assert "…" not in text  # names fold onto more lines, never cut
     assert LONG[:10] in text
@@ -56,19 +56,20 @@ def test_discover_summary(synthetic_run):
 def test_caption_table(synthetic_run):
     long_caps = {0: [f"a photo of a {LONG} on a red background with many more words " * 2]}
     run = load_run(
-        synthetic_run(class_names=[LONG, *MARKUP_NAMES[:3]], caption_overrides=long_caps)
+        synthetic_run(
+            n_classes=4, class_names=[LONG, *MARKUP_NAMES[:3]], caption_overrides=long_caps
+        )
     )
     c = console80()
     c.print(caption_table(run.slices))
     numbers = []
     for s in run.slices:
-        numbers.append(f"{100 * s['error_rate']:.0f}%")
-        for cap in s["captions"]["failure"][:3]:
-            numbers.append(f"{cap['score']:+.3f}")
-        for chk in s["caption_checks"]:
+        numbers.append(f"{100 * s.error_rate_in:.0f}%")
+        for cap in s.captions.failure[:3]:
+            numbers.append(f"{cap.score:+.3f}")
+        for chk in s.caption_checks:
             numbers.append(
-                f"{100 * chk['acc_at_decision']:.0f}%@{chk['k_decision']} vs "
-                f"{100 * chk['class_acc']:.0f}%"
+                f"{100 * chk.acc_at_decision:.0f}%@{chk.k_decision} vs {100 * chk.class_acc:.0f}%"
             )
     text = assert_fits(c, numbers)
     for name in MARKUP_NAMES[:3]:
@@ -78,13 +79,14 @@ def test_caption_table(synthetic_run):
 def test_evaluation_table(synthetic_run):
     run = load_run(synthetic_run(evaluation=True, class_names=[LONG, *MARKUP_NAMES[:3]]))
     result = run.evaluation
-    result["plants"][0]["top_captions"] = [f"a photo of a {LONG} on a red background"]
+    row = result.plants[0].replace(top_captions=(f"a photo of a {LONG} on a red background",))
+    result = result.replace(plants=(row, *result.plants[1:]))
     c = console80()
     print_evaluation(result, console=c)
     numbers = []
-    for r in result["plants"]:
-        numbers += [f"{r['n_members']}/{r['n_class']}", f"{r['average_precision']:.2f}"]
-        numbers += [f"{r['acc_in_slice']:.2f}/{r['acc_overall']:.2f}"]
+    for r in result.plants:
+        numbers += [f"{r.n_members}/{r.n_class}", f"{r.average_precision:.2f}"]
+        numbers += [f"{r.acc_in_slice:.2f}/{r.acc_overall:.2f}"]
     assert_fits(c, numbers)
 
 
@@ -136,7 +138,8 @@ def test_user_strings_are_not_markup(synthetic_run, capsys):
     c = console80()
     c.print(caption_table(run.slices))
     print_summary(SimpleNamespace(
-        slices=run.slices, info=run.info, skipped=[], path="runs/[bold]x"
+        slices=run.slices, classes=run.classes, fit_split=run.fit_split, skipped=[],
+        path="runs/[bold]x",
     ), console=c)  # fmt: skip
     text = c.export_text()
     assert "[/bold]ant" in text and ":cat:" in text and "runs/[bold]x" in text
