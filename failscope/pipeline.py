@@ -28,6 +28,7 @@ import dataclasses
 import logging
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -307,6 +308,7 @@ def _discover_locked(
         with timings.stage("write"):
             info = RunInfo(
                 format=FORMAT_VERSION,
+                run_id=uuid.uuid4().hex,
                 command="discover",
                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 config=cfg.to_json(),

@@ -13,6 +13,7 @@ Every stage reads and writes one folder, ``RUN/``, through this package only::
       cache/              embeddings (memory-mapped .npy + key file), text embeddings
       truth.json          world runs only: the planted slices (Truth)
       evaluation.json     ``failscope evaluate`` output (Evaluation)
+      annotations.json    a person's verdicts per slice (Annotations)
       report.html, plots/ the self-contained report and its PNGs
       retrain/            metrics.json, predictions.parquet, checkpoints
 
@@ -37,6 +38,7 @@ from failscope.run._journal import run_lock
 from failscope.run.config import DEFAULT_CS, DiscoverConfig
 from failscope.run.schema import EXAMPLE_COLUMNS, FORMAT_VERSION
 from failscope.run.store import (
+    ANNOTATIONS_JSON,
     CACHE_DIR,
     DIRECTIONS,
     EVALUATION_JSON,
@@ -54,6 +56,7 @@ from failscope.run.store import (
 )
 
 __all__ = [
+    "ANNOTATIONS_JSON",
     "CACHE_DIR",
     "DEFAULT_CS",
     "DIRECTIONS",

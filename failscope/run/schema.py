@@ -15,8 +15,11 @@ import numpy as np
 from failscope.run._record import Record
 
 __all__ = [
+    "ANNOTATION_LABELS",
     "EXAMPLE_COLUMNS",
     "FORMAT_VERSION",
+    "Annotation",
+    "Annotations",
     "Caption",
     "CaptionCheck",
     "CaptionCurve",
@@ -132,6 +135,7 @@ class RunInfo(Record):
     """``run.json``: what was run, on what, with which settings, and how long it took."""
 
     format: int
+    run_id: str  # random id of this run (annotations and later stages refer to it)
     command: str
     created: str  # ISO 8601, UTC
     config: dict[str, Any]  # DiscoverConfig.to_json(): every setting of the discover stage
@@ -306,6 +310,34 @@ class SlicesFile(Record):
     format: int
     classes: tuple[ClassEntry, ...]
     slices: tuple[SliceEntry, ...]
+
+
+# --------------------------------------------------------------------------- annotations.json
+
+#: A person's verdicts on a slice, as stored.
+AnnotationLabel = Literal["core", "spurious", "noisy", "not-a-failure"]
+ANNOTATION_LABELS: tuple[str, ...] = ("core", "spurious", "noisy", "not-a-failure")
+
+
+@dataclass(frozen=True)
+class Annotation(Record):
+    """One person's verdict on one slice."""
+
+    slice_id: str
+    label: AnnotationLabel
+    note: str | None
+    updated: str  # ISO 8601, UTC
+    by: str | None = None  # who (free text), if known
+
+
+@dataclass(frozen=True)
+class Annotations(Record):
+    """``annotations.json``: the verdicts on a run's slices, one per slice at most."""
+
+    format: int
+    run_id: str  # the RunInfo.run_id it belongs to: another run's file is refused
+    version: int  # bumped by every save; a save based on an older version is refused
+    annotations: tuple[Annotation, ...]
 
 
 # --------------------------------------------------------------------------- truth, evaluation

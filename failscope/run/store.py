@@ -21,6 +21,7 @@ from failscope.run._io import file_sha256, read_json, write_json
 from failscope.run.config import DiscoverConfig
 from failscope.run.schema import (
     FORMAT_VERSION,
+    Annotations,
     ClassEntry,
     Evaluation,
     Plant,
@@ -32,6 +33,7 @@ from failscope.run.schema import (
 )
 
 __all__ = [
+    "ANNOTATIONS_JSON",
     "CACHE_DIR",
     "DIRECTIONS",
     "EVALUATION_JSON",
@@ -49,6 +51,7 @@ __all__ = [
 ]
 
 RUN_JSON = "run.json"
+ANNOTATIONS_JSON = "annotations.json"
 EXAMPLES = "examples.parquet"
 SLICES_JSON = "slices.json"
 SLICE_SCORES = "slice_scores.npy"
@@ -248,6 +251,26 @@ class Run:
         """``evaluation.json`` if ``failscope evaluate`` has run, else None."""
         p = self.path / EVALUATION_JSON
         return _read_record(p, Evaluation, "evaluation.json") if p.is_file() else None
+
+    @property
+    def annotations(self) -> Annotations | None:
+        """``annotations.json`` (a person's verdicts per slice), else None.
+
+        Raises
+        ------
+        InputError
+            The file belongs to another run (its ``run_id`` differs).
+        """
+        p = self.path / ANNOTATIONS_JSON
+        if not p.is_file():
+            return None
+        ann = _read_record(p, Annotations, "annotations.json")
+        if ann.run_id != self.info.run_id:
+            raise fail(
+                f"{p} was written for another run (run_id {ann.run_id[:12]}, this run is "
+                f"{self.info.run_id[:12]}); move it away, or annotate this run again"
+            )
+        return ann
 
     @property
     def retrain_metrics(self) -> dict[str, Any] | None:
