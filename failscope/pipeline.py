@@ -3,8 +3,8 @@
 Stages (each timed in ``run.json["timings"]``, in seconds):
 
 1. ``load_data``: open the ImageFolder tree or manifest (:mod:`failscope.data.datasets`).
-   ``load_models``: load the audited model and CLIP (before any long stage, so a bad
-   checkpoint or missing weights fail fast).
+   ``load_models``: load CLIP, then the audited model (before any long stage, so
+   missing CLIP weights or a bad checkpoint fail fast).
 2. ``predict``: the audited model's ``pred`` and ``confidence`` for every example,
    or read them from a predictions file (:mod:`failscope.data.models`).
 3. ``embed``: CLIP image embeddings of every example, all splits (cached and
@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from failscope._validation import check_choice, check_int, fail
+from failscope._validation import check_choice, check_int, check_seed, fail
+from failscope.data.datasets import CACHE_KEYS
 from failscope.directions import DEFAULT_CS, SCORINGS, SOLVERS, ErrorDirections
 from failscope.embed import DEFAULT_CLIP, DEFAULT_PRETRAINED, file_sha256
 from failscope.slices import SliceThreshold, assign_slices, summarize_slices
@@ -110,8 +111,10 @@ def discover(
     clip_pretrained: str | None = DEFAULT_PRETRAINED,
     clip_checkpoint: str | os.PathLike[str] | None = None,
     clip_random_init: bool = False,
+    offline: bool = False,
     embeddings: Any = None,
     cache_dir: str | os.PathLike[str] | None = None,
+    cache_key: str = "stat",
     fit_split: str = "val",
     reference_split: str | None = "train",
     threshold: str | SliceThreshold = "zero",
@@ -161,10 +164,14 @@ def discover(
     clip_checkpoint : path, optional
     clip_random_init : bool, default=False
         Random CLIP weights (tests only; recorded in ``run.json``).
+    offline : bool, default=False
+        Never download CLIP weights (see :func:`failscope.embed.load_clip`).
     embeddings : path or ndarray, optional
         Precomputed embeddings (n_examples, d), row i = example i; replaces CLIP.
     cache_dir : path, optional
         Embedding cache (default ``OUT/cache``).
+    cache_key : {"stat", "content"}, default="stat"
+        What identifies a cached image: (path, size, mtime), or a hash of its bytes.
     fit_split : str, default="val"
         Split whose examples fit the directions.
     reference_split : str or None, default="train"
@@ -202,7 +209,8 @@ def discover(
     check_choice(solver, SOLVERS, name="solver")
     check_int(batch_size, name="batch_size", low=1)
     check_int(num_workers, name="num_workers", low=0)
-    check_int(seed, name="seed", low=0)
+    check_seed(seed)
+    check_choice(cache_key, CACHE_KEYS, name="cache_key")
     estimator = ErrorDirections(
         Cs=tuple(Cs), cv=cv, scoring=scoring, solver=solver,
         min_examples=min_examples, random_state=seed,
@@ -232,13 +240,13 @@ def discover(
     cache = Path(cache_dir) if cache_dir is not None else out / "cache"
 
     with timings.stage("load_models"):
+        clip_model = _load_clip(
+            clip, clip_pretrained=clip_pretrained, clip_checkpoint=clip_checkpoint,
+            clip_random_init=clip_random_init, device=device, offline=offline,
+        )  # fmt: skip
         module, spec = _audited_model(
             ds, model=model, checkpoint=checkpoint, trust_checkpoint=trust_checkpoint,
             image_size=image_size, mean=mean, std=std,
-        )  # fmt: skip
-        clip_model = _load_clip(
-            clip, clip_pretrained=clip_pretrained, clip_checkpoint=clip_checkpoint,
-            clip_random_init=clip_random_init, device=device,
         )  # fmt: skip
 
     with timings.stage("predict"):
@@ -250,7 +258,7 @@ def discover(
 
     with timings.stage("embed"):
         emb, emb_skipped, clip_model, emb_source = _embed(
-            ds, clip_model=clip_model, embeddings=embeddings, cache=cache,
+            ds, clip_model=clip_model, embeddings=embeddings, cache=cache, cache_key=cache_key,
             batch_size=batch_size, num_workers=num_workers,
             progress=_stage_progress(progress, "embed"),
         )  # fmt: skip
@@ -325,13 +333,14 @@ def discover(
                 "clip": clip
                 if isinstance(clip, (str, type(None)))
                 else getattr(clip, "name", "object"),
-                "clip_pretrained": clip_pretrained,
+                "clip_pretrained": None if clip_model is None else clip_model.pretrained,
                 "clip_checkpoint": None if clip_checkpoint is None else str(clip_checkpoint),
                 "clip_random_init": bool(clip_random_init),
                 "embeddings": embeddings
                 if isinstance(embeddings, (str, os.PathLike, type(None)))
                 else "array",
                 "cache_dir": str(cache),
+                "cache_key": cache_key,
                 "fit_split": fit_split,
                 "reference_split": reference_split,
                 "threshold": "zero" if thr.mode == "zero" else f"{thr.mode}:{thr.value:g}",
@@ -527,6 +536,7 @@ def _load_clip(
     clip_checkpoint: Any,
     clip_random_init: bool,
     device: str | None,
+    offline: bool,
 ) -> Any:
     """The CLIP model, or None; loaded before predicting so a missing weight fails fast."""
     if clip is None:
@@ -535,7 +545,7 @@ def _load_clip(
 
     clip_model = load_clip(
         clip, clip_pretrained, checkpoint=clip_checkpoint, device=device,
-        random_init=clip_random_init,
+        random_init=clip_random_init, offline=offline,
     )  # fmt: skip
     if clip_model.random_init:
         logger.warning("CLIP has random weights: directions and captions are meaningless")
@@ -548,6 +558,7 @@ def _embed(
     clip_model: Any,
     embeddings: Any,
     cache: Path,
+    cache_key: str,
     batch_size: int,
     num_workers: int,
     progress: Callable[[int, int], None] | None,
@@ -557,7 +568,7 @@ def _embed(
     if embeddings is None:
         emb, skipped = embed_dataset(
             ds, clip_model, cache_dir=cache, batch_size=batch_size,
-            num_workers=num_workers, progress=progress,
+            num_workers=num_workers, progress=progress, cache_key=cache_key,
         )  # fmt: skip
         return emb, skipped, clip_model, {"kind": "clip", "path": emb.filename}
     if isinstance(embeddings, np.ndarray):

@@ -21,8 +21,9 @@ examples:
   # no model at hand: its predictions (labels, or prob_* columns) plus precomputed embeddings
   failscope discover --data data.csv --predictions preds.csv --embeddings emb.npy --out runs/a
 
-  # another CLIP: a cached open_clip tag, a local weights file, or the built-in world CLIP
+  # another CLIP: an open_clip tag, a hub model, a local weights file, or the world CLIP
   failscope discover ... --clip ViT-L-14 --clip-pretrained datacomp_xl_s13b_b90k
+  failscope discover ... --clip hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K
   failscope discover ... --clip ViT-B-32 --clip-checkpoint open_clip_pytorch_model.bin
   failscope discover ... --clip world
 
@@ -30,7 +31,8 @@ notes:
   Data without splits is one fitting split named 'val' unless --split-by random:F or
   column:NAME. Unreadable images are skipped and listed in RUN/run.json. Embeddings are
   cached in RUN/cache (or --cache-dir): a re-run, or a run restarted after a crash,
-  computes only what is missing. failscope never downloads weights.
+  computes only what is missing. CLIP weights missing from the local cache are
+  downloaded by open_clip on first use, unless --offline or HF_HUB_OFFLINE=1.
 """
 
 
@@ -126,7 +128,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument(
         "--clip-pretrained",
         metavar="TAG",
-        help="open_clip pretrained tag, already in the local cache (default laion2b_s34b_b79k)",
+        help="open_clip pretrained tag (default laion2b_s34b_b79k)",
     )
     g.add_argument("--clip-checkpoint", metavar="FILE", help="local CLIP weights file")
     g.add_argument(
@@ -139,7 +141,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="FILE",
         help="precomputed embeddings .npy (n_examples, d), row i = example i",
     )
+    g.add_argument(
+        "--offline",
+        action="store_true",
+        help="never download CLIP weights (as HF_HUB_OFFLINE=1): they must be cached",
+    )
     g.add_argument("--cache-dir", metavar="DIR", help="embedding cache (default RUN/cache)")
+    g.add_argument(
+        "--cache-key",
+        choices=("stat", "content"),
+        default="stat",
+        help="what identifies a cached image: stat = path, size and mtime (default; an "
+        "edit that keeps both is not seen), content = a hash of its bytes (reads every file)",
+    )
 
     g = p.add_argument_group("failure directions")
     g.add_argument(
@@ -235,8 +249,10 @@ def run(args: argparse.Namespace) -> int:
             clip_pretrained=tag,
             clip_checkpoint=args.clip_checkpoint,
             clip_random_init=args.clip_random_init,
+            offline=args.offline,
             embeddings=args.embeddings,
             cache_dir=args.cache_dir,
+            cache_key=args.cache_key,
             fit_split=args.fit_split,
             reference_split=args.reference_split,
             threshold=args.threshold,
