@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import numpy as np
 import pytest
@@ -19,17 +18,6 @@ from failscope.embed import (
     load_clip_from_spec,
     load_embeddings,
 )
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    """Any attempt to open a socket fails the test."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 @pytest.fixture

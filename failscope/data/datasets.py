@@ -470,7 +470,7 @@ def _load_image_folder(root: Path, class_list: list[str] | None) -> ImageDataset
     rows_path: list[str] = []
     rows_split: list[str] = []
     rows_label: list[int] = []
-    any_link = False
+    any_link = any(f.is_symlink() for _, f in groups)
     for split, folder in groups:
         for cls in _subdirs(folder):
             if cls not in index:

@@ -8,7 +8,6 @@ value at fault, no traceback, and that no file outside the run directory changed
 
 from __future__ import annotations
 
-import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,17 +65,6 @@ def case(tmp_path, dataset_writer, monkeypatch) -> Case:
              tmp_path / "run")  # fmt: skip
     c.freeze()
     return c
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    """Any attempt to open a socket fails the test."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 def _write_module(folder: Path, name: str, body: str) -> str:
