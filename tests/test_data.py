@@ -472,6 +472,14 @@ def test_symlink_loops_are_not_followed_and_each_file_counts_once(tmp_path, data
     assert "ant/again.png" not in ds.frame["path"].tolist()  # a second path to 003.png
 
 
+def test_a_split_folder_linked_to_another_split_is_refused(tmp_path, dataset_writer):
+    root = tmp_path / "tree"
+    dataset_writer(root, n_per_class=3, splits=("train",), layout="folder")
+    (root / "val").symlink_to(root / "train")  # every file would be in both splits
+    with pytest.raises(InputError, match=r"val/ant/000.png and train/ant/000.png are the same"):
+        load_dataset(root)
+
+
 # --------------------------------------------------------------------------- predictions rules
 
 
