@@ -58,7 +58,7 @@ from typing import Any
 
 import numpy as np
 
-from failscope._validation import check_file, fail
+from failscope._validation import InputError, check_choice, check_file, fail
 
 logger = logging.getLogger(__name__)
 
@@ -209,8 +209,6 @@ class ImageDataset:
             ``"stat"`` hashes (path, size, mtime): an edit that keeps the size and the
             mtime goes unseen. ``"content"`` hashes the file's bytes (every file is read).
         """
-        from failscope._validation import check_choice
-
         check_choice(mode, CACHE_KEYS, name="cache_key")
         paths = self.abspaths
         keys = np.zeros(len(paths), dtype=np.uint64)
@@ -800,7 +798,7 @@ def _collate(
     return ids, torch.stack([x for _, x in ok]), bad, None
 
 
-def _size_error(dataset: ImageDataset, a: _Sized, b: _Sized) -> Exception:
+def _size_error(dataset: ImageDataset, a: _Sized, b: _Sized) -> InputError:
     paths = dataset.frame["path"]
 
     def shown(s: _Sized) -> str:

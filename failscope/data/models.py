@@ -32,14 +32,19 @@ come in any order).
   every class. Only the purely positional names ``prob_0`` .. ``prob_{K-1}`` map
   by index (column ``k`` is class ``k``). Any other mismatch is refused, naming
   the columns without a class and the classes without a column.
-* Class scores are read as **probabilities** when every value lies in [0, 1] and
-  every row sums to 1 (within :data:`PROB_TOLERANCE`); ``confidence`` is then the
-  probability of ``pred``. They are read as **logits** when values lie outside
-  [0, 1] and rows do not sum to 1 (most rows; a file whose rows mostly are
-  probabilities but some are not is refused, naming a bad row): softmax is
-  applied, and a warning says so. Scores that are neither (all in [0, 1] but rows
-  that do not sum to 1, e.g. per-class sigmoid outputs; or percentages, rows
-  summing to 100) are refused. A stored ``confidence`` always lies in [0, 1].
+* Class scores (the whole file is judged at once) are
+
+  - **probabilities** when every row lies in [0, 1] and sums to 1 (within
+    :data:`PROB_TOLERANCE`): ``confidence`` is the probability of ``pred``;
+  - refused as **percentages** when every row is non-negative and sums to 100;
+  - refused as **neither** when every value lies in [0, 1] but rows do not sum
+    to 1 (e.g. per-class sigmoid scores);
+  - refused as **partly bad** when more than half of the rows are probabilities
+    (the others are named by their first row);
+  - otherwise **logits**: softmax turns them into probabilities, and a warning
+    says so.
+
+  A stored ``confidence`` always lies in [0, 1].
 """
 
 from __future__ import annotations
