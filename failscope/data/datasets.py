@@ -579,7 +579,16 @@ def _refuse_duplicate_paths(paths: list[str], manifest: Path) -> None:
     """Raise naming the first path a manifest lists twice (``.``/``..`` resolved)."""
     import pandas as pd
 
-    norm = pd.Series([os.path.normpath(_resolve(manifest.parent, p)) for p in paths])
+    given = pd.Series(paths, dtype=object)
+    base = str(manifest.parent)
+    norm = base + "/" + given  # vectorised; only odd paths are normalised one by one
+    odd = (  # absolute, or may hold "." / ".." / "//" segments
+        given.str.startswith(("/", "."))
+        | given.str.contains("/.", regex=False)
+        | given.str.contains("//", regex=False)
+    ).to_numpy()
+    if odd.any():
+        norm[odd] = [os.path.normpath(os.path.join(base, p)) for p in given[odd]]
     dup = norm.duplicated(keep=False)
     if not dup.any():
         return
