@@ -2,7 +2,9 @@
 
 Public entry points call these first. Each failure raises :class:`InputError`
 (a ``ValueError``) or ``TypeError`` whose one-line message names the bad value
-and what to do; the CLI prints that line and exits with status 2.
+and what to do; the CLI prints that line and exits with status 2. Messages are
+squeezed onto one line and capped at :data:`MAX_MESSAGE_CHARS` characters (the
+middle is cut, with an ellipsis), so a huge value can never flood the terminal.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "MAX_MESSAGE_CHARS",
+    "MAX_SEED",
     "InputError",
     "check_array_2d",
     "check_choice",
@@ -26,7 +30,14 @@ __all__ = [
     "check_int",
     "check_labels",
     "check_same_length",
+    "check_seed",
+    "open_npy",
 ]
+
+#: Longest error message (characters); longer ones keep their start and end.
+MAX_MESSAGE_CHARS = 500
+#: Largest seed: torch seeds are 64-bit unsigned integers.
+MAX_SEED = 2**64 - 1
 
 
 class InputError(ValueError):
@@ -34,11 +45,20 @@ class InputError(ValueError):
 
 
 def _one_line(message: str) -> str:
-    return " ".join(message.split())
+    text = " ".join(str(message).split())
+    if len(text) <= MAX_MESSAGE_CHARS:
+        return text
+    head = (MAX_MESSAGE_CHARS * 2) // 3
+    tail = MAX_MESSAGE_CHARS - head - 3
+    return f"{text[:head]} … {text[-tail:]}"
 
 
 def fail(message: str) -> InputError:
-    """Return an :class:`InputError` with ``message`` squeezed onto one line."""
+    """Return an :class:`InputError` whose message is one line, capped in length.
+
+    A message longer than :data:`MAX_MESSAGE_CHARS` keeps its start and its end
+    (what is wrong, and what to do) around an ellipsis.
+    """
     return InputError(_one_line(message))
 
 
@@ -60,6 +80,15 @@ def check_int(value: Any, *, name: str, low: int | None = None, high: int | None
     if high is not None and value > high:
         raise fail(f"{name}={value} must be <= {high}")
     return value
+
+
+def check_seed(value: Any, *, name: str = "seed") -> int:
+    """Return ``value`` as an int seed in ``[0, MAX_SEED]`` (64 bits, what torch accepts)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(_one_line(f"{name} must be an integer, got {value!r}"))
+    if not 0 <= int(value) <= MAX_SEED:
+        raise fail(f"{name}={value} must be an integer from 0 to 2**64 - 1 ({MAX_SEED})")
+    return int(value)
 
 
 def check_fraction(
@@ -149,3 +178,27 @@ def check_file(path: str | PathLike[str], *, what: str, suffixes: Iterable[str] 
     if suffixes and not p.name.lower().endswith(suffixes):
         raise fail(f"{what} {p} must end with one of {', '.join(suffixes)}")
     return p
+
+
+def open_npy(path: str | PathLike[str], *, what: str) -> np.ndarray:
+    """Memory-map the ``.npy`` file at ``path`` (never unpickling), at least 1-D.
+
+    Raises
+    ------
+    InputError
+        One line naming the file when it is missing, empty (0 bytes), truncated, not
+        a ``.npy`` array, or a 0-d array (a single value).
+    """
+    p = check_file(path, what=what, suffixes=(".npy",))
+    if p.stat().st_size == 0:
+        raise fail(f"{what} {p} is empty (0 bytes); write it again with numpy.save")
+    try:
+        arr = np.load(p, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise fail(
+            f"{what} {p} cannot be read as a .npy array ({exc}); it may be truncated or "
+            "hold Python objects: write it again with numpy.save"
+        ) from None
+    if arr.ndim == 0:
+        raise fail(f"{what} {p} holds a single value (a 0-d array), not one row per example")
+    return arr

@@ -5,18 +5,26 @@ CLIP backbones are resolved by name (:func:`load_clip`):
 * a registered name (:func:`list_clip_models`, :func:`add_clip_model`), e.g.
   ``"world"``, the built-in world's CLIP, imported only when asked for;
 * an open_clip architecture (``open_clip.list_models()``) with a pretrained tag
-  (``open_clip.list_pretrained()``) whose weights are **already in the local
-  cache** (failscope never downloads), or with a local ``checkpoint`` file;
+  (``open_clip.list_pretrained()``), or with a local ``checkpoint`` file;
+* ``hf-hub:ORG/REPO``, an open_clip model on the Hugging Face hub;
 * a path to an open_clip model config ``.json`` (architecture as data) with a
   ``checkpoint``;
 * ``local-dir:FOLDER`` (open_clip's folder layout: ``open_clip_config.json`` plus weights).
 
-Random weights are refused unless ``random_init=True`` (meant for tests).
+Pretrained weights follow open_clip's convention: they are read from the local
+cache (the Hugging Face hub cache, or ``~/.cache/clip`` for URL tags; or
+``cache_dir``) and, when not there, downloaded into it by open_clip's own
+downloader on first use. ``offline=True`` or ``HF_HUB_OFFLINE=1`` forbids the
+download: then a missing file is a one-line error with the exact command that
+fetches it. Random weights are never a fallback: they are refused unless
+``random_init=True`` (meant for tests).
 
 :func:`embed_dataset` writes embeddings into ``CACHE/embeddings-<identity>/``:
 ``embeddings.npy`` of the final shape (n, d), memory-mapped, row i = example i;
-``keys.npy``, one uint64 per row naming the file version (path, size, mtime) the
-row was computed from (0: not done); and ``meta.json``. Finished rows are marked
+``keys.npy``, one uint64 per row naming the file version the row was computed
+from (0: not done; by default the file's path, size and mtime, or with
+``cache_key="content"`` a hash of its bytes, see
+:meth:`~failscope.data.ImageDataset.file_keys`); and ``meta.json``. Finished rows are marked
 done only after their embeddings are flushed, every ``flush_seconds`` and when the
 run stops (also on an exception), so a killed run resumes where it stopped and a
 changed file is recomputed. Skipped (unreadable) images get NaN rows.
@@ -36,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from failscope._validation import check_choice, check_file, fail
+from failscope._validation import check_choice, check_file, fail, open_npy
 from failscope.run._io import file_sha256
 
 logger = logging.getLogger(__name__)
@@ -350,6 +358,88 @@ def _hf_cache_dir() -> str:
     return os.path.join(os.path.expanduser(home), "hub")
 
 
+def _hf_cached_file(repo: str, filename: str, hub_dir: str) -> str | None:
+    """A file of a Hugging Face hub repo in the local hub cache, or None (no network)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    hit = try_to_load_from_cache(repo, filename, cache_dir=hub_dir)
+    return hit if isinstance(hit, str) and os.path.isfile(hit) else None
+
+
+def is_offline(offline: bool = False) -> bool:
+    """True if ``offline`` or the environment says so (``HF_HUB_OFFLINE=1``)."""
+    env = os.environ.get("HF_HUB_OFFLINE", "").strip().upper()
+    return bool(offline) or env in ("1", "ON", "YES", "TRUE")
+
+
+def _fetch_command(model: str, pretrained: str | None, cache_dir: str | None) -> str:
+    """The shell command that fetches a CLIP's weights into open_clip's cache."""
+    args = [repr(model)]
+    if pretrained:
+        args.append(f"pretrained={pretrained!r}")
+    if cache_dir:
+        args.append(f"cache_dir={str(cache_dir)!r}")
+    return f'python -c "import open_clip; open_clip.create_model_and_transforms({", ".join(args)})"'
+
+
+def _download(
+    fetch: Callable[[], str],
+    *,
+    what: str,
+    looked: str,
+    command: str,
+    offline: bool,
+) -> str:
+    """Run open_clip's downloader ``fetch`` unless offline; one-line errors either way."""
+    if is_offline(offline):
+        raise fail(
+            f"{what} are not in the local cache (looked for {looked}) and downloads are off "
+            f"(--offline or HF_HUB_OFFLINE=1): fetch them with `{command}`, or pass "
+            "--clip-checkpoint PATH or --clip world"
+        )
+    logger.info("%s are not in the local cache: downloading them (open_clip)", what)
+    try:
+        path = fetch()
+    except Exception as exc:
+        raise fail(
+            f"downloading the {what} failed ({type(exc).__name__}: {exc}); check the network, "
+            f"or fetch them with `{command}`, or pass --clip-checkpoint PATH"
+        ) from None
+    if not path or not os.path.isfile(path):
+        raise fail(f"downloading the {what} gave no file ({path!r}); fetch them with `{command}`")
+    return str(path)
+
+
+def _hf_hub_folder(repo: str, *, cache_dir: str | None, offline: bool) -> Path:
+    """The local snapshot folder (open_clip's local-dir layout) of ``hf-hub:REPO``.
+
+    Read from the hub cache, or downloaded into it with open_clip's downloader.
+    """
+    from open_clip import pretrained as oc_pretrained
+    from open_clip.factory import _find_checkpoint_in_dir
+
+    hub_dir = cache_dir or _hf_cache_dir()
+    config = _hf_cached_file(repo, "open_clip_config.json", hub_dir)
+    if config is not None and _find_checkpoint_in_dir(Path(config).parent) is not None:
+        return Path(config).parent
+    kw = {
+        "what": f"files of CLIP hf-hub:{repo}",
+        "looked": f"{repo}/open_clip_config.json and weights in {hub_dir}",
+        "command": _fetch_command(f"hf-hub:{repo}", None, cache_dir),
+        "offline": offline,
+    }
+    config = _download(
+        lambda: oc_pretrained.download_pretrained_from_hf(
+            repo, filename="open_clip_config.json", cache_dir=cache_dir
+        ),
+        **kw,
+    )
+    _download(lambda: oc_pretrained.download_pretrained_from_hf(repo, cache_dir=cache_dir), **kw)
+    return Path(config).parent
+
+
 def find_cached_weights(
     pretrained_cfg: dict[str, Any], *, cache_dir: str | None = None
 ) -> tuple[str | None, list[str]]:
@@ -378,15 +468,10 @@ def find_cached_weights(
         elif filename.endswith((".bin", ".pth")):
             names.insert(0, filename[:-4] + ".safetensors")
         hub_dir = cache_dir or _hf_cache_dir()
-        try:
-            from huggingface_hub import try_to_load_from_cache
-        except ImportError:
-            try_to_load_from_cache = None
-        if try_to_load_from_cache is not None:
-            for fn in names:
-                hit = try_to_load_from_cache(repo, fn, cache_dir=hub_dir)
-                if isinstance(hit, str) and os.path.isfile(hit):
-                    return hit, looked
+        for fn in names:
+            hit = _hf_cached_file(repo, fn, hub_dir)
+            if hit is not None:
+                return hit, looked
         looked.append(f"{repo}/{filename} in {hub_dir}")
     url = pretrained_cfg.get("url")
     if url:
@@ -411,16 +496,18 @@ def load_clip(
     precision: str | None = None,
     random_init: bool = False,
     cache_dir: str | None = None,
+    offline: bool = False,
 ) -> ClipModel:
-    """Load a CLIP backbone without touching the network.
+    """Load a CLIP backbone, downloading pretrained weights on first use (open_clip's way).
 
     Parameters
     ----------
     model : str, default="ViT-B-32"
-        A registered name (e.g. ``"world"``), an open_clip architecture, a path to an
-        open_clip config ``.json``, or ``local-dir:FOLDER``.
+        A registered name (e.g. ``"world"``), an open_clip architecture,
+        ``hf-hub:ORG/REPO``, a path to an open_clip config ``.json``, or
+        ``local-dir:FOLDER``.
     pretrained : str or None, default="laion2b_s34b_b79k"
-        open_clip pretrained tag; its weights must already be cached. With
+        open_clip pretrained tag (ignored for ``hf-hub:``/``local-dir:`` names). With
         ``checkpoint`` it only selects the tag's preprocessing (if it is a known tag).
     checkpoint : path, optional
         Local weights file (state_dict, ``.pt``/``.bin``/``.safetensors``).
@@ -433,6 +520,8 @@ def load_clip(
         only; seeded, so the same random model is rebuilt).
     cache_dir : str, optional
         Where open_clip's downloads live (default: the HF hub cache and ``~/.cache/clip``).
+    offline : bool, default=False
+        Never download (also when ``HF_HUB_OFFLINE=1``): weights must be cached.
 
     Returns
     -------
@@ -441,8 +530,9 @@ def load_clip(
     Raises
     ------
     InputError
-        Unknown model or tag, weights not cached (one line naming the model, tag,
-        where it looked, and ``--clip-checkpoint PATH`` / ``--clip world``).
+        Unknown model or tag; weights not cached while offline, or a failed download
+        (one line naming the model, tag, where it looked, the command that fetches
+        them, and ``--clip-checkpoint PATH`` / ``--clip world``).
     """
     device = resolve_device(device)
     precision = precision or ("fp16" if device.startswith("cuda") else "fp32")
@@ -462,19 +552,22 @@ def load_clip(
         precision=precision,
         random_init=random_init,
         cache_dir=cache_dir,
+        offline=offline,
     )
 
 
-def _resolve_arch(name: str) -> tuple[str, str]:
-    """(open_clip model name, architecture description hashed into the identity)."""
+def _resolve_arch(name: str, *, cache_dir: str | None, offline: bool) -> tuple[str, str]:
+    """(open_clip model name, architecture description hashed into the identity).
+
+    ``hf-hub:ORG/REPO`` resolves to ``local-dir:`` its snapshot in the hub cache.
+    """
     import open_clip
 
     if name.startswith("hf-hub:"):
-        raise fail(
-            f"--clip {name} would download from the Hugging Face hub; failscope never "
-            "downloads: fetch the folder once and pass local-dir:FOLDER, or a config .json "
-            "with --clip-checkpoint"
-        )
+        repo = name[len("hf-hub:") :].strip("/")
+        if repo.count("/") != 1 or not all(repo.split("/")):
+            raise fail(f"--clip {name} must name a hub repository as hf-hub:ORG/REPO")
+        name = f"local-dir:{_hf_hub_folder(repo, cache_dir=cache_dir, offline=offline)}"
     if name.startswith("local-dir:"):
         folder = Path(name[len("local-dir:") :])
         cfg = folder / "open_clip_config.json"
@@ -510,11 +603,12 @@ def _load_open_clip(
     precision: str,
     random_init: bool,
     cache_dir: str | None,
+    offline: bool = False,
 ) -> ClipModel:
     import open_clip
     import torch
 
-    arch, arch_id = _resolve_arch(name)
+    arch, arch_id = _resolve_arch(name, cache_dir=cache_dir, offline=offline)
     local_dir = arch.startswith("local-dir:")
     weights_path: str | None = None
     overlay: dict[str, Any] = {}
@@ -544,11 +638,12 @@ def _load_open_clip(
             )
         weights_path, looked = find_cached_weights(tag_cfg, cache_dir=cache_dir)
         if weights_path is None:
-            raise fail(
-                f"weights of CLIP {arch} pretrained={pretrained!r} are not in the local cache "
-                f"(looked for {'; '.join(looked)}) and failscope never downloads: fetch them "
-                "once with network access, or pass --clip-checkpoint PATH (a local weights "
-                "file), or use --clip world"
+            weights_path = _download(
+                lambda: open_clip.download_pretrained(tag_cfg, cache_dir=cache_dir),
+                what=f"weights of CLIP {arch} pretrained={pretrained!r}",
+                looked="; ".join(looked),
+                command=_fetch_command(arch, pretrained, cache_dir),
+                offline=offline,
             )
         weights_id = f"tag:{arch}/{pretrained}"
         overlay = {k: tag_cfg[k] for k in _PREPROCESS_KEYS if k in tag_cfg}
@@ -758,6 +853,7 @@ def embed_dataset(
     num_workers: int = 0,
     progress: Progress | None = None,
     flush_seconds: float = 5.0,
+    cache_key: str = "stat",
 ) -> tuple[np.memmap, list[dict[str, Any]]]:
     """Embed every image of ``dataset``, reusing and extending the on-disk cache.
 
@@ -775,6 +871,9 @@ def embed_dataset(
     flush_seconds : float, default=5.0
         How often finished rows are flushed and marked done; a killed process loses at
         most this much work (an exception loses none).
+    cache_key : {"stat", "content"}, default="stat"
+        What identifies a file version in the cache: its (path, size, mtime), or a hash
+        of its bytes (also sees an edit that keeps size and mtime; reads every file).
 
     Returns
     -------
@@ -786,7 +885,7 @@ def embed_dataset(
     from failscope.data.datasets import iter_image_batches
 
     n = len(dataset)
-    new_keys = dataset.file_keys()
+    new_keys = dataset.file_keys(cache_key)
     store = _EmbeddingStore(
         embedding_cache_folder(cache_dir, clip), clip.identity, clip.dim, clip.spec()
     )
@@ -815,7 +914,7 @@ def embed_dataset(
             dataset, clip.preprocess, ids=todo, batch_size=batch_size, num_workers=num_workers
         ):
             if batch.pixels is not None:
-                emb[batch.ids] = clip.encode_images(batch.pixels)
+                emb[batch.ids] = _encode_batch(clip, batch.pixels, batch.ids, dataset)
                 pending.append(batch.ids)
             for i, reason in batch.skipped:
                 emb[i] = np.nan
@@ -831,6 +930,19 @@ def embed_dataset(
     return np.load(store.emb_path, mmap_mode="r", allow_pickle=False), skipped
 
 
+def _encode_batch(clip: ClipModel, pixels: Any, ids: np.ndarray, dataset: Any) -> np.ndarray:
+    """``clip.encode_images(pixels)``; a failure names the CLIP and the batch's files."""
+    from failscope.data.datasets import _first_files
+
+    try:
+        return clip.encode_images(pixels)
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:  # torch's errors
+        raise fail(
+            f"CLIP {clip.name} failed on a batch of {len(ids)} images "
+            f"({_first_files(dataset, ids)}): {type(exc).__name__}: {exc}"
+        ) from None
+
+
 def load_embeddings(
     path: str | os.PathLike[str],
     n_examples: int,
@@ -844,17 +956,15 @@ def load_embeddings(
     Raises
     ------
     InputError
-        Not 2-D, or a row count other than ``n_examples`` (both named).
+        Empty, truncated or not a ``.npy``; not 2-D; or a row count other than
+        ``n_examples`` (both named).
     """
     from numpy.lib.format import open_memmap
 
     from failscope.run._io import atomic_write
 
-    p = check_file(path, what="embeddings file", suffixes=(".npy",))
-    try:
-        arr = np.load(p, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
-        raise fail(f"embeddings file {p} cannot be read ({exc})") from None
+    arr = open_npy(path, what="embeddings file")
+    p = Path(path)
     if arr.ndim != 2:
         raise fail(f"embeddings file {p} must be 2-D (n_examples, dim), got shape {arr.shape}")
     if arr.shape[0] != n_examples:

@@ -39,7 +39,8 @@ from typing import Any
 import numpy as np
 
 from failscope._threads import torch_threads
-from failscope._validation import check_choice, check_int, fail
+from failscope._validation import check_choice, check_int, check_seed, fail
+from failscope.data.datasets import CACHE_KEYS
 from failscope.directions import SCORINGS, SOLVERS
 from failscope.run import (
     CACHE_DIR,
@@ -151,7 +152,8 @@ def _check_config(config: DiscoverConfig) -> Any:
     check_choice(config.solver, SOLVERS, name="solver")
     check_int(config.batch_size, name="batch_size", low=1)
     check_int(config.num_workers, name="num_workers", low=0)
-    check_int(config.seed, name="seed", low=0, high=2**32 - 1)
+    check_seed(config.seed)
+    check_choice(config.cache_key, CACHE_KEYS, name="cache_key")
     if (config.model is None) == (config.predictions is None):
         raise fail("pass exactly one of a model (--model) and a predictions file (--predictions)")
     if config.embeddings is None and config.clip is None:
@@ -246,8 +248,10 @@ def _discover_locked(
     with timings.stage("load_models"):
         clip_model = _load_clip(
             cfg.clip, clip_pretrained=cfg.clip_pretrained, clip_checkpoint=cfg.clip_checkpoint,
-            clip_random_init=cfg.clip_random_init, device=cfg.device,
+            clip_random_init=cfg.clip_random_init, device=cfg.device, offline=cfg.offline,
         )  # fmt: skip
+        if clip_model is not None:  # record the tag actually used (None for local weights)
+            cfg = cfg.replace(clip_pretrained=clip_model.pretrained)
         module, spec = _audited_model(
             ds, model=cfg.model, checkpoint=cfg.checkpoint,
             trust_checkpoint=cfg.trust_checkpoint, image_size=cfg.image_size,
@@ -266,7 +270,7 @@ def _discover_locked(
         with torch_threads(cfg.threads, **threads), timings.stage("embed"):
             emb, emb_skipped, emb_source = _embed(
                 ds, clip_model=clip_model, embeddings=cfg.embeddings, cache=cache,
-                batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+                cache_key=cfg.cache_key, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
                 progress=_stage_progress(progress, "embed"),
             )  # fmt: skip
 
@@ -490,6 +494,7 @@ def _load_clip(
     clip_checkpoint: Any,
     clip_random_init: bool,
     device: str | None,
+    offline: bool,
 ) -> Any:
     """The CLIP model, or None; loaded before predicting so a missing weight fails fast."""
     if clip is None:
@@ -498,7 +503,7 @@ def _load_clip(
 
     clip_model = load_clip(
         clip, clip_pretrained, checkpoint=clip_checkpoint, device=device,
-        random_init=clip_random_init,
+        random_init=clip_random_init, offline=offline,
     )  # fmt: skip
     if clip_model.random_init:
         logger.warning("CLIP has random weights: directions and captions are meaningless")
@@ -511,6 +516,7 @@ def _embed(
     clip_model: Any,
     embeddings: Any,
     cache: Path,
+    cache_key: str,
     batch_size: int,
     num_workers: int,
     progress: Callable[[int, int], None] | None,
@@ -520,7 +526,7 @@ def _embed(
     if embeddings is None:
         emb, skipped = embed_dataset(
             ds, clip_model, cache_dir=cache, batch_size=batch_size,
-            num_workers=num_workers, progress=progress,
+            num_workers=num_workers, progress=progress, cache_key=cache_key,
         )  # fmt: skip
         return emb, skipped, {"kind": "clip", "path": emb.filename}
     if isinstance(embeddings, np.ndarray):

@@ -20,6 +20,7 @@ Fixtures:
   as a module / saved as TorchScript.
 * ``dataset_writer``: :func:`write_image_dataset`, for other layouts.
 * ``cli_env``: environment for ``subprocess`` calls of the CLI (1 thread, offline).
+* ``no_network``: any attempt to open a socket fails the test.
 """
 
 from __future__ import annotations
@@ -222,3 +223,15 @@ def cli_env() -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a socket fails the test."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)

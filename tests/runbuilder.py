@@ -18,19 +18,25 @@ import numpy as np
 _RGB = [(220, 40, 40), (40, 170, 60), (40, 70, 220), (20, 20, 20)]
 
 
-def write_pngs(folder: Path, n: int, *, size: int = 16, seed: int = 0) -> list[str]:
-    """Write ``n`` tiny RGB PNGs (a coloured block on white); return their file names."""
+def write_pngs(
+    folder: Path, n: int, *, distinct: int | None = None, size: int = 16, seed: int = 0
+) -> list[str]:
+    """Write ``n`` tiny RGB PNGs (a coloured block on white, ``distinct`` different ones
+    repeated); return their file names."""
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    names = []
-    for i in range(n):
+    pictures = []
+    for i in range(distinct or n):
         arr = np.full((size, size, 3), 255, np.uint8)
         x0, y0 = rng.integers(0, size // 2, 2)
         arr[y0 : y0 + size // 2, x0 : x0 + size // 2] = _RGB[i % len(_RGB)]
-        name = f"img_{i:04d}.png"
-        Image.fromarray(arr).save(folder / name)
+        pictures.append(Image.fromarray(arr))
+    names = []
+    for i in range(n):
+        name = f"img_{i:05d}.png"
+        pictures[i % len(pictures)].save(folder / name)
         names.append(name)
     return names
 
@@ -62,7 +68,7 @@ def build_run(
     metadata : mapping of column -> values, optional
         Extra manifest columns (they pass through to ``examples.parquet``).
     images : int, default=0
-        Write this many tiny PNGs and point the examples at them cyclically (for the
+        Write one tiny PNG per example, ``images`` different pictures in turn (for the
         report's thumbnails); 0 leaves the paths pointing at nothing.
     paths : sequence of str, optional
         Image paths to use instead (relative to the data folder).
@@ -80,8 +86,9 @@ def build_run(
     data.mkdir(parents=True, exist_ok=True)
     n = len(labels)
     if paths is None:
-        names = write_pngs(data, images) if images else [f"none_{i}.png" for i in range(n)]
-        paths = [names[i % len(names)] for i in range(n)]
+        paths = (
+            write_pngs(data, n, distinct=images) if images else [f"none_{i}.png" for i in range(n)]
+        )
     frame = pd.DataFrame(
         {
             "path": list(paths),

@@ -330,3 +330,196 @@ def test_manifest_label_text_rules(tmp_path):
     assert labels_of(["007", "010"]) == (["007", "010"], [0, 1])  # names (leading zeros)
     assert labels_of(["10", "9"], classes=["9", "10"]) == (["9", "10"], [1, 0])  # by name
     assert labels_of(["1", "0"], classes=["b", "a"]) == (["b", "a"], [1, 0])  # by index
+
+
+# --------------------------------------------------------------------------- pixels
+
+
+def _one_image(tmp_path, name, save):
+    """A one-row manifest dataset in a fresh folder; ``save(path)`` writes its image."""
+    folder = tmp_path / name.replace(".", "_")
+    folder.mkdir()
+    save(folder / name)
+    pd.DataFrame({"path": [name], "label": ["a"]}).to_csv(folder / "m.csv", index=False)
+    return load_dataset(folder / "m.csv")
+
+
+def _pixels(ds):
+    """The image as the models see it: uint8 (H, W, 3), or the skip reason."""
+    (batch,) = iter_image_batches(ds, _to_tensor)
+    if batch.pixels is None:
+        return batch.skipped[0][1]
+    return np.rint(batch.pixels[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+
+
+def _mode(ds):
+    from PIL import Image
+
+    with Image.open(ds.abspaths[0]) as im:
+        return im.mode
+
+
+def test_16_bit_greyscale_png_is_scaled_not_saturated(tmp_path):
+    from PIL import Image
+
+    values = np.array([[0, 257, 1000], [32896, 60000, 65535]], dtype=np.uint16)
+    ds = _one_image(tmp_path, "g16.png", lambda p: Image.fromarray(values).save(p))
+    assert _mode(ds) in ("I;16", "I")  # a real 16-bit PNG, read back as such
+    px = _pixels(ds)
+    expected = np.rint(values / 257.0).astype(np.uint8)  # 0, 1, 4 / 128, 233, 255
+    assert px.shape == (2, 3, 3)
+    assert (px == expected[:, :, None]).all(), px[:, :, 0]
+
+
+def test_32_bit_integer_and_float_images(tmp_path):
+    from PIL import Image
+
+    ints = np.array([[0, 514, 65535, 70000]], dtype=np.int32)
+    ds = _one_image(tmp_path, "i32.tif", lambda p: Image.fromarray(ints, mode="I").save(p))
+    assert _mode(ds) == "I"
+    assert _pixels(ds)[0, :, 0].tolist() == [0, 2, 255, 255]  # 0..65535 -> 0..255, clipped
+    floats = np.full((4, 4), 0.5, np.float32)
+    ds = _one_image(tmp_path, "f32.tif", lambda p: Image.fromarray(floats).save(p))
+    assert _mode(ds) == "F"
+    assert "mode F" in _pixels(ds)  # skipped: a float image has no known range
+
+
+def test_transparency_is_composited_on_white(tmp_path):
+    from PIL import Image
+
+    hidden = (12, 200, 40)  # the colour under alpha 0: must never reach the model
+
+    def palette(path):
+        im = Image.new("P", (4, 2))
+        im.putpalette([*hidden, 255, 0, 0] + [0, 0, 0] * 254)
+        im.putdata([0, 0, 1, 1] * 2)
+        im.save(path, transparency=0)  # a tRNS chunk
+
+    ds = _one_image(tmp_path, "p.png", palette)
+    assert _mode(ds) == "P"
+    px = _pixels(ds)
+    assert px[0, :2].tolist() == [[255, 255, 255]] * 2 and px[0, 2:].tolist() == [[255, 0, 0]] * 2
+
+    la = np.zeros((2, 2, 2), np.uint8)
+    la[..., 0], la[0, :, 1], la[1, :, 1] = 100, 0, 255
+    px = _pixels(_one_image(tmp_path, "la.png", lambda p: Image.fromarray(la, "LA").save(p)))
+    assert px[0].tolist() == [[255, 255, 255]] * 2 and px[1].tolist() == [[100, 100, 100]] * 2
+
+    rgba = np.zeros((1, 2, 4), np.uint8)
+    rgba[0, 0] = (*hidden, 0)
+    rgba[0, 1] = (255, 0, 0, 128)
+    px = _pixels(_one_image(tmp_path, "rgba.png", lambda p: Image.fromarray(rgba).save(p)))
+    assert px[0, 0].tolist() == [255, 255, 255]
+    assert px[0, 1, 0] == 255 and abs(int(px[0, 1, 1]) - 127) <= 1 and px[0, 1, 1] == px[0, 1, 2]
+
+
+def test_greyscale_and_cmyk_convert_to_rgb(tmp_path):
+    from PIL import Image
+
+    grey = _one_image(tmp_path, "l.png", lambda p: Image.new("L", (3, 3), 77).save(p))
+    assert _mode(grey) == "L" and (_pixels(grey) == 77).all()
+
+    def cmyk(path):
+        Image.new("RGB", (16, 16), (200, 60, 60)).convert("CMYK").save(path, quality=95)
+
+    ds = _one_image(tmp_path, "cmyk.jpg", cmyk)
+    assert _mode(ds) == "CMYK"
+    px = _pixels(ds).reshape(-1, 3).astype(int)
+    assert np.abs(px - [200, 60, 60]).max() <= 8, px[0]
+
+
+def test_decompression_bombs_are_skipped_with_a_reason(image_dataset, monkeypatch):
+    from PIL import Image
+
+    ds = load_dataset(image_dataset.manifest)
+    for limit in (1000, 400):  # 32x32 = 1024 pixels: Pillow warns above 1000, refuses above 800
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+        (batch,) = iter_image_batches(ds, _to_tensor, ids=np.arange(3))
+        assert batch.pixels is None and [i for i, _ in batch.skipped] == [0, 1, 2]
+        assert all(
+            r.startswith("image too large: Image size (1024 pixels)") for _, r in batch.skipped
+        )
+
+
+# --------------------------------------------------------------------------- symbolic links
+
+
+def test_symlink_loops_are_not_followed_and_each_file_counts_once(tmp_path, dataset_writer, caplog):
+    root = tmp_path / "tree"
+    dataset_writer(root, n_per_class=40, splits=("x",), layout="folder")
+    root = root / "x"
+    (root / "ant" / "loop").symlink_to(root / "ant")  # a folder linked into itself
+    (root / "bee" / "up").symlink_to(root)  # back to the dataset root
+    (root / "cat" / "sub").mkdir()
+    (root / "cat" / "sub" / "back").symlink_to(root / "cat")  # to an ancestor
+    (root / "cat" / "next").symlink_to(root / "bee")  # to another class folder
+    ds = load_dataset(root)
+    assert len(ds) == 120
+    assert ds.frame.groupby("label").size().tolist() == [40, 40, 40]
+    assert ds.frame["path"].is_unique
+    assert "not following" in caplog.text
+
+    extra = tmp_path / "extra"  # outside the tree, reached twice from one class
+    extra.mkdir()
+    for k in range(5):
+        (extra / f"e{k}.png").write_bytes((root / "ant" / "000.png").read_bytes())
+    (root / "ant" / "d1").symlink_to(extra)
+    (root / "ant" / "d2").symlink_to(extra)
+    (root / "ant" / "again.png").symlink_to(root / "ant" / "003.png")
+    ds = load_dataset(root)
+    assert len(ds) == 125 and ds.frame.groupby("label").size().tolist() == [45, 40, 40]
+    assert "ant/d1/e0.png" in ds.frame["path"].tolist()
+    assert "ant/again.png" not in ds.frame["path"].tolist()  # a second path to 003.png
+
+
+def test_a_split_folder_linked_to_another_split_is_refused(tmp_path, dataset_writer):
+    root = tmp_path / "tree"
+    dataset_writer(root, n_per_class=3, splits=("train",), layout="folder")
+    (root / "val").symlink_to(root / "train")  # every file would be in both splits
+    with pytest.raises(InputError, match=r"val/ant/000.png and train/ant/000.png are the same"):
+        load_dataset(root)
+
+
+# --------------------------------------------------------------------------- predictions rules
+
+
+def test_logits_are_detected_and_softmaxed(image_dataset, tmp_path, caplog):
+    ds = load_dataset(image_dataset.manifest)
+    logits = np.random.default_rng(0).normal(0, 4, size=(len(ds), 3)).astype(np.float32)
+    np.save(tmp_path / "l.npy", logits)
+    p = read_predictions(tmp_path / "l.npy", ds)
+    soft = np.exp(logits - logits.max(1, keepdims=True))
+    soft /= soft.sum(1, keepdims=True)
+    assert (p.pred == logits.argmax(1)).all()
+    assert np.allclose(p.confidence, soft.max(1), atol=1e-6)
+    assert p.confidence.min() > 1 / 3 - 1e-6 and p.confidence.max() <= 1
+    assert "holds logits, not probabilities" in caplog.text
+    # a pred column with logit prob_* columns: confidence = softmax of the given pred
+    pred = (logits.argmax(1) + 1) % 3
+    frame = pd.DataFrame(
+        {"pred": pred, **{f"prob_{c}": logits[:, i] for i, c in enumerate(ds.classes)}}
+    )
+    frame.to_csv(tmp_path / "l.csv", index=False)
+    p = read_predictions(tmp_path / "l.csv", ds)
+    assert np.allclose(p.confidence, soft[np.arange(len(ds)), pred], atol=1e-6)
+
+
+def test_probability_columns_are_matched_by_name_or_by_position(image_dataset, tmp_path, caplog):
+    import logging
+
+    ds = load_dataset(image_dataset.manifest)
+    probs = np.random.default_rng(1).dirichlet(np.ones(3), size=len(ds))
+    named = pd.DataFrame({f"prob_{c}": probs[:, i] for i, c in enumerate(ds.classes)})
+    named[["prob_cat", "prob_ant", "prob_bee"]].to_csv(tmp_path / "n.csv", index=False)
+    p = read_predictions(tmp_path / "n.csv", ds)  # file order differs from class order
+    assert (p.pred == probs.argmax(1)).all() and np.allclose(p.confidence, probs.max(1))
+    pos = pd.DataFrame({f"prob_{k}": probs[:, k] for k in (2, 0, 1)})
+    pos.to_csv(tmp_path / "k.csv", index=False)
+    with caplog.at_level(logging.INFO, logger="failscope"):
+        p = read_predictions(tmp_path / "k.csv", ds)
+    assert (p.pred == probs.argmax(1)).all()
+    assert "matched to the classes by position" in caplog.text
+    rounded = np.round(probs, 2)  # written with 2 decimals: rows sum to 0.99 .. 1.01
+    np.save(tmp_path / "r.npy", rounded)
+    p = read_predictions(tmp_path / "r.npy", ds)
+    assert np.allclose(p.confidence, rounded.max(1))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import numpy as np
 import pytest
@@ -19,17 +18,6 @@ from failscope.embed import (
     load_clip_from_spec,
     load_embeddings,
 )
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    """Any attempt to open a socket fails the test."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 @pytest.fixture
@@ -306,3 +294,210 @@ def test_cache_survives_sigkill(image_dataset, clip, tiny_clip, tmp_path, cli_en
     assert count.images == 144 - 64
     full, _ = embed_dataset(ds, clip, cache_dir=tmp_path / "full", batch_size=16)
     assert np.allclose(emb, full, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- downloads
+
+
+@pytest.fixture
+def fake_tag(tiny_clip, monkeypatch):
+    """A pretrained tag ``faketag`` of the tiny CLIP architecture, with a URL cfg."""
+    import open_clip
+
+    open_clip.add_model_config(tiny_clip.config)  # "tiny-test-clip"
+    cfg = {"url": "https://example.invalid/tiny/tiny-weights.pt", "hf_hub": "",
+           "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}  # fmt: skip
+    monkeypatch.setitem(open_clip.pretrained._PRETRAINED, "tiny-test-clip", {"faketag": cfg})
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    return cfg
+
+
+def test_offline_never_downloads_and_says_how_to_fetch(fake_tag, no_network, tmp_path, monkeypatch):
+    import open_clip
+
+    def download(*args, **kwargs):
+        raise AssertionError("open_clip's downloader called while offline")
+
+    monkeypatch.setattr(open_clip, "download_pretrained", download)
+    for env, offline in (("0", True), ("1", False)):
+        monkeypatch.setenv("HF_HUB_OFFLINE", env)
+        with pytest.raises(InputError) as err:
+            load_clip("tiny-test-clip", "faketag", cache_dir=str(tmp_path), offline=offline)
+        msg = str(err.value)
+        assert "\n" not in msg and len(msg) <= 500
+        assert "downloads are off (--offline or HF_HUB_OFFLINE=1)" in msg
+        assert str(tmp_path / "tiny-weights.pt") in msg  # where it looked
+        command = (
+            'python -c "import open_clip; open_clip.create_model_and_transforms('
+            f"'tiny-test-clip', pretrained='faketag', cache_dir={str(tmp_path)!r})\""
+        )
+        assert command in msg and "--clip-checkpoint PATH or --clip world" in msg
+
+
+def test_missing_weights_are_downloaded_by_open_clip_once(
+    fake_tag, tiny_clip, no_network, tmp_path, monkeypatch
+):
+    import shutil
+
+    import open_clip
+    import torch
+
+    calls = []
+
+    def download(cfg, prefer_hf_hub=True, cache_dir=None):
+        calls.append((cfg, cache_dir))
+        target = os.path.join(cache_dir, "tiny-weights.pt")
+        shutil.copy(tiny_clip.checkpoint, target)
+        return target
+
+    monkeypatch.setattr(open_clip, "download_pretrained", download)
+    clip = load_clip("tiny-test-clip", "faketag", cache_dir=str(tmp_path), device="cpu")
+    assert calls == [(fake_tag, str(tmp_path))]  # open_clip's own downloader, the tag's cfg
+    assert clip.pretrained == "faketag" and not clip.random_init and clip.checkpoint is None
+    assert clip.preprocess_cfg["mean"] == [0.5, 0.5, 0.5]  # the tag's preprocessing
+    ref = load_clip(str(tiny_clip.config), None, checkpoint=tiny_clip.checkpoint, device="cpu")
+    x = torch.rand(2, 3, 32, 32)
+    assert np.allclose(clip.encode_images(x), ref.encode_images(x), atol=1e-6)  # the weights
+    again = load_clip("tiny-test-clip", "faketag", cache_dir=str(tmp_path), device="cpu")
+    assert len(calls) == 1 and again.identity == clip.identity  # now read from the cache
+
+
+def test_a_failed_download_is_one_line_and_never_random(fake_tag, tmp_path, monkeypatch):
+    import open_clip
+
+    def download(cfg, prefer_hf_hub=True, cache_dir=None):
+        raise OSError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(open_clip, "download_pretrained", download)
+    with pytest.raises(InputError) as err:
+        load_clip("tiny-test-clip", "faketag", cache_dir=str(tmp_path))
+    msg = str(err.value)
+    assert msg.startswith("downloading the weights of CLIP tiny-test-clip pretrained='faketag'")
+    assert "name resolution" in msg and "create_model_and_transforms" in msg
+
+
+def _hub_snapshot(hub, repo, tiny_clip, rev="0123abcd"):
+    """Write ``repo`` in the Hugging Face hub cache layout: config + weights, refs/main."""
+    import json
+    import shutil
+
+    folder = hub / f"models--{repo.replace('/', '--')}"
+    snap = folder / "snapshots" / rev
+    snap.mkdir(parents=True, exist_ok=True)
+    model_cfg = json.loads(tiny_clip.config.read_text())
+    (snap / "open_clip_config.json").write_text(
+        json.dumps(
+            {"model_cfg": model_cfg, "preprocess_cfg": {"mean": [0.5] * 3, "std": [0.5] * 3}}
+        )
+    )
+    shutil.copy(tiny_clip.checkpoint, snap / "open_clip_pytorch_model.bin")
+    (folder / "refs").mkdir(exist_ok=True)
+    (folder / "refs" / "main").write_text(rev)
+    return snap
+
+
+def test_hf_hub_names_load_from_the_hub_cache_offline(tiny_clip, no_network, tmp_path, monkeypatch):
+    import torch
+
+    hub = tmp_path / "hub"
+    snap = _hub_snapshot(hub, "some-org/tiny-clip", tiny_clip)
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    clip = load_clip("hf-hub:some-org/tiny-clip", device="cpu", offline=True)
+    assert clip.name == "hf-hub:some-org/tiny-clip" and clip.pretrained is None
+    assert clip.preprocess_cfg["mean"] == [0.5, 0.5, 0.5] and clip.dim == 32
+    ref = load_clip(str(tiny_clip.config), None, checkpoint=tiny_clip.checkpoint, device="cpu")
+    x = torch.rand(2, 3, 32, 32)
+    assert np.allclose(clip.encode_images(x), ref.encode_images(x), atol=1e-6)
+    again = load_clip_from_spec(clip.spec(), device="cpu")  # run.json -> the same CLIP
+    assert again.identity == clip.identity
+    (snap / "open_clip_pytorch_model.bin").unlink()  # config cached, weights not
+    with pytest.raises(InputError, match=r"files of CLIP hf-hub:some-org/tiny-clip are not in"):
+        load_clip("hf-hub:some-org/tiny-clip", device="cpu", offline=True)
+
+
+def test_hf_hub_names_are_downloaded_by_open_clip(tiny_clip, no_network, tmp_path, monkeypatch):
+    from open_clip import pretrained as oc_pretrained
+
+    hub = tmp_path / "hub"
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    calls = []
+
+    def download(model_id, filename=None, revision=None, cache_dir=None):
+        calls.append((model_id, filename, cache_dir))
+        snap = _hub_snapshot(hub, model_id, tiny_clip)
+        return str(snap / (filename or "open_clip_pytorch_model.bin"))
+
+    monkeypatch.setattr(oc_pretrained, "download_pretrained_from_hf", download)
+    clip = load_clip("hf-hub:some-org/tiny-clip", device="cpu", cache_dir=str(hub))
+    assert calls == [
+        ("some-org/tiny-clip", "open_clip_config.json", str(hub)),
+        ("some-org/tiny-clip", None, str(hub)),
+    ]
+    assert clip.dim == 32 and clip.name == "hf-hub:some-org/tiny-clip"
+
+
+# --------------------------------------------------------------------------- cache keys
+
+
+def test_content_cache_key_sees_a_same_size_edit_that_keeps_the_mtime(clip, tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for k in range(6):  # BMP: the file size depends on the image size only
+        paths.append(f"{k}.bmp")
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
+            tmp_path / paths[-1]
+        )
+    import pandas as pd
+
+    pd.DataFrame({"path": paths, "label": ["a", "b"] * 3}).to_csv(tmp_path / "m.csv", index=False)
+    ds = load_dataset(tmp_path / "m.csv")
+    stat_emb, _ = embed_dataset(ds, clip, cache_dir=tmp_path / "s")
+    content_emb, _ = embed_dataset(ds, clip, cache_dir=tmp_path / "c", cache_key="content")
+    assert np.array_equal(np.asarray(stat_emb), np.asarray(content_emb))
+    stat_emb, content_emb = np.array(stat_emb), np.array(content_emb)
+
+    target = tmp_path / paths[2]
+    st = target.stat()
+    Image.fromarray(np.full((32, 32, 3), 255, np.uint8)).save(target)  # same size, new pixels
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))  # and the old mtime
+    assert target.stat().st_size == st.st_size and target.stat().st_mtime_ns == st.st_mtime_ns
+
+    count = _Counter(clip)
+    stale, _ = embed_dataset(ds, clip, cache_dir=tmp_path / "s")  # stat trusts (path, size, mtime)
+    assert count.images == 0 and np.array_equal(np.asarray(stale), stat_emb)
+    fresh, _ = embed_dataset(ds, clip, cache_dir=tmp_path / "c", cache_key="content")
+    assert count.images == 1
+    changed = ~np.isclose(np.asarray(fresh), content_emb).all(axis=1)
+    assert changed.tolist() == [False, False, True, False, False, False]
+    with pytest.raises(InputError, match=r"cache_key='inode' is not one of"):
+        ds.file_keys("inode")
+
+
+def test_discover_records_the_clip_actually_used(image_dataset, tiny_clip, tmp_path, monkeypatch):
+    """The world CLIP has no pretrained tag: run.json must not claim the default one."""
+    import pandas as pd
+
+    import failscope.world.clip as world_clip
+    from failscope.cli import build_parser
+    from failscope.pipeline import discover
+
+    monkeypatch.setattr(world_clip, "WORLD_CLIP_CONFIG", tiny_clip.config)
+    monkeypatch.setattr(world_clip, "WORLD_CLIP_WEIGHTS", tiny_clip.checkpoint)
+    preds = tmp_path / "p.csv"
+    pd.DataFrame({"pred": [r["label"] for r in image_dataset.rows]}).to_csv(preds, index=False)
+    run = discover(
+        image_dataset.manifest, out=tmp_path / "run", predictions=preds, clip="world",
+        cache_key="content", captions=False, report=False,
+    )  # fmt: skip
+    assert run.config.clip_pretrained is None  # was "laion2b_s34b_b79k"
+    assert run.info.embeddings.clip.pretrained is None
+    assert run.config.cache_key == "content"
+    with pytest.raises(InputError, match="cache_key='mtime' is not one of"):
+        discover(image_dataset.manifest, out=tmp_path / "r2", predictions=preds, cache_key="mtime")
+    args = build_parser().parse_args(
+        ["discover", "--data", "d", "--out", "o", "--predictions", "p", "--cache-key", "content",
+         "--offline"]
+    )  # fmt: skip
+    assert args.cache_key == "content" and args.offline

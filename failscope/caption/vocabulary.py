@@ -29,7 +29,9 @@ User files (:func:`load_vocabulary_file`):
   ``family -> {words: [...], templates: [...]}``. Templates use ``{cls}`` for the
   class and one of ``{adj}``, ``{noun}``, ``{word}``, ``{value}``, ``{phrase}`` for
   the word (a template may leave out ``{cls}``); families without templates place
-  their words as plain phrases.
+  their words as plain phrases. YAML anchors and aliases (``&name``/``*name``) are
+  refused: an alias bomb of a few hundred bytes would otherwise expand to gigabytes;
+  write the words out.
 
 Synonyms (:func:`load_synonyms`): YAML mapping ``class name -> list of names``,
 e.g. ``{"7": ["seven"], "dog": ["puppy", "hound"]}``; each name yields captions too.
@@ -285,11 +287,28 @@ def _read_text(path: Path, what: str) -> str:
     return text
 
 
+def _no_alias_loader() -> type:
+    """A ``yaml.SafeLoader`` that refuses anchors and aliases (no alias bombs)."""
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            event = self.peek_event()
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise yaml.YAMLError(
+                    f"line {event.start_mark.line + 1}: YAML anchors and aliases "
+                    "(&name, *name) are not allowed; write the words out"
+                )
+            return super().compose_node(parent, index)
+
+    return NoAliasLoader
+
+
 def _parse_yaml(text: str, path: Path, what: str) -> Any:
     import yaml
 
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_no_alias_loader())  # a SafeLoader: no Python objects
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""

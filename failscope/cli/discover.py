@@ -32,8 +32,9 @@ examples:
   # no model at hand: its predictions (labels, or prob_* columns) plus precomputed embeddings
   failscope discover --data data.csv --predictions preds.csv --embeddings emb.npy --out runs/a
 
-  # another CLIP: a cached open_clip tag, a local weights file, or the built-in world CLIP
+  # another CLIP: an open_clip tag, a hub model, a local weights file, or the world CLIP
   failscope discover ... --clip ViT-L-14 --clip-pretrained datacomp_xl_s13b_b90k
+  failscope discover ... --clip hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K
   failscope discover ... --clip ViT-B-32 --clip-checkpoint open_clip_pytorch_model.bin
   failscope discover ... --clip world
 
@@ -41,7 +42,8 @@ notes:
   Data without splits is one fitting split named 'val' unless --split-by random:F or
   column:NAME. Unreadable images are skipped and listed in RUN/run.json. Embeddings are
   cached in RUN/cache (or --cache-dir): a re-run, or a run restarted after a crash,
-  computes only what is missing. failscope never downloads weights.
+  computes only what is missing. CLIP weights missing from the local cache are
+  downloaded by open_clip on first use, unless --offline or HF_HUB_OFFLINE=1.
   Slicers: --slicer directions (default; one failure direction per class) or
   NAME:key=value,... (see failscope.list_slicers()).
 """

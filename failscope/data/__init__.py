@@ -11,6 +11,7 @@ from failscope.data.datasets import (
     load_dataset,
     load_dataset_from_spec,
     read_classes_file,
+    to_rgb,
 )
 from failscope.data.models import (
     Predictions,
@@ -38,4 +39,5 @@ __all__ = [
     "read_classes_file",
     "read_predictions",
     "resolve_device",
+    "to_rgb",
 ]

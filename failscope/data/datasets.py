@@ -7,11 +7,16 @@ Two layouts are understood (:func:`load_dataset`):
   (``train``, ``val``, ``valid``, ``validation``, ``test``). Classes are the sorted
   union of the class folder names, as in ``torchvision.datasets.ImageFolder``.
   Files with other extensions than :data:`IMG_EXTENSIONS` and hidden entries are
-  ignored. Rows are ordered by split folder, class, then path.
+  ignored. Rows are ordered by split folder, class, then path. Symbolic links are
+  followed, but never back into a folder already on the way (a link loop, or a
+  link to the root, a split or a class folder): each file is counted once, and a
+  file reached under two classes or splits is refused.
 * **Manifest** (``.csv``, ``.parquet`` or ``.pq``) with columns ``path`` (relative to
   the manifest's folder, or absolute), ``label`` (class name, or an integer class
   index), an optional ``split``, and any other columns, which are kept as metadata
   and copied to ``examples.parquet`` untouched. Rows keep the manifest's order.
+  Each image may appear once: a path listed twice (after resolving ``.`` and
+  ``..``) is refused, since a copy would be scored twice and leak across CV folds.
 
 Class order: a ``classes`` file (one name per line, or a JSON list) if given; else
 the sorted unique string labels; for integer labels, ``"0" .. str(max)``.
@@ -23,7 +28,19 @@ Splits: the split folder or ``split`` column if there is one. Otherwise
 
 Images are never loaded here; :func:`iter_image_batches` streams them in batches
 through a torch ``DataLoader``. A missing or unreadable file does not raise: it is
-returned as skipped (path and reason) and the batch goes on without it.
+returned as skipped (path and reason) and the batch goes on without it. So is an
+image above Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``).
+
+Pixels (:func:`to_rgb`): every image becomes 8-bit RGB. 16- and 32-bit integer
+greyscale (modes ``I;16``, ``I``) is scaled from 0..65535 to 0..255; floating-point
+images (mode ``F``) have no known range and are skipped; transparent pixels
+(RGBA, LA, palette or greyscale with a transparent colour) are composited onto
+:data:`ALPHA_BACKGROUND` (white), so a hidden colour under alpha 0 never leaks in;
+greyscale, CMYK and the other modes go through Pillow's ``convert("RGB")``.
+
+Cache keys (:meth:`ImageDataset.file_keys`): ``"stat"`` (default) trusts a file's
+(path, size, modification time); ``"content"`` hashes its bytes, which also sees an
+edit that keeps the size and the mtime, at the cost of reading every file.
 """
 
 from __future__ import annotations
@@ -33,6 +50,7 @@ import json
 import logging
 import os
 import re
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,11 +58,13 @@ from typing import Any
 
 import numpy as np
 
-from failscope._validation import check_file, fail
+from failscope._validation import InputError, check_choice, check_file, fail
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "ALPHA_BACKGROUND",
+    "CACHE_KEYS",
     "IMG_EXTENSIONS",
     "SPLIT_DIRS",
     "ImageBatch",
@@ -53,6 +73,7 @@ __all__ = [
     "load_dataset",
     "load_dataset_from_spec",
     "read_classes_file",
+    "to_rgb",
 ]
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -64,6 +85,10 @@ RESERVED_COLUMNS = (
     "id", "path", "split", "label", "pred", "correct", "failure_score", "slice", "confidence",
 )  # fmt: skip
 DEFAULT_SPLIT = "val"
+#: RGB that transparent pixels are composited onto (see the module docstring).
+ALPHA_BACKGROUND = (255, 255, 255)
+#: How :meth:`ImageDataset.file_keys` identifies a file version.
+CACHE_KEYS = ("stat", "content")
 
 
 # --------------------------------------------------------------------------- paths
@@ -178,21 +203,35 @@ class ImageDataset:
         """
         return dict(self.source, n_examples=len(self), n_classes=len(self.classes))
 
-    def file_keys(self) -> np.ndarray:
-        """One uint64 per example identifying the file's (path, size, mtime); 0 if missing.
+    def file_keys(self, mode: str = "stat") -> np.ndarray:
+        """One uint64 per example identifying the file's version; 0 if it cannot be read.
 
         Used as the embedding cache key: a changed file gets a new key.
+
+        Parameters
+        ----------
+        mode : {"stat", "content"}, default="stat"
+            ``"stat"`` hashes (path, size, mtime): an edit that keeps the size and the
+            mtime goes unseen. ``"content"`` hashes the file's bytes (every file is read).
         """
+        check_choice(mode, CACHE_KEYS, name="cache_key")
         paths = self.abspaths
         keys = np.zeros(len(paths), dtype=np.uint64)
         for i in range(len(paths)):
             p = paths[i]
             try:
-                st = os.stat(p)
+                if mode == "content":
+                    with open(p, "rb") as fh:
+                        digest = hashlib.file_digest(
+                            fh, lambda: hashlib.blake2b(digest_size=8)
+                        ).digest()
+                else:
+                    st = os.stat(p)
+                    text = f"{p}\0{st.st_size}\0{st.st_mtime_ns}"
+                    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
             except OSError:
                 continue
-            h = hashlib.blake2b(f"{p}\0{st.st_size}\0{st.st_mtime_ns}".encode(), digest_size=8)
-            keys[i] = np.uint64(int.from_bytes(h.digest(), "little") | 1)  # never 0
+            keys[i] = np.uint64(int.from_bytes(digest, "little") | 1)  # never 0
         return keys
 
 
@@ -228,6 +267,13 @@ def _first_duplicate(items: Sequence[str]) -> str | None:
             return x
         seen.add(x)
     return None
+
+
+def _first_files(dataset: ImageDataset, ids: np.ndarray) -> str:
+    """``"a.png, b.png, c.png, ..."``: the paths of the first three of ``ids``."""
+    paths = dataset.frame["path"]
+    first = ", ".join(str(paths.iat[int(i)]) for i in ids[:3])
+    return first + (", ..." if len(ids) > 3 else "")
 
 
 def _show(names: Sequence[Any], limit: int = 10) -> str:
@@ -311,12 +357,85 @@ def _is_image(name: str) -> bool:
     return name.lower().endswith(IMG_EXTENSIONS) and not name.startswith(".")
 
 
-def _walk_images(folder: Path) -> list[str]:
-    out = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        out.extend(os.path.join(dirpath, f) for f in sorted(filenames) if _is_image(f))
-    return out
+def _dir_key(path: str | os.PathLike[str]) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def _walk_images(folder: Path, visited: set[tuple[int, int]]) -> tuple[list[str], bool]:
+    """Image files under ``folder``, each folder's files before its sub-folders (sorted).
+
+    Links to folders are followed unless the folder (``(st_dev, st_ino)``) is in
+    ``visited``, which grows as folders are entered: a link loop, or two links to
+    one folder, is walked once. Returns the paths and whether any link was seen.
+    """
+    out: list[str] = []
+    saw_link = False
+    stack = [str(folder)]
+    while stack:
+        here = stack.pop()
+        try:
+            with os.scandir(here) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            logger.warning("cannot list folder %s (%s); its images are left out", here, exc)
+            continue
+        subdirs = []
+        for e in entries:
+            if e.name.startswith("."):
+                continue
+            saw_link = saw_link or e.is_symlink()
+            if not e.is_dir():
+                if _is_image(e.name):
+                    out.append(e.path)
+                continue
+            try:
+                key = _dir_key(e.path)
+            except OSError:
+                continue
+            if key in visited:
+                logger.warning(
+                    "not following %s: it leads back to %s, a folder already in the scan",
+                    e.path, os.path.realpath(e.path),
+                )  # fmt: skip
+                continue
+            visited.add(key)
+            subdirs.append(e.path)
+        stack.extend(reversed(subdirs))
+    return out, saw_link
+
+
+def _drop_linked_copies(
+    root: Path, paths: list[str], splits: list[str], labels: list[int], classes: Sequence[str]
+) -> list[int]:
+    """Row indices to keep so that each file (by ``(st_dev, st_ino)``) appears once.
+
+    A second path to a file (through a symbolic link) under the same split and class
+    is dropped with a warning; under another split or class it is refused.
+    """
+    first: dict[tuple[int, int], int] = {}
+    keep = []
+    for i, p in enumerate(paths):
+        try:
+            key = _dir_key(root / p)
+        except OSError:
+            keep.append(i)  # a broken link: skipped later as a missing file
+            continue
+        j = first.setdefault(key, i)
+        if j == i:
+            keep.append(i)
+        elif (splits[j], labels[j]) != (splits[i], labels[i]):
+            raise fail(
+                f"data folder {root}: {p} and {paths[j]} are the same file (a symbolic "
+                f"link) under class {classes[labels[i]]!r} of split {splits[i]!r} and "
+                f"class {classes[labels[j]]!r} of split {splits[j]!r}; keep one of them"
+            )
+    if len(keep) < len(paths):
+        logger.warning(
+            "data folder %s: %d paths reach files already listed (symbolic links); each "
+            "file is counted once", root, len(paths) - len(keep),
+        )  # fmt: skip
+    return keep
 
 
 def _subdirs(folder: Path) -> list[str]:
@@ -348,7 +467,13 @@ def _load_image_folder(root: Path, class_list: list[str] | None) -> ImageDataset
         found.update(dict.fromkeys(_subdirs(folder)))
     names = sorted(found) if class_list is None else class_list
     index = {c: i for i, c in enumerate(names)}
-    rows_path, rows_split, rows_label = [], [], []
+    # the root, split and class folders: a link back to any of them is not followed
+    fixed = {_dir_key(root)} | {_dir_key(f) for _, f in groups}
+    fixed |= {_dir_key(f / c) for _, f in groups for c in _subdirs(f)}
+    rows_path: list[str] = []
+    rows_split: list[str] = []
+    rows_label: list[int] = []
+    any_link = any(f.is_symlink() for _, f in groups)
     for split, folder in groups:
         for cls in _subdirs(folder):
             if cls not in index:
@@ -356,10 +481,16 @@ def _load_image_folder(root: Path, class_list: list[str] | None) -> ImageDataset
                     f"class folder {folder / cls} is not in the classes {_show(names)}; "
                     "add it to the classes file or remove the folder"
                 )
-            files = _walk_images(folder / cls)
+            files, saw_link = _walk_images(folder / cls, set(fixed))
+            any_link = any_link or saw_link or (folder / cls).is_symlink()
             rows_path.extend(os.path.relpath(f, root).replace(os.sep, "/") for f in files)
             rows_split.extend([split or DEFAULT_SPLIT] * len(files))
             rows_label.extend([index[cls]] * len(files))
+    if any_link:
+        keep = _drop_linked_copies(root, rows_path, rows_split, rows_label, names)
+        rows_path = [rows_path[i] for i in keep]
+        rows_split = [rows_split[i] for i in keep]
+        rows_label = [rows_label[i] for i in keep]
     if not rows_path:
         raise fail(f"no images found under {root} (extensions: {', '.join(IMG_EXTENSIONS)})")
     frame = pd.DataFrame(
@@ -401,10 +532,20 @@ def _load_manifest(path: Path, class_list: list[str] | None) -> ImageDataset:
                 f"manifest {path} has no {col!r} column (columns: {_show(list(table.columns))})"
             )
     table = table.reset_index(drop=True)
+    if not len(table):
+        raise fail(f"manifest {path} has a header but no rows; list one image per row")
     paths = table["path"]
     bad = paths.isna() | (paths.astype(str).str.strip() == "")
     if bad.any():
         raise fail(f"manifest {path}: empty 'path' at row {int(np.flatnonzero(bad)[0])}")
+    nul = paths.astype(str).str.contains("\x00", regex=False)
+    if nul.any():
+        row = int(np.flatnonzero(nul)[0])
+        raise fail(
+            f"manifest {path}: 'path' at row {row} holds a NUL byte "
+            f"({paths.iat[row]!r}); no file name can contain one"
+        )
+    _refuse_duplicate_paths(paths.astype(str).tolist(), path)
     labels, names, are_indices = _encode_labels(table["label"], class_list, where=str(path))
     frame = pd.DataFrame({"path": paths.astype(str), "label": labels})
     has_split = "split" in table.columns
@@ -436,6 +577,34 @@ def _load_manifest(path: Path, class_list: list[str] | None) -> ImageDataset:
     }
     return ImageDataset(
         frame=frame, classes=names, root=path.parent, source=source, labels_are_indices=are_indices
+    )
+
+
+def _refuse_duplicate_paths(paths: list[str], manifest: Path) -> None:
+    """Raise naming the first path a manifest lists twice (``.``/``..`` resolved)."""
+    import pandas as pd
+
+    given = pd.Series(paths, dtype=object)
+    base = str(manifest.parent)
+    norm = base + "/" + given  # vectorised; only odd paths are normalised one by one
+    odd = (  # absolute, or may hold "." / ".." / "//" segments
+        given.str.startswith(("/", "."))
+        | given.str.contains("/.", regex=False)
+        | given.str.contains("//", regex=False)
+    ).to_numpy()
+    if odd.any():
+        norm[odd] = [os.path.normpath(os.path.join(base, p)) for p in given[odd]]
+    dup = norm.duplicated(keep=False)
+    if not dup.any():
+        return
+    first = int(np.flatnonzero(dup)[0])
+    rows = np.flatnonzero(norm == norm.iat[first])
+    n_extra = int(norm.duplicated().sum())
+    raise fail(
+        f"manifest {manifest} lists {paths[first]!r} {len(rows)} times (rows "
+        f"{', '.join(map(str, rows[:3]))}{', ...' if len(rows) > 3 else ''}; {n_extra} "
+        "duplicate rows in all): a copy is scored twice and leaks across CV folds; "
+        "keep one row per image"
     )
 
 
@@ -582,33 +751,77 @@ class _ImageLoader:
         i = int(self.ids[k])
         path = self.paths[i]
         try:
-            with Image.open(path) as im:
-                rgb = im.convert("RGB")  # decodes fully: truncated files fail here
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as im:
+                    rgb = to_rgb(im)  # decodes fully: truncated files fail here
             return i, self.transform(rgb), None
         except FileNotFoundError:
             return i, None, "missing file"
-        except Image.DecompressionBombError as exc:
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             return i, None, f"image too large: {_one_line(exc)}"
         except Exception as exc:
             return i, None, f"unreadable image ({type(exc).__name__}: {_one_line(exc)})"
+
+
+def to_rgb(im: Any) -> Any:
+    """A Pillow image as 8-bit RGB (the rules are in the module docstring).
+
+    Raises
+    ------
+    ValueError
+        For floating-point images (mode ``F``), whose value range is unknown.
+    """
+    from PIL import Image
+
+    mode = im.mode
+    if mode == "F":
+        raise ValueError("floating-point image (mode F) has no known value range")
+    if mode == "I" or mode.startswith("I;16"):
+        values = np.asarray(im).astype(np.float32)
+        grey = np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8)  # 65535 -> 255
+        return Image.fromarray(grey).convert("RGB")
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+        background = Image.new("RGBA", im.size, (*ALPHA_BACKGROUND, 255))
+        return Image.alpha_composite(background, im.convert("RGBA")).convert("RGB")
+    return im.convert("RGB")
 
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:200]
 
 
-def _collate(items: list[tuple[int, Any, str | None]]) -> tuple[np.ndarray, Any, list, str | None]:
+_Sized = tuple[int, tuple[int, ...]]  # (example id, tensor shape)
+
+
+def _collate(
+    items: list[tuple[int, Any, str | None]],
+) -> tuple[np.ndarray, Any, list, tuple[_Sized, _Sized] | None]:
+    """Stack a batch; on images of different sizes, the first and the first odd one."""
     import torch
 
-    ids = np.asarray([i for i, x, _ in items if x is not None], dtype=np.int64)
-    xs = [x for _, x, _ in items if x is not None]
+    ok = [(i, x) for i, x, _ in items if x is not None]
+    ids = np.asarray([i for i, _ in ok], dtype=np.int64)
     bad = [(i, r) for i, x, r in items if x is None]
-    if not xs:
+    if not ok:
         return ids, None, bad, None
-    shapes = {tuple(x.shape) for x in xs}
-    if len(shapes) > 1:
-        return ids, None, bad, f"images of different sizes in one batch: {sorted(shapes)[:2]}"
-    return ids, torch.stack(xs), bad, None
+    first = (ok[0][0], tuple(ok[0][1].shape))
+    for i, x in ok[1:]:
+        if tuple(x.shape) != first[1]:
+            return ids, None, bad, (first, (i, tuple(x.shape)))
+    return ids, torch.stack([x for _, x in ok]), bad, None
+
+
+def _size_error(dataset: ImageDataset, a: _Sized, b: _Sized) -> InputError:
+    paths = dataset.frame["path"]
+
+    def shown(s: _Sized) -> str:
+        return f"{paths.iat[s[0]]} ({'x'.join(map(str, s[1]))})"
+
+    return fail(
+        f"image {shown(b)} differs in size from {shown(a)}, and the model's input has no "
+        "resize; pass an image size (e.g. --image-size 224) so images are resized"
+    )
 
 
 def iter_image_batches(
@@ -635,6 +848,12 @@ def iter_image_batches(
     Yields
     ------
     ImageBatch
+
+    Raises
+    ------
+    InputError
+        When transformed images differ in size (a transform without resize), naming
+        two files of different sizes.
     """
     import torch
 
@@ -647,9 +866,13 @@ def iter_image_batches(
         collate_fn=_collate,
         persistent_workers=False,
     )
-    for batch_ids, pixels, bad, problem in loader:
-        if problem:
-            raise fail(
-                f"{problem}; pass an image size (e.g. --image-size 224) so images are resized"
-            )
+    first: _Sized | None = None  # every batch must match the first image's size
+    for batch_ids, pixels, bad, odd in loader:
+        if odd is not None:
+            raise _size_error(dataset, *odd)
+        if pixels is not None:
+            here = (int(batch_ids[0]), tuple(pixels.shape[1:]))
+            first = first or here
+            if here[1] != first[1]:
+                raise _size_error(dataset, first, here)
         yield ImageBatch(ids=batch_ids, pixels=pixels, skipped=bad)

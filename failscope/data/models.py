@@ -18,12 +18,33 @@ Input preprocessing (:func:`model_transform`): resize the shorter side to
 torchvision models get 224 and the ImageNet mean/std; TorchScript and callable
 models get no resize (images must share one size) and no normalisation, so
 they receive [0, 1] tensors. Model outputs are treated as logits: ``pred`` is the
-argmax and ``confidence`` the softmax probability of ``pred``.
+argmax and ``confidence`` the softmax probability of ``pred``. A model that raises
+stops the run with one line naming the model and the files of the batch; NaN or
+inf logits stop it after the pass, naming how many images had them.
 
 Predictions files (:func:`read_predictions`): ``.npy`` with predicted class
-indices (1-D) or class probabilities (2-D); or ``.csv``/``.parquet`` with a
-``pred`` column (index or class name) or ``prob_*`` columns, optionally keyed by
-a ``path`` or ``id`` column (then rows may come in any order).
+indices (1-D) or class scores (2-D, one column per class in class order); or
+``.csv``/``.parquet`` with a ``pred`` column (index or class name) and/or
+``prob_*`` columns, optionally keyed by a ``path`` or ``id`` column (then rows may
+come in any order).
+
+* ``prob_<class>`` columns are matched to the classes **by name** and must cover
+  every class. Only the purely positional names ``prob_0`` .. ``prob_{K-1}`` map
+  by index (column ``k`` is class ``k``). Any other mismatch is refused, naming
+  the columns without a class and the classes without a column.
+* Class scores (the whole file is judged at once) are
+
+  - **probabilities** when every row lies in [0, 1] and sums to 1 (within
+    :data:`PROB_TOLERANCE`): ``confidence`` is the probability of ``pred``;
+  - refused as **percentages** when every row is non-negative and sums to 100;
+  - refused as **neither** when every value lies in [0, 1] but rows do not sum
+    to 1 (e.g. per-class sigmoid scores);
+  - refused as **partly bad** when more than half of the rows are probabilities
+    (the others are named by their first row);
+  - otherwise **logits**: softmax turns them into probabilities, and a warning
+    says so.
+
+  A stored ``confidence`` always lies in [0, 1].
 """
 
 from __future__ import annotations
@@ -41,8 +62,8 @@ from typing import Any
 import numpy as np
 
 from failscope._torch import quiet_torchscript
-from failscope._validation import check_file, fail
-from failscope.data.datasets import ImageDataset, _show, iter_image_batches
+from failscope._validation import InputError, check_file, fail, open_npy
+from failscope.data.datasets import ImageDataset, _first_files, _show, iter_image_batches
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +71,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "MODEL_KINDS",
+    "PROB_TOLERANCE",
     "Predictions",
     "load_checkpoint",
     "load_model",
@@ -65,6 +87,10 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TORCHVISION_IMAGE_SIZE = 224
 PREDICTION_SUFFIXES = (".npy", ".csv", ".parquet", ".pq")
+#: How far a row of probabilities may sum from 1 (values rounded when written to a CSV).
+PROB_TOLERANCE = 0.05
+#: Devices :func:`resolve_device` accepts (with an index for cuda, e.g. ``cuda:1``).
+DEVICE_TYPES = ("cpu", "cuda", "mps")
 _CALLABLE = re.compile(r"^([A-Za-z_][\w.]*):([A-Za-z_]\w*)$")
 
 
@@ -334,18 +360,52 @@ def _logits(out: Any) -> Any:
     return out
 
 
-def resolve_device(device: str | None = None) -> str:
-    """``device`` if given, else ``"cuda"``, ``"mps"`` or ``"cpu"``, the first available."""
+def _mps_available() -> bool:
     import torch
 
-    if device:
-        return str(device)
-    if torch.cuda.is_available():
-        return "cuda"
     mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
+    return mps is not None and mps.is_available()
+
+
+def resolve_device(device: str | None = None) -> str:
+    """``device`` if given, else ``"cuda"``, ``"mps"`` or ``"cpu"``, the first available.
+
+    Raises
+    ------
+    InputError
+        ``device`` is not one of :data:`DEVICE_TYPES` (``cuda:N`` allowed), or it is
+        not available on this machine (CUDA or MPS missing, no GPU number N).
+    """
+    import torch
+
+    if not device:
+        if torch.cuda.is_available():
+            return "cuda"
+        return "mps" if _mps_available() else "cpu"
+    try:
+        dev = torch.device(str(device))
+    except (RuntimeError, ValueError):
+        dev = None
+    if dev is None or dev.type not in DEVICE_TYPES:
+        raise fail(f"--device {device!r} is not one of {', '.join(DEVICE_TYPES)} (or cuda:N)")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "built without CUDA" if torch.version.cuda is None else "no GPU found"
+            raise fail(
+                f"--device {device}: CUDA is not available (torch {torch.__version__}, "
+                f"{build}); use --device cpu, or leave --device out to pick what is there"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise fail(
+                f"--device {device}: there are only {torch.cuda.device_count()} CUDA "
+                "devices (numbered from 0)"
+            )
+    if dev.type == "mps" and not _mps_available():
+        raise fail(
+            f"--device {device}: Apple's MPS is not available on this machine; use "
+            "--device cpu, or leave --device out to pick what is there"
+        )
+    return str(device)
 
 
 def predict(
@@ -377,15 +437,24 @@ def predict(
     Returns
     -------
     Predictions
+
+    Raises
+    ------
+    InputError
+        The model raises (naming the model and the batch's files), returns something
+        other than (batch, classes) logits, or returns NaN/inf logits (after the pass:
+        how many images, and the first files).
     """
     import torch
 
     device = resolve_device(device)
     module = module.to(device).eval()
+    name = _model_name(module)
     n = len(dataset)
     pred = np.full(n, -1, dtype=np.int64)
     conf = np.full(n, np.nan, dtype=np.float32)
     skipped: list[dict[str, Any]] = []
+    nan_ids: list[np.ndarray] = []
     n_outputs = None
     done = 0
     with torch.inference_mode():
@@ -393,13 +462,26 @@ def predict(
             dataset, transform, batch_size=batch_size, num_workers=num_workers
         ):
             if batch.pixels is not None:
-                logits = _logits(module(batch.pixels.to(device)))
+                try:
+                    out = module(batch.pixels.to(device))
+                except InputError:
+                    raise
+                except Exception as exc:
+                    raise fail(
+                        f"the audited model {name} failed on a batch of {len(batch.ids)} "
+                        f"images ({_first_files(dataset, batch.ids)}): "
+                        f"{type(exc).__name__}: {exc}"
+                    ) from None
+                logits = _logits(out)
                 if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
                     shape = getattr(logits, "shape", type(logits).__name__)
                     raise fail(
                         f"the model must return logits of shape (batch, classes), got {shape}"
                     )
                 n_outputs = int(logits.shape[1])
+                finite = torch.isfinite(logits).all(dim=1).cpu().numpy()
+                if not finite.all():
+                    nan_ids.append(batch.ids[~finite])
                 probs = torch.softmax(logits.float(), dim=1)
                 p, k = probs.max(dim=1)
                 pred[batch.ids] = k.cpu().numpy()
@@ -408,7 +490,19 @@ def predict(
             done += len(batch.ids) + len(batch.skipped)
             if progress is not None:
                 progress(done, n)
+    if nan_ids:
+        bad = np.concatenate(nan_ids)
+        raise fail(
+            f"the audited model {name} returned NaN or inf logits for {len(bad)} of {n} "
+            f"images (first: {_first_files(dataset, bad)}); check the model and its "
+            "input normalisation (--mean/--std)"
+        )
     return Predictions(pred=pred, confidence=conf, n_outputs=n_outputs, skipped=skipped)
+
+
+def _model_name(module: Any) -> str:
+    """The audited model's class name (TorchScript keeps it as ``original_name``)."""
+    return str(getattr(module, "original_name", None) or type(module).__name__)
 
 
 def _skip(dataset: ImageDataset, i: int, reason: str) -> dict[str, Any]:
@@ -424,36 +518,41 @@ def read_predictions(path: str | os.PathLike[str], dataset: ImageDataset) -> Pre
     Raises
     ------
     InputError
-        Wrong length (both lengths named), unknown class names, missing keys.
+        Wrong length (both lengths named), unknown class names, missing keys,
+        ``prob_*`` columns that do not match the classes, a non-numeric score,
+        scores that are neither probabilities nor logits, an empty, truncated or
+        0-d ``.npy``.
     """
     p = check_file(path, what="predictions file", suffixes=PREDICTION_SUFFIXES)
     n = len(dataset)
     source = {"kind": "predictions", "spec": str(p.resolve()), "checkpoint": None}
     if p.suffix.lower() == ".npy":
-        try:
-            arr = np.load(p, mmap_mode="r", allow_pickle=False)
-        except ValueError as exc:
-            raise fail(f"predictions file {p} cannot be read ({exc})") from None
+        arr = open_npy(p, what="predictions file")
+        if arr.ndim > 2:
+            raise fail(
+                f"predictions file {p} must be 1-D (labels) or 2-D (class scores), "
+                f"got shape {arr.shape}"
+            )
         if arr.shape[0] != n:
             raise fail(
                 f"predictions file {p} has {arr.shape[0]} rows but the dataset has {n} examples"
             )
         if arr.ndim == 2:
-            pred, conf = _from_probs(arr, p)
+            if arr.dtype.kind not in "fiub":
+                raise fail(f"predictions file {p} holds {arr.dtype} values; expected numbers")
+            pred, conf, _ = _scan_scores(arr, p)
             return Predictions(pred, conf, n_outputs=arr.shape[1], source=source)
-        if arr.ndim != 1:
-            raise fail(
-                f"predictions file {p} must be 1-D (labels) or 2-D (probabilities), "
-                f"got shape {arr.shape}"
-            )
         return Predictions(
             _as_indices(np.asarray(arr), p), np.full(n, np.nan, np.float32), source=source
         )
     import pandas as pd
 
-    table = pd.read_csv(p) if p.suffix.lower() == ".csv" else pd.read_parquet(p)
-    table = _align(table, dataset, p)
+    table = _read_predictions_table(p)
     prob_cols = [c for c in table.columns if str(c).startswith("prob_")]
+    if prob_cols:
+        prob_cols = _order_prob_columns(prob_cols, dataset.classes, p)
+        _check_numeric(table, prob_cols, p)
+    table = _align(table, dataset, p)
     if "pred" in table.columns:
         values = table["pred"]
         if pd.api.types.is_integer_dtype(values):
@@ -470,14 +569,28 @@ def read_predictions(path: str | os.PathLike[str], dataset: ImageDataset) -> Pre
             pred = mapped.to_numpy(dtype=np.int64)
         conf = np.full(n, np.nan, dtype=np.float32)
         if prob_cols:
-            probs = table[_order_prob_columns(prob_cols, dataset.classes)].to_numpy(np.float32)
-            conf = probs[np.arange(n), np.clip(pred, 0, probs.shape[1] - 1)]
+            scores = table[prob_cols].to_numpy(np.float64)
+            _, _, kind = _scan_scores(scores, p)
+            if kind == "logits":
+                scores = _softmax(scores)
+            conf = scores[np.arange(n), np.clip(pred, 0, scores.shape[1] - 1)]
+            conf = np.clip(conf, 0.0, 1.0).astype(np.float32)
         return Predictions(pred, conf, n_outputs=len(prob_cols) or None, source=source)
     if prob_cols:
-        cols = _order_prob_columns(prob_cols, dataset.classes)
-        pred, conf = _from_probs(table[cols].to_numpy(np.float32), p)
-        return Predictions(pred, conf, n_outputs=len(cols), source=source)
+        pred, conf, _ = _scan_scores(table[prob_cols].to_numpy(np.float64), p)
+        return Predictions(pred, conf, n_outputs=len(prob_cols), source=source)
     raise fail(f"predictions file {p} has neither a 'pred' column nor 'prob_*' columns")
+
+
+def _read_predictions_table(p: Path) -> Any:
+    import pandas as pd
+
+    try:
+        if p.suffix.lower() == ".csv":
+            return pd.read_csv(p)
+        return pd.read_parquet(p)
+    except (ValueError, OSError, pd.errors.ParserError) as exc:  # EmptyDataError is one
+        raise fail(f"cannot read predictions file {p}: {exc}") from None
 
 
 def _as_indices(arr: np.ndarray, p: Path) -> np.ndarray:
@@ -492,27 +605,108 @@ def _as_indices(arr: np.ndarray, p: Path) -> np.ndarray:
     return out
 
 
-def _from_probs(probs: Any, p: Path, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
-    n = probs.shape[0]
+def _check_numeric(table: Any, cols: list[str], p: Path) -> None:
+    """Raise naming the column, row and value of the first non-numeric or empty score."""
+    import pandas as pd
+
+    for c in cols:
+        values = pd.to_numeric(table[c], errors="coerce")
+        bad = values.isna().to_numpy()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raw = table[c].iat[row]
+            what = "is empty" if pd.isna(raw) else f"holds {raw!r}, which is not a number,"
+            raise fail(f"predictions file {p}: column {c!r} {what} at row {row}")
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _scan_scores(scores: Any, p: Path, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray, str]:
+    """``pred``, ``confidence`` and the kind ("probabilities"/"logits") of class scores.
+
+    One pass over ``scores`` (n, k), in chunks (a memory map stays on disk); the
+    rule is in the module docstring.
+    """
+    n = scores.shape[0]
     pred = np.empty(n, dtype=np.int64)
-    conf = np.empty(n, dtype=np.float32)
+    conf_prob = np.empty(n, dtype=np.float32)
+    conf_logit = np.empty(n, dtype=np.float32)
+    n_prob = n_pct = 0
+    outside = False
+    first_bad: tuple[int, float] | None = None
     for s in range(0, n, chunk):
-        block = np.asarray(probs[s : s + chunk], dtype=np.float32)
-        if not np.isfinite(block).all():
-            raise fail(f"predictions file {p} holds NaN or inf probabilities (rows {s}..)")
+        block = np.asarray(scores[s : s + chunk], dtype=np.float64)
+        finite = np.isfinite(block).all(axis=1)
+        if not finite.all():
+            row = s + int(np.flatnonzero(~finite)[0])
+            raise fail(f"predictions file {p} holds NaN or inf scores (row {row})")
+        sums = block.sum(axis=1)
+        unit = ((block >= -1e-6) & (block <= 1 + 1e-6)).all(axis=1)
+        prob = unit & (np.abs(sums - 1) <= PROB_TOLERANCE)
+        pct = (block >= 0).all(axis=1) & (np.abs(sums - 100) <= 100 * PROB_TOLERANCE)
+        n_prob += int(prob.sum())
+        n_pct += int(pct.sum())
+        outside = outside or not unit.all()
+        if first_bad is None and not prob.all():
+            r = int(np.flatnonzero(~prob)[0])
+            first_bad = (s + r, float(sums[r]))
+        top = block.max(axis=1)
         pred[s : s + chunk] = block.argmax(axis=1)
-        conf[s : s + chunk] = block.max(axis=1)
-    return pred, conf
+        conf_prob[s : s + chunk] = np.clip(top, 0.0, 1.0)
+        conf_logit[s : s + chunk] = 1.0 / np.exp(block - top[:, None]).sum(axis=1)
+    if first_bad is None:
+        return pred, conf_prob, "probabilities"
+    row, total = first_bad
+    if n_pct == n:
+        raise fail(
+            f"predictions file {p}: every row sums to 100 (row {row}: {total:.4g}); these "
+            "look like percentages: divide them by 100"
+        )
+    if not outside:
+        raise fail(
+            f"predictions file {p}: row {row} sums to {total:.4g}, not 1, so the scores are "
+            "not probabilities, and every value lies in [0, 1], so they are not logits "
+            "either (per-class sigmoid scores?); give probabilities whose rows sum to 1, "
+            "or logits"
+        )
+    if n_prob > n / 2:
+        raise fail(
+            f"predictions file {p}: {n - n_prob} of {n} rows are not probabilities (row "
+            f"{row} sums to {total:.4g} or holds a value outside [0, 1]) while the others "
+            "are; fix those rows"
+        )
+    logger.warning(
+        "predictions file %s holds logits, not probabilities (values outside [0, 1], rows "
+        "not summing to 1; row %d sums to %.4g): confidence is their softmax",
+        p, row, total,
+    )  # fmt: skip
+    return pred, conf_logit, "logits"
 
 
-def _order_prob_columns(cols: list[str], classes: list[str]) -> list[str]:
-    suffixes = [c[len("prob_") :] for c in cols]
-    if set(suffixes) <= set(classes):
-        by_name = dict(zip(suffixes, cols, strict=True))
-        return [by_name[c] for c in classes if c in by_name]
-    if all(s.isdigit() for s in suffixes):
-        return [c for _, c in sorted(zip((int(s) for s in suffixes), cols, strict=True))]
-    return cols
+def _order_prob_columns(cols: list[str], classes: list[str], p: Path) -> list[str]:
+    """``prob_*`` columns in class order: by class name, or ``prob_0..prob_{K-1}`` by index."""
+    suffixes = [str(c)[len("prob_") :] for c in cols]
+    by_name = dict(zip(suffixes, cols, strict=True))
+    if set(suffixes) == set(classes):
+        return [by_name[c] for c in classes]
+    positional = [str(i) for i in range(len(cols))]
+    if sorted(suffixes) == sorted(positional):
+        logger.info(
+            "predictions file %s: prob_0 .. prob_%d matched to the classes by position "
+            "(prob_k is class k of %s)", p, len(cols) - 1, _show(classes),
+        )  # fmt: skip
+        return [by_name[k] for k in positional]
+    unmatched = [c for c, x in zip(cols, suffixes, strict=True) if x not in classes]
+    missing = [c for c in classes if c not in by_name]
+    raise fail(
+        f"predictions file {p}: the prob_* columns do not match the classes "
+        f"{_show(classes)}: no class for {_show(unmatched, 5)}, no column for "
+        f"{_show(missing, 5)}; name them prob_<class name> (or prob_0 .. prob_{len(cols) - 1} "
+        "in class order)"
+    )
 
 
 def _align(table: Any, dataset: ImageDataset, p: Path) -> Any:

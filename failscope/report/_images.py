@@ -6,6 +6,7 @@ import base64
 import io
 import logging
 import os
+import warnings
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -67,22 +68,32 @@ def thumbnail_uri(path: Path | None, *, size: int = 80, quality: int = 80) -> st
     Returns
     -------
     str or None
-        The data URI, or None if the file is missing or not an image Pillow can read.
+        The data URI, or None if the file is missing, not an image Pillow can read, or
+        above Pillow's decompression-bomb limit (logged as a warning).
     """
     if path is None:
         return None
     from PIL import Image, UnidentifiedImageError
 
+    from failscope.data.datasets import to_rgb
+
     try:
-        with Image.open(path) as im:
-            im.load()
-            im = _fit(im, size)
-            buf = io.BytesIO()
-            if im.mode in ("RGBA", "LA") or "transparency" in im.info:
-                im.convert("RGBA").save(buf, format="PNG", optimize=True)
-                return data_uri(buf.getvalue(), "image/png")
-            im.convert("RGB").save(buf, format="JPEG", quality=quality, optimize=True)
-            return data_uri(buf.getvalue(), "image/jpeg")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()
+                if im.mode in ("I", "F") or im.mode.startswith("I;16"):
+                    im = to_rgb(im)  # 16-bit greyscale scaled as the models see it
+                im = _fit(im, size)
+                buf = io.BytesIO()
+                if im.mode in ("RGBA", "LA") or "transparency" in im.info:
+                    im.convert("RGBA").save(buf, format="PNG", optimize=True)
+                    return data_uri(buf.getvalue(), "image/png")
+                im.convert("RGB").save(buf, format="JPEG", quality=quality, optimize=True)
+                return data_uri(buf.getvalue(), "image/jpeg")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        logger.warning("image %s left out of the report: %s", os.fspath(path), exc)
+        return None
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
         logger.debug("cannot read image %s: %s", os.fspath(path), exc)
         return None

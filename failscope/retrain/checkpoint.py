@@ -1,10 +1,17 @@
-"""Saving and loading retrained heads: ``<name>.safetensors`` plus ``<name>.json``.
+"""Saving and loading retrained heads, and re-loading the audited model of a run.
 
-The JSON holds what rebuilds the module (``kind`` and its constructor arguments), the
-method that trained it and where its input features come from. The weights are a
-safetensors ``state_dict`` (no pickle). A head trained on a frozen backbone stores
-the head only; a fine-tuned backbone's weights are stored under ``backbone.*`` and
-loaded when :func:`load_retrained` is given the backbone module.
+Retrained heads: ``<name>.safetensors`` plus ``<name>.json``. The JSON holds what
+rebuilds the module (``kind`` and its constructor arguments), the method that
+trained it and where its input features come from. The weights are a safetensors
+``state_dict`` (no pickle). A head trained on a frozen backbone stores the head
+only; a fine-tuned backbone's weights are stored under ``backbone.*`` and loaded
+when :func:`load_retrained` is given the backbone module.
+
+The audited model (:func:`load_audited_model`) is re-loaded from the files that
+``run.json["model"]`` names, and only if their sha256 is still the one ``discover``
+recorded: a model file or checkpoint replaced since then is refused. Trust in a
+pickled checkpoint is never read back from ``run.json``: each command needs its
+own ``trust_checkpoint=True`` (``--trust-checkpoint``).
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from typing import Any
 
 from failscope._validation import fail
 
-__all__ = ["CHECKPOINT_FORMAT", "load_retrained", "save_retrained"]
+__all__ = ["CHECKPOINT_FORMAT", "load_audited_model", "load_retrained", "save_retrained"]
 
 CHECKPOINT_FORMAT = 1
 _KINDS = ("slice_aware", "linear")
@@ -127,3 +134,50 @@ def load_retrained(path: str | os.PathLike[str], *, backbone: Any | None = None)
 def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The JSON config of a saved head (for inspection)."""
     return json.loads(_stem(path).with_suffix(".json").read_text(encoding="utf-8"))
+
+
+def load_audited_model(run: Any, *, trust_checkpoint: bool = False) -> Any:
+    """The audited model of ``run``, re-loaded after checking its files' sha256.
+
+    Parameters
+    ----------
+    run : Run
+        A discover run whose ``run.json["model"]`` is a loadable spec (TorchScript,
+        ``torchvision:ARCH`` or ``module:function``).
+    trust_checkpoint : bool, default=False
+        Allow a checkpoint that needs pickle. What ``discover`` was allowed is not
+        carried over.
+
+    Returns
+    -------
+    torch.nn.Module
+        In eval mode, on CPU.
+
+    Raises
+    ------
+    InputError
+        The model file or checkpoint changed since ``discover`` (sha256 differs from
+        ``run.json``'s ``model.sha256``) or has no recorded hash; or it cannot be loaded.
+    """
+    from failscope.data.models import load_model
+    from failscope.run import file_sha256
+
+    spec = run.info.model
+    for key, what, path in (("spec", "model file", spec.spec), ("checkpoint", "checkpoint",
+                                                                  spec.checkpoint)):  # fmt: skip
+        if not (isinstance(path, str) and Path(path).is_file()):
+            continue  # module:function, no checkpoint, or missing (load_model says so)
+        want = spec.sha256.get(key)
+        if not want:
+            raise fail(
+                f"{run.path}/run.json records no sha256 for the audited model's {what} "
+                f"{path}, so it cannot be checked; re-run `failscope discover`"
+            )
+        got = file_sha256(path, memo=False)
+        if got != want:
+            raise fail(
+                f"the audited model's {what} {path} changed since discover (sha256 "
+                f"{got[:12]}..., run.json recorded {want[:12]}...); re-run `failscope "
+                "discover` with the current file"
+            )
+    return load_model(spec.to_json(), trust_checkpoint=trust_checkpoint)

@@ -124,7 +124,8 @@ def audited_features(
     run : Run
     batch_size : int, default=256
     trust_checkpoint : bool, default=False
-        Passed to ``failscope.data.models.load_model`` (pickled checkpoints).
+        Allow a pickled checkpoint (never read back from ``run.json``; see
+        :func:`~failscope.retrain.checkpoint.load_audited_model`).
     use_cache : bool, default=True
         Reuse ``RUN/cache/retrain_features.npy`` when its key matches.
     progress : callable, optional
@@ -136,21 +137,16 @@ def audited_features(
     """
     import torch
 
+    from failscope.retrain.checkpoint import load_audited_model
     from failscope.run import CACHE_DIR, write_json, write_npy
 
     spec = run.info.model
-    try:
-        from failscope.data.models import load_model
-    except ImportError as exc:  # pragma: no cover - the data package ships with failscope
-        raise fail(f"cannot load the audited model ({exc})") from None
     if spec.kind not in ("torchscript", "torchvision", "callable"):
         raise fail(
             f"the audited model of {run.path} (kind {spec.kind!r}) cannot be reloaded "
             "to read its features; use --backbone clip or pass features=..."
         )
-    trust = trust_checkpoint or spec.trust_checkpoint
-    model = load_model(spec.to_json(), trust_checkpoint=trust)
-    model.eval()
+    model = load_audited_model(run, trust_checkpoint=trust_checkpoint)
     n_classes = len(run.class_names)
 
     cache = run.path / CACHE_DIR
@@ -218,12 +214,14 @@ def _iter_plain(paths: Any, ids: np.ndarray, batch_size: int) -> Any:
     import torch
     from PIL import Image
 
+    from failscope.data.datasets import to_rgb
+
     for s in range(0, len(ids), batch_size):
         arrays = []
         for i in ids[s : s + batch_size]:
             try:
                 with Image.open(paths[int(i)]) as im:
-                    arrays.append(np.asarray(im.convert("RGB")))
+                    arrays.append(np.asarray(to_rgb(im)))
             except Exception as exc:  # same files discover read: report, do not skip
                 raise fail(
                     f"image id {int(i)} ({paths[int(i)]}) cannot be read now "

@@ -435,7 +435,9 @@ def retrain_run(
         Fine-tune the audited model's backbone with every head (on the images) instead
         of training heads on its cached, frozen features. Much slower.
     trust_checkpoint : bool, default=False
-        Allow a pickled audited-model checkpoint (see ``failscope discover``).
+        Allow a pickled audited-model checkpoint (see ``failscope discover``); not
+        carried over from ``run.json``. The model's files must still have the sha256
+        ``discover`` recorded.
     config : RetrainConfig, optional
     train_config : TrainConfig, optional
         ``epochs`` and ``seed`` override its fields.
@@ -550,9 +552,9 @@ def retrain_run(
             progress(method)
         module = None
         if finetune:
-            from failscope.data.models import load_model
+            from failscope.retrain.checkpoint import load_audited_model
 
-            module = load_model(run.info.model.to_json(), trust_checkpoint=trust_checkpoint)
+            module = load_audited_model(run, trust_checkpoint=trust_checkpoint)
         model, info = _train_method(
             method,
             inputs=train_inputs,

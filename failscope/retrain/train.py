@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from failscope._validation import check_int, fail
+from failscope._validation import check_int, check_seed, fail
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_int(self.epochs, name="epochs", low=1)
         check_int(self.batch_size, name="batch_size", low=0)
-        check_int(self.seed, name="seed", low=0)
+        check_seed(self.seed)
         check_int(self.threads, name="threads", low=0)
         if not (float(self.lr) > 0 and np.isfinite(self.lr)):
             raise fail(f"lr={self.lr!r} must be a positive number")

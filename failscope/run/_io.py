@@ -153,15 +153,16 @@ def write_parquet(path: str | os.PathLike[str], frame: Any) -> Path:
 _FILE_HASHES: dict[tuple[str, int, int], str] = {}
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """sha256 hex digest of a file's bytes (memoised per path, size and mtime)."""
+def file_sha256(path: str | os.PathLike[str], *, memo: bool = True) -> str:
+    """sha256 of a file's bytes, memoised per path, size and mtime unless ``memo=False``.
+
+    Pass ``memo=False`` to verify a file (a replacement that keeps the size and the
+    mtime would otherwise get the old hash).
+    """
     p = Path(path).resolve()
     st = p.stat()
     key = (str(p), st.st_size, st.st_mtime_ns)
-    if key not in _FILE_HASHES:
-        h = hashlib.sha256()
+    if key not in _FILE_HASHES or not memo:
         with open(p, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        _FILE_HASHES[key] = h.hexdigest()
+            _FILE_HASHES[key] = hashlib.file_digest(fh, "sha256").hexdigest()
     return _FILE_HASHES[key]

@@ -145,8 +145,8 @@ class DiscoverConfig(Record):
     clip_pretrained: str | None = field(
         default=None,
         metadata=_cli(
-            "open_clip pretrained tag, already in the local cache (default laion2b_s34b_b79k for "
-            "open_clip names without --clip-checkpoint)",
+            "open_clip pretrained tag, downloaded once into open_clip's cache (default "
+            "laion2b_s34b_b79k for open_clip names without --clip-checkpoint)",
             group="embeddings",
             metavar="TAG",
         ),
@@ -166,9 +166,25 @@ class DiscoverConfig(Record):
             metavar="FILE",
         ),
     )
+    offline: bool = field(
+        default=False,
+        metadata=_cli(
+            "never download CLIP weights (as HF_HUB_OFFLINE=1): they must be cached",
+            group="embeddings",
+        ),
+    )
     cache_dir: str | None = field(
         default=None,
         metadata=_cli("embedding cache (default RUN/cache)", group="embeddings", metavar="DIR"),
+    )
+    cache_key: str = field(
+        default="stat",
+        metadata=_cli(
+            "what identifies a cached image: stat = path, size and mtime (an edit that keeps "
+            "both is not seen), content = a hash of its bytes (reads every file)",
+            group="embeddings",
+            choices=("stat", "content"),
+        ),
     )
     # -- slices
     fit_split: str = field(

@@ -44,10 +44,10 @@ def test_out_not_writable(discover_args, tmp_path, monkeypatch):
     # as root a chmod does not stop writes, so the write fails the way a read-only folder does
     out = tmp_path / "run"
 
-    def refuse(path, frame):
+    def refuse(path, *args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied", str(path))
 
-    monkeypatch.setattr("failscope.run.write_parquet", refuse)
+    monkeypatch.setattr("failscope.pipeline.write_examples", refuse)
     res = run_cli("discover", *discover_args, "--out", out)
     line = assert_one_line_error(res, "discover", "Permission denied", str(out))
     assert "permissions" in line
@@ -56,10 +56,10 @@ def test_out_not_writable(discover_args, tmp_path, monkeypatch):
 def _disk_full_rerun(discover_args, out, monkeypatch):
     assert run_cli("discover", *discover_args, "--out", out).rc == 0
 
-    def full(path, frame):
+    def full(path, *args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("failscope.run.write_parquet", full)
+    monkeypatch.setattr("failscope.pipeline.write_examples", full)
     res = run_cli("discover", *discover_args, "--threshold", "topk:3", "--out", out)
     return assert_one_line_error(res, "discover", "No space left on device", str(out))
 
@@ -78,16 +78,11 @@ def test_disk_full_says_what_is_left(discover_args, tmp_path, monkeypatch):
         assert line.endswith(f"; no readable run is left in {out}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="discover deletes the old run.json before writing the new run; the staged "
-    "write of issue 15 (run directory rewrite) keeps the earlier run",
-)
 def test_disk_full_keeps_the_earlier_run(discover_args, tmp_path, monkeypatch):
     out = tmp_path / "run"
     line = _disk_full_rerun(discover_args, out, monkeypatch)
     assert line.endswith("is intact")
-    assert load_run(out).info["config"]["threshold"] == "zero"
+    assert load_run(out).config.threshold == "zero"
 
 
 def test_report_out_is_a_folder(tmp_path):

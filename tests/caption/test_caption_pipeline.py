@@ -140,10 +140,11 @@ def test_synonyms_add_captions(run_dir, vocab_file, fake_encoder, tmp_path):
 
 
 def test_cli_caption(run_dir, vocab_file, fake_encoder, monkeypatch, capsys):
-    from failscope.caption import pipeline
+    from failscope.cli import caption as caption_cli
     from failscope.cli import main
 
-    monkeypatch.setattr(pipeline, "load_run_clip", lambda run: fake_encoder)
+    # the run was built from embeddings: the CLI is given the (fake) CLIP that made them
+    monkeypatch.setattr(caption_cli, "_clip", lambda args, run: fake_encoder)
     monkeypatch.setenv("COLUMNS", "220")
     code = main(["caption", str(run_dir), "--vocab", str(vocab_file), "--top-k", "2"])
     out = capsys.readouterr().out
@@ -159,10 +160,11 @@ def test_cli_caption(run_dir, vocab_file, fake_encoder, monkeypatch, capsys):
 
 def test_cli_caption_rerank_option(run_dir, vocab_file, fake_encoder, monkeypatch, capsys):
     from failscope import load_run
-    from failscope.caption import pipeline
+    from failscope.cli import caption as caption_cli
     from failscope.cli import main
 
-    monkeypatch.setattr(pipeline, "load_run_clip", lambda run: fake_encoder)
+    # the run was built from embeddings: the CLI is given the (fake) CLIP that made them
+    monkeypatch.setattr(caption_cli, "_clip", lambda args, run: fake_encoder)
     reranked = []
     for n in ("0", "3"):
         assert main(["caption", str(run_dir), "--vocab", str(vocab_file), "--rerank", n]) == 0
