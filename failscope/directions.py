@@ -397,7 +397,6 @@ class ErrorDirections(BaseEstimator):
         self.Cs_ = cs
         with threadpool_limits(limits=1, user_api="blas"):
             self._fit_classes(z, y, wrong, cs)
-        self.p_values_ = np.where(np.isfinite(self.cv_scores_), 0.001, np.nan)  # TEMP-SHIM
         return self
 
     def _fit_classes(self, z: np.ndarray, y: np.ndarray, wrong: np.ndarray, cs: np.ndarray) -> None:
