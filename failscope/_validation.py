@@ -149,3 +149,17 @@ def check_file(path: str | PathLike[str], *, what: str, suffixes: Iterable[str] 
     if suffixes and not p.name.lower().endswith(suffixes):
         raise fail(f"{what} {p} must end with one of {', '.join(suffixes)}")
     return p
+
+
+def check_rows(rows: Any, n: int, *, name: str = "rows") -> np.ndarray:
+    """Return row indices into an array of ``n`` rows as int64 1-D; raise if out of range."""
+    arr = np.asarray(rows)
+    if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+        raise fail(f"{name} must be a 1-D array of integer row indices, got shape {arr.shape}")
+    arr = arr.astype(np.int64)
+    if arr.size == 0:
+        raise fail(f"{name} is empty; pass at least one row to fit on")
+    if arr.min() < 0 or arr.max() >= n:
+        bad = int(arr.min()) if arr.min() < 0 else int(arr.max())
+        raise fail(f"{name} holds row {bad} but there are only {n} rows")
+    return arr
