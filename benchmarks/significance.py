@@ -4,7 +4,7 @@ The reference is the textbook permutation test of the CV score: shuffle each
 class's error labels, refit the whole procedure (folds, C search with widening, CV
 score at the chosen C), and count how often the shuffled CV score reaches the
 observed one. It costs ``n_permutations`` fits. ErrorDirections' own test
-(:func:`failscope.evidence.fold_p_value`) shuffles only the held-out labels of each
+(:func:`failscope.evidence.fold_test`) shuffles only the held-out labels of each
 fold against classifiers already fitted, so it costs no refit.
 
 For embeddings with no information about the errors (strength 0) both must reject
@@ -104,7 +104,10 @@ def main() -> None:
         c2 = time.process_time()
         ok = np.isfinite(fast)
         rho = spearmanr(fast[ok], ref[ok]).statistic
-        for name, p, cpu in (("fold permutations", fast, c1 - c0), ("refit reference", ref, c2 - c1)):
+        for name, p, cpu in (
+            ("fold permutations", fast, c1 - c0),
+            ("refit reference", ref, c2 - c1),
+        ):
             print(
                 f"| {strength:g} | {name} | {np.mean(p[ok] <= 0.05):.3f} | "
                 f"{np.mean(p[ok] <= 0.01):.3f} | {1e3 * cpu / ok.sum():.1f} | "

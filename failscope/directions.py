@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from sklearn.base import BaseEstimator
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from failscope._validation import (
     check_choice,
@@ -46,7 +46,7 @@ from failscope._validation import (
 from failscope.evidence import (
     CORRECTIONS,
     combine_fold_p_values,
-    fold_p_value,
+    fold_test,
     significant,
     warn_bh_resolution,
 )
@@ -167,7 +167,7 @@ def _solve_shifted(
 
     # Fortran order: LAPACK factorises it in place, with no hidden copy.
     a = np.array(kernel, dtype=np.float32, order="F")
-    a[np.diag_indices(len(a))] += shift.astype(np.float32)
+    a.flat[:: len(a) + 1] += shift.astype(np.float32)
     chol, info = lapack.spotrf(a, lower=1, clean=0, overwrite_a=1)
     if info == 0:
         alpha = lapack.spotrs(chol, y.astype(np.float32), lower=1)[0].astype(np.float64)
@@ -409,7 +409,7 @@ class ErrorDirections(BaseEstimator):
     stratified k-fold CV over ``Cs`` (widened by decades while the best C is at an
     end of the grid), the classifier is refit once at the chosen C, and a
     permutation test on the out-of-fold scores gives a p-value for the direction
-    (:func:`failscope.evidence.fold_p_value`).
+    (:func:`failscope.evidence.fold_test`).
 
     Parameters
     ----------
@@ -429,7 +429,7 @@ class ErrorDirections(BaseEstimator):
         While the best mean CV score is at the largest (smallest) C of a grid of two
         or more values, try the next decade up (down), up to ``C_LIMITS`` = (1e-6,
         1e6), and keep it if it scores strictly higher.
-    n_permutations : int, default=999
+    n_permutations : int, default=499
         Label shuffles per CV fold in the significance test; the smallest p-value
         it can give is ``cv / (n_permutations + 1)``.
     alpha : float, default=0.05
@@ -488,7 +488,7 @@ class ErrorDirections(BaseEstimator):
         solver: str = "lssvm",
         selection: str = "best",
         widen_Cs: bool = True,
-        n_permutations: int = 999,
+        n_permutations: int = 499,
         alpha: float = 0.05,
         correction: str = "none",
         min_examples: int = 10,
@@ -534,6 +534,7 @@ class ErrorDirections(BaseEstimator):
         reference: Any | None = None,
         n_classes: int | None = None,
         rows: Any | None = None,
+        reference_rows: Any | None = None,
     ) -> ErrorDirections:
         """Fit one failure direction per class.
 
@@ -555,6 +556,8 @@ class ErrorDirections(BaseEstimator):
         rows : array-like of int, optional
             Fit on these rows of ``embeddings``, ``labels`` and ``predictions`` only
             (the same result as passing ``embeddings[rows]`` etc., without the copy).
+        reference_rows : array-like of int, optional
+            Rows of ``embeddings`` to use as ``reference`` (without the copy).
 
         Returns
         -------
@@ -570,7 +573,12 @@ class ErrorDirections(BaseEstimator):
         if pred.max() >= k:
             raise fail(f"predictions hold class index {int(pred.max())} but n_classes={k}")
         rows = np.arange(n) if rows is None else check_rows(rows, n)
-        if reference is None:
+        if reference is not None and reference_rows is not None:
+            raise fail("pass reference or reference_rows, not both")
+        if reference_rows is not None:
+            ref_rows = check_rows(reference_rows, n, name="reference_rows")
+            self.mean_, self.scale_ = _moments(x, rows=ref_rows)
+        elif reference is None:
             self.mean_, self.scale_ = _moments(x, rows=None if len(rows) == n else rows)
         else:
             ref = check_embeddings(reference, name="reference")
@@ -586,7 +594,7 @@ class ErrorDirections(BaseEstimator):
         self.n_errors_ = np.bincount(y[wrong], minlength=k)
         # Per-class problems are small: BLAS threads only spin against each other
         # (measured 10x slower with 2 threads on a busy 2-core machine).
-        with threadpool_limits(limits=1, user_api="blas"):
+        with _blas_controller().limit(limits=1, user_api="blas"):
             fits = self._fit_classes(x, rows, y, wrong, cs)
         self._collect(fits, cs, d)
         return self
@@ -703,13 +711,16 @@ class ErrorDirections(BaseEstimator):
             return _ClassFit(None, skip="the fitted direction is zero (errors not separable)")
         held_out = [y[te] for _, te in splits]
         rng = np.random.default_rng([self.random_state, c])
-        p_folds = [  # over the user's grid only: fixed before the labels were seen
-            fold_p_value(d[search.user], t, rng=rng, n_permutations=self.n_permutations)
+        tests = [  # over the user's grid only: fixed before the labels were seen
+            fold_test(d[search.user], t, rng=rng, n_permutations=self.n_permutations)
             for d, t in zip(search.decisions, held_out, strict=True)
         ]
+        user = range(search.user.start, search.user.stop)
         aurocs = [
-            _score("roc_auc", d[search.best][None], t)[0]
-            for d, t in zip(search.decisions, held_out, strict=True)
+            a[search.best - user.start]
+            if search.best in user
+            else _score("roc_auc", d[search.best][None], t)[0]
+            for (_, a), d, t in zip(tests, search.decisions, held_out, strict=True)
         ]
         return _ClassFit(
             direction=w / norm,
@@ -719,7 +730,7 @@ class ErrorDirections(BaseEstimator):
             best_C=c_best,
             cv_score=float(search.scores[:, search.best].mean()),
             cv_auroc=float(np.mean(aurocs)),
-            p_value=combine_fold_p_values(p_folds),
+            p_value=combine_fold_p_values([p for p, _ in tests]),
             at_edge=search.at_edge,
         )
 
@@ -826,6 +837,19 @@ class ErrorDirections(BaseEstimator):
         est.n_features_in_ = int(est.mean_.shape[0])
         est.skip_reasons_ = {int(k): v for k, v in meta["skip_reasons"].items()}
         return est
+
+
+_CONTROLLER: list[ThreadpoolController] = []
+
+
+def _blas_controller() -> ThreadpoolController:
+    """One threadpoolctl controller per process (building one scans the loaded libraries,
+    measured 5-19 ms, as long as fitting a few classes)."""
+    if not _CONTROLLER:
+        import scipy.linalg  # noqa: F401  (load scipy's BLAS before the scan)
+
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0]
 
 
 def _moments(

@@ -237,17 +237,21 @@ def test_significance_and_directions_deterministic_and_same_with_threads():
     assert not np.array_equal(a.cv_results_, d.cv_results_)  # the seed matters
 
 
-def test_bh_correction_flags_a_subset():
+def test_bh_correction_flags_a_subset(caplog):
     x, y, pred, _, _ = planted(n_per_class=300, d=32, k=3, seed=7)
     xn, yn, predn = noise(40, 60, 32, 0.2, seed=8)
     x2 = np.vstack([x, xn])
     y2 = np.concatenate([y, yn + 3])
     p2 = np.concatenate([pred, predn + 3])
-    none = ErrorDirections().fit(x2, y2, p2)
-    bh = ErrorDirections(correction="bh").fit(x2, y2, p2)
+    none = ErrorDirections(n_permutations=1999).fit(x2, y2, p2)
+    bh = ErrorDirections(n_permutations=1999, correction="bh").fit(x2, y2, p2)
     np.testing.assert_array_equal(none.p_values_, bh.p_values_)
-    assert bh.significant_[:3].all()
+    assert bh.significant_[:3].all()  # p = 2/2000 <= 0.05 * 3 / 43
     assert bh.significant_.sum() <= none.significant_.sum()
+    with caplog.at_level(logging.WARNING, logger="failscope.evidence"):
+        coarse = ErrorDirections(correction="bh").fit(x2, y2, p2)  # p >= 2/500
+    assert not coarse.significant_.any()
+    assert "raise n_permutations to 1720 or more" in caplog.text
 
 
 def test_widening_follows_a_rising_cv_score(caplog):
@@ -297,6 +301,11 @@ def test_rows_fit_equals_fit_on_gathered_rows(tmp_path):
     b = ErrorDirections().fit(mm, y, pred, rows=rows)
     for name in ("mean_", "scale_", "directions_", "intercepts_", "p_values_", "cv_results_"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    ref = np.flatnonzero(np.random.default_rng(1).random(len(y)) < 0.3)
+    c = ErrorDirections().fit(x[rows], y[rows], pred[rows], reference=x[ref])
+    d = ErrorDirections().fit(mm, y, pred, rows=rows, reference_rows=ref)
+    np.testing.assert_array_equal(c.scale_, d.scale_)
+    np.testing.assert_array_equal(c.directions_, d.directions_)
     with pytest.raises(InputError, match="rows holds row 900 but there are only 900 rows"):
         ErrorDirections().fit(x, y, pred, rows=[0, 900])
 
@@ -308,5 +317,5 @@ def test_load_refuses_file_without_significance(tmp_path):
     with np.load(tmp_path / "est.npz") as data:
         old = {k: data[k] for k in data.files if k not in ("p_values_", "significant_")}
     np.savez(tmp_path / "old.npz", **old)
-    with pytest.raises(InputError, match="lacks p_values_, significant_.*run discover again"):
+    with pytest.raises(InputError, match=r"lacks p_values_, significant_.*run discover again"):
         ErrorDirections.load(tmp_path / "old.npz")

@@ -7,13 +7,15 @@ import logging
 
 import numpy as np
 import pytest
-from scipy.stats import chisquare
+from scipy.stats import chisquare, rankdata
+from sklearn.metrics import roc_auc_score
 
 from failscope import InputError
 from failscope.evidence import (
+    _average_ranks,
     _random_subsets,
     combine_fold_p_values,
-    fold_p_value,
+    fold_test,
     significant,
     tautology_check,
 )
@@ -29,19 +31,28 @@ def test_random_subsets_are_uniform_and_of_size_k():
     assert chisquare(counts).pvalue > 1e-3, counts
 
 
-def test_fold_p_value_matches_exact_enumeration():
+def test_average_ranks_match_scipy_with_and_without_ties():
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(3, 50))
+    np.testing.assert_array_equal(_average_ranks(a), rankdata(a, axis=1))
+    a[1, :10] = a[1, 10]
+    np.testing.assert_array_equal(_average_ranks(a), rankdata(a, axis=1))
+
+
+def test_fold_test_matches_exact_enumeration():
     scores = np.array([[0.3, 2.0, -1.0, 0.7, 1.5, -0.2, 0.1, 0.9]])
     y = np.array([-1, 1, -1, -1, 1, -1, 1, -1], dtype=float)
     ranks = scores.argsort().argsort() + 1
     observed = ranks[0, y > 0].sum()
     sums = [ranks[0, list(s)].sum() for s in itertools.combinations(range(8), 3)]
     exact = np.mean(np.array(sums) >= observed)
-    p = fold_p_value(scores, y, rng=np.random.default_rng(1), n_permutations=20_000)
+    p, auroc = fold_test(scores, y, rng=np.random.default_rng(1), n_permutations=20_000)
     assert abs(p - exact) < 0.01, (p, exact)
+    assert auroc[0] == pytest.approx(roc_auc_score(y > 0, scores[0]))
 
 
 @pytest.mark.parametrize("n_pos", [6, 30])  # the minority is the errors, or the successes
-def test_fold_p_value_uniform_under_the_null_with_grid_selection(n_pos):
+def test_fold_test_uniform_under_the_null_with_grid_selection(n_pos):
     """Correlated rows (a C grid) and labels independent of them: p must be uniform.
 
     Taking the best row without repeating the maximum inside each shuffle would flag
@@ -54,15 +65,15 @@ def test_fold_p_value_uniform_under_the_null_with_grid_selection(n_pos):
     for r in range(reps):
         base = rng.normal(size=n)
         grid = base + 0.8 * rng.normal(size=(7, n))  # 7 C values, correlated like a path
-        p[r] = fold_p_value(grid, rng.permutation(y), rng=rng, n_permutations=99)
+        p[r] = fold_test(grid, rng.permutation(y), rng=rng, n_permutations=99)[0]
     for level in (0.05, 0.2, 0.5):
         assert abs(np.mean(p <= level) - level) < 3.5 * np.sqrt(level * (1 - level) / reps), level
 
 
-def test_fold_p_value_small_for_separated_scores():
+def test_fold_test_small_for_separated_scores():
     y = np.r_[np.ones(10), -np.ones(30)]
     scores = np.vstack([y + 0.1 * np.random.default_rng(3).normal(size=40)] * 3)
-    p = fold_p_value(scores, y, rng=np.random.default_rng(4), n_permutations=999)
+    p, _ = fold_test(scores, y, rng=np.random.default_rng(4), n_permutations=999)
     assert p == pytest.approx(1 / 1000)
 
 
