@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
 
 from failscope._validation import (
     check_choice,
@@ -70,6 +69,8 @@ def _average_ranks(a: np.ndarray) -> np.ndarray:
     """Ranks along axis 1, ties averaged (as ``scipy.stats.rankdata``), fast without ties."""
     order = np.argsort(a, axis=1, kind="stable")
     if (np.diff(np.take_along_axis(a, order, axis=1), axis=1) == 0).any():
+        from scipy.stats import rankdata
+
         return rankdata(a, axis=1)
     ranks = np.empty(a.shape)
     positions = np.broadcast_to(np.arange(1.0, a.shape[1] + 1), a.shape)

@@ -225,7 +225,7 @@ def test_weak_class_is_not_significant_next_to_a_planted_one():
     assert est.p_values_[1] > 0.05 and not est.significant_[1]
 
 
-def test_significance_and_directions_deterministic_and_same_with_threads():
+def test_significance_and_directions_deterministic_and_same_with_workers():
     x, y, pred, _, _ = planted(n_per_class=200, d=48, k=6, seed=6)
     a = ErrorDirections(random_state=3).fit(x, y, pred)
     b = ErrorDirections(random_state=3).fit(x, y, pred)
