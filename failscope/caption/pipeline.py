@@ -218,12 +218,12 @@ def caption_run(
         clip = load_run_clip(run)
     else:
         recorded = run.info.embeddings.clip
-        if recorded and getattr(clip, "identity", None) != recorded["identity"]:
+        if recorded and getattr(clip, "identity", None) != recorded.identity:
             logger.warning(
                 "the given CLIP (identity %s) is not the one that embedded this run's images "
                 "(%s); captions compare texts and images from different models",
                 str(clip.identity)[:12],
-                str(recorded["identity"])[:12],
+                str(recorded.identity)[:12],
             )
     with run_lock(run.path):
         cache = TextEmbeddingCache(run.path / CACHE_DIR / TEXT_CACHE_DIR, clip.identity)
