@@ -188,7 +188,7 @@ def _checks_table(v: SliceView) -> Markup:
 def _slice_stats(v: SliceView, n_fit: int) -> Markup:
     s, sup = v.entry, v.entry.support
     items: list[tuple[str, str, str | None]] = [
-        ("severity", f"{s.n_errors_in:,} errors", "the audited model's mistakes inside"),
+        ("severity", _errors(s.n_errors_in), "the audited model's mistakes inside"),
         ("size", f"{s.size:,} of {n_fit:,}", "members of the class in the fitting split"),
         ("error inside", fmt_pct(s.error_rate_in), None),
         ("error in the rest of the class", fmt_pct(s.error_rate_out), None),
@@ -302,10 +302,10 @@ def _slice_block(ctx: Context, c: ClassView, v: SliceView, frame: Any, rows: np.
         else tag("p", "No example of this class in the shown split.", class_="empty")
     )
     parts += [
-        _slice_stats(v, c.entry.n_fit),
-        _confusion(s),
+        tag("div", tag("div", _slice_stats(v, c.entry.n_fit), _confusion(s)), plot,
+            class_="grid2"),
         _caption_lists(v, n=5),
-        tag("div", _checks_table(v) or tag("div"), plot, class_="grid2"),
+        _checks_table(v),
         tag("div", _members_mosaic(ctx, s, frame, rows), _attribution_mosaic(ctx, s),
             class_="grid2"),
     ]  # fmt: skip

@@ -7,7 +7,7 @@ from typing import Any
 from failscope.run.schema import Evaluation, EvaluationRow
 
 from ._html import Markup, fmt_num, fmt_pct, tag
-from ._pieces import badge, weak_badge
+from ._pieces import WEAK_TEXT, badge
 from ._views import ClassView, SliceView
 
 __all__ = ["evaluation_section"]
@@ -40,7 +40,8 @@ def _matched(r: EvaluationRow, slices: dict[str, SliceView]) -> Any:
         return tag("span", "no slice in this class", class_="empty")
     view = slices.get(r.matched_slice)
     link = tag("a", r.matched_slice, href=f"#{view.anchor}") if view else r.matched_slice
-    return [link, " ", weak_badge() if r.matched_status == "weak" else ""]
+    weak = badge("weak", "weak") if r.matched_status == "weak" else ""
+    return [link, " ", weak]
 
 
 def _plant_row(
@@ -54,24 +55,24 @@ def _plant_row(
         tag("div", f"{r.kind} · {r.family}={r.value}{absent}", class_="note"),
     ]
     caps = r.top_captions
+    hits = tag("div", _yes_no(r.top1_hit), " ", _yes_no(r.top5_hit), class_="nowrap")
+    top = (
+        tag("div", caps[0], tag("span", f" ({r.caption_end} end)", class_="note"))
+        if caps
+        else tag("div", "not captioned", class_="empty")
+    )
     return tag(
         "tr",
         tag("td", plant),
-        tag("td", cls),
+        tag("td", cls, class_="name"),
         tag("td", f"{fmt_num(r.n_members)} / {fmt_num(r.n_class)}", class_="num"),
         tag("td", f"{fmt_pct(r.acc_in_slice)} vs {fmt_pct(r.acc_overall)}", class_="num"),
-        tag("td", _matched(r, slices), class_="nowrap"),
+        tag("td", _matched(r, slices)),
         tag("td", fmt_num(r.average_precision), class_="num"),
         [tag("td", fmt_num(r.precision_at[str(k)]), class_="num") for k in ks],
-        tag("td", _yes_no(r.distinct), class_="nowrap"),
+        tag("td", _yes_no(r.distinct)),
         tag("td", f"{fmt_pct(r.slice_precision)} / {fmt_pct(r.slice_recall)}", class_="num"),
-        tag("td", _yes_no(r.top1_hit), " ", _yes_no(r.top5_hit), class_="nowrap"),
-        tag(
-            "td",
-            caps[0] if caps else tag("span", "not captioned", class_="empty"),
-            tag("div", f"{r.caption_end} end", class_="note") if caps else "",
-            class_="cap",
-        ),
+        tag("td", hits, top, class_="cap"),
     )
 
 
@@ -88,6 +89,7 @@ def evaluation_section(
         f"{evaluation.split!r} split). Each planted slice is matched to the slice of its class "
         "whose scores rank the plant's examples best (highest average precision, AP); P@k "
         "is the share of plant members among that slice's k highest-scored examples. "
+        f"A matched slice marked “weak” is {WEAK_TEXT}. "
         "“Own slice” says whether no other plant matched the same slice. Slice precision / "
         "recall treat the matched slice as a set; a caption hit means its top caption "
         "(top-1) or one of its top five names the planted value.",
@@ -97,7 +99,11 @@ def evaluation_section(
         tag(
             "div",
             tag("div", _summary_label(k), class_="k"),
-            tag("div", fmt_num(v), class_="v"),
+            tag(
+                "div",
+                fmt_num(int(v)) if k == "n_plants" and v is not None else fmt_num(v),
+                class_="v",
+            ),
             class_="card",
         )
         for k, v in evaluation.summary.items()
@@ -112,9 +118,8 @@ def evaluation_section(
         tag("th", "AP", class_="num"),
         [tag("th", f"P@{k}", class_="num") for k in ks],
         tag("th", "own slice"),
-        tag("th", "slice precision / recall", class_="num"),
-        tag("th", "caption hit (top-1 / top-5)"),
-        tag("th", "top caption"),
+        tag("th", "precision / recall", class_="num"),
+        tag("th", "caption hits (top-1 / top-5)"),
     )
     rows = [_plant_row(r, ks, by_class, by_id) for r in evaluation.plants]
     table = (

@@ -397,7 +397,7 @@ def test_evaluation_table(full_run):
         assert row.count('<span class="badge ok">yes</span>') == sum(
             bool(x) for x in (r.distinct, r.top1_hit, r.top5_hit)
         )
-        assert (WEAK_TEXT in row) == (r.matched_status == "weak")
+        assert ('<span class="badge weak">weak</span>' in row) == (r.matched_status == "weak")
     assert "rare-red &lt;i&gt;bg&lt;/i&gt;" in section and "<i>bg" not in section
     assert "mean AP" in section and "plants with a slice of their own" in section
     assert "mean P@10" in section
