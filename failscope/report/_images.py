@@ -21,7 +21,6 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "attribution_mosaic_path",
     "data_uri",
-    "make_readable",
     "resolve_image",
     "slice_file_id",
     "thumbnail_uri",
@@ -47,27 +46,6 @@ def attribution_mosaic_path(slice_id: str) -> str:
     writes or deletes it.
     """
     return f"{PLOTS_DIR}/mosaic-{slice_file_id(slice_id)}.png"
-
-
-def make_readable(path: Path) -> None:
-    """Give a freshly written file the usual ``0o666 & ~umask`` mode.
-
-    Atomic writes go through ``tempfile.mkstemp``, which creates files readable by
-    their owner only; a report is meant to be shared (served, attached, copied).
-    """
-    umask = 0o022
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    umask = int(line.split()[1], 8)
-                    break
-    except (OSError, ValueError):
-        pass
-    try:
-        os.chmod(path, 0o666 & ~umask)
-    except OSError as exc:
-        logger.debug("cannot chmod %s: %s", path, exc)
 
 
 def data_uri(data: bytes, mime: str) -> str:

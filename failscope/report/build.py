@@ -30,7 +30,6 @@ from ._classes import classes_section
 from ._details import run_details_section
 from ._evaluation import evaluation_section
 from ._html import Markup, tag
-from ._images import make_readable
 from ._metrics import parse_retrain_metrics
 from ._overview import overview_section, page_header, warnings_panel
 from ._page import render_page
@@ -159,7 +158,6 @@ def build_report(
             html_text = _page(run, ctx, max_classes_expanded, open_classes)
             with atomic_open(out_path, "w") as fh:
                 fh.write(html_text)
-            make_readable(out_path)
         except BaseException:  # the plots written so far are failscope's all the same
             run.add_files(*ctx.written)
             raise

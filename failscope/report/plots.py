@@ -16,8 +16,6 @@ import numpy as np
 
 from failscope.run import atomic_open
 
-from ._images import make_readable
-
 __all__ = ["PALETTE", "SlicePlots", "retrain_plot", "severity_plot"]
 
 #: Colours shared by the page's CSS and the plots.
@@ -78,7 +76,6 @@ def _save(fig: Any, path: Path | None) -> bytes:
     if path is not None:
         with atomic_open(path, "wb") as fh:
             fh.write(data)
-        make_readable(path)
     return data
 
 

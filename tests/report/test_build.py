@@ -513,3 +513,14 @@ def test_thousand_classes_build_fast_and_small(run_factory):
     assert size < 1_500 * len(run.slices) + 1_000_000, (size, len(run.slices))
     top = min(run.slices, key=slice_order)
     assert overview_rows(text)[0] == top.id
+
+
+def test_report_of_a_run_without_slices(run_factory):
+    run = run_factory("noslices", n_classes=2, skipped_classes=(0, 1), captions=False)
+    assert run.slices == ()
+    text = build_report(run).read_text()
+    assert "The run has no slice." in text
+    assert overview_rows(text) == ["class-0", "class-1"]
+    # each class: its overview row, its section's summary and body
+    assert text.count("the model makes no errors on this class") == 2 * 3
+    assert not list((run.path / "plots").glob("*.png"))
