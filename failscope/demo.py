@@ -23,7 +23,7 @@ from failscope.run.writer import check_output_dir
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["default_cache_dir", "run_demo"]
+__all__ = ["default_cache_dir", "record_world", "run_demo"]
 
 
 def default_cache_dir() -> Path:
@@ -116,11 +116,7 @@ def run_demo(
             progress=progress, captions=False, report=False,  # run below, after evaluation
             force=True,  # the folder was checked above; since then it holds our world/
         )  # fmt: skip
-        truth = [_plant(e) for e in world.truth()]
-        write_json(run.output(TRUTH_JSON), Truth(FORMAT_VERSION, seed, tuple(truth)).to_json())
-        run.add_files(TRUTH_JSON)
-        plant_specs = tuple(p.spec for p in plant_list)
-        run.update_info(world=WorldInfo(seed=seed, plants=plant_specs, key=world.key, root="world"))
+        record_world(run, world, seed=seed)
         timings["discover"] = time.perf_counter() - t
 
         if captions:
@@ -150,6 +146,19 @@ def run_demo(
         run.update_info(demo_timings=timings)
     result["run"] = run
     return result
+
+
+def record_world(run: Any, world: Any, *, seed: int) -> None:
+    """Record that ``run`` audits the built-in ``world``: its planted truth (``truth.json``,
+    for ``failscope evaluate``) and how the world was made (``run.json``'s ``world``)."""
+    truth = Truth(FORMAT_VERSION, seed, tuple(_plant(e) for e in world.truth()))
+    with run_lock(run.path):
+        write_json(run.output(TRUTH_JSON), truth.to_json())
+        run.add_files(TRUTH_JSON)
+        root, here = world.root.resolve(), run.path.resolve()
+        rel = root.relative_to(here) if root.is_relative_to(here) else root
+        specs = tuple(p.spec for p in world.plants)
+        run.update_info(world=WorldInfo(seed=seed, plants=specs, key=world.key, root=str(rel)))
 
 
 def _plant(entry: dict[str, Any]) -> Plant:

@@ -377,8 +377,9 @@ def _run_warnings(
     from failscope.evidence import tautology_check
 
     out = []
-    check = tautology_check(x, labels, pred, random_state=cfg.seed)
-    if check.tautological:
+    wrong = pred != labels
+    check = tautology_check(x, labels, pred, random_state=cfg.seed) if wrong.any() else None
+    if check is not None and check.tautological:
         out.append(
             f"the embeddings reproduce the audited model's own wrong predictions "
             f"({check.mimicry:.0%} of held-out errors): they look like the model's own "

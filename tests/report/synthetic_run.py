@@ -289,16 +289,15 @@ def make_run(
         skipped_classes=skipped_classes, empty_classes=empty_classes, seed=seed,
     )  # fmt: skip
     folder = path.parent / f"{path.name}-data"
-    on_disk = write_pngs(folder, n_images, seed=seed)
-    (folder / "corrupt.png").write_bytes(b"this is not a png")
     n = len(data["labels"])
+    paths = write_pngs(folder, n, distinct=n_images, seed=seed)  # one file per example
     within = np.arange(n) % n_per_class
-    paths = [on_disk[i % len(on_disk)] for i in range(n)]
     for i in np.flatnonzero(within < missing_images + corrupt_images):
-        paths[i] = (
-            f"missing/nope_{data['labels'][i]}_{within[i]}.png"
-            if within[i] < missing_images else "corrupt.png"
-        )  # fmt: skip
+        if within[i] < missing_images:
+            paths[i] = f"missing/nope_{data['labels'][i]}_{within[i]}.png"
+        else:
+            paths[i] = f"corrupt_{i}.png"
+            (folder / paths[i]).write_bytes(b"this is not a png")
     metadata = {
         "color": [COLORS[i % len(COLORS)] for i in range(n)],
         "planted_red": (data["mode"] == 0) & (data["labels"] == 0),

@@ -255,7 +255,7 @@ def test_members_mosaic_failures_first_with_missing_images(run_factory):
     n_missing = text.count('class="missing"')
     assert n_missing > 0
     paths = re.findall(r'<figure class="th (?:ok|bad)" title="([^\n"]*)', text)
-    bad = [q for q in paths if q.startswith("missing/") or q == "corrupt.png"]
+    bad = [q for q in paths if q.startswith(("missing/", "corrupt_"))]
     assert n_missing == len(bad)
     jpegs = text.count('<img src="data:image/jpeg')
     assert jpegs == len(paths) - n_missing
@@ -442,7 +442,9 @@ def test_report_of_a_directions_run(tmp_path):
         assert f"CV {s.support.cv_metric}: </span><b>{s.support.cv_score:.3f}" in block
         assert f"C: </span><b>{s.support.C:g}" in block
     cards = dict(re.findall(r'<div class="k">([^<]+)</div><div class="v[^"]*">([^<]*)</div>', text))
-    assert cards["Slicer"] == "directions" and cards["Slices"] == "3"
+    n_weak = sum(s.status == "weak" for s in run.slices)
+    slices_card = "3" + (f" ({n_weak} weak)" if n_weak else "")
+    assert cards["Slicer"] == "directions" and cards["Slices"] == slices_card
 
 
 def test_hostile_strings_render_as_text(hostile_run):
