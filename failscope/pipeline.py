@@ -373,27 +373,21 @@ def _discover_locked(
 def _run_warnings(
     slicer: Any, x: np.ndarray, labels: np.ndarray, pred: np.ndarray, cfg: DiscoverConfig
 ) -> tuple[str, ...]:
-    """Findings about the run as a whole, for ``run.json`` and the report (also logged)."""
+    """Findings about the run as a whole, for ``run.json`` and the report (their stages
+    log them as they find them)."""
     from failscope.evidence import tautology_check
 
     out = []
     wrong = pred != labels
     check = tautology_check(x, labels, pred, random_state=cfg.seed) if wrong.any() else None
     if check is not None and check.tautological:
-        out.append(
-            f"the embeddings reproduce the audited model's own wrong predictions "
-            f"({check.mimicry:.0%} of held-out errors): they look like the model's own "
-            "features, so the slices describe its decision boundary, not the data; use "
-            "independent embeddings (a CLIP) instead"
-        )
+        out.append(f"{check.message()}; use independent embeddings (a CLIP) instead")
     edges = sum(bool(s.metrics.get("C_at_edge")) for s in slicer.slices_)
     if edges:
         out.append(
             f"{edges} slice direction(s) chose C at an end of the widened grid with the CV "
             "score still rising; they may be under- or over-regularised (--C-grid)"
         )
-    for w in out:
-        logger.warning("%s", w)
     return tuple(out)
 
 
