@@ -300,9 +300,11 @@ class DiscoverConfig(Record):
     )
     # -- later stages
     captions: bool = field(
-        default=True, metadata=_cli("name each slice with CLIP text prompts", group="output")
+        default=True, metadata=_cli("skip naming the slices with CLIP text prompts", group="output")
     )
-    report: bool = field(default=True, metadata=_cli("write RUN/report.html", group="output"))
+    report: bool = field(
+        default=True, metadata=_cli("skip writing RUN/report.html", group="output")
+    )
     force: bool = field(
         default=False,
         metadata=_cli(
