@@ -46,6 +46,7 @@ def run_demo(
     sizes: dict[str, int] | None = None,
     audited: Any = None,
     threads: int | None = None,
+    slicer: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     on_stage: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -71,6 +72,8 @@ def run_demo(
     threads : int, optional
         torch threads of discover's predict and embed passes (see
         :func:`failscope.discover`).
+    slicer : str, optional
+        Slicer spec for discover (``NAME[:key=value,...]``); default: discover's.
     progress : callable(stage, done, total), optional
         Progress of the long stages (passed to :func:`failscope.discover`).
     on_stage : callable(name), optional
@@ -115,6 +118,7 @@ def run_demo(
             fit_split="val", reference_split="train", seed=seed, threads=threads,
             progress=progress, captions=False, report=False,  # run below, after evaluation
             force=True,  # the folder was checked above; since then it holds our world/
+            **({} if slicer is None else {"slicer": slicer}),
         )  # fmt: skip
         record_world(run, world, seed=seed)
         timings["discover"] = time.perf_counter() - t
