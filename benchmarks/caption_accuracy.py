@@ -38,6 +38,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import time
 from collections import Counter
@@ -100,10 +101,40 @@ def build_world_run(plants: tuple[str, ...], *, seed: int, workdir: Path) -> tup
     except InputError:
         run_demo(
             out=out, plants=list(plants), seed=seed, captions=False, retrain=False,
-            report=False, cache_dir=workdir / "models",
+            report=False, cache_dir=workdir / "models", slicer="directions",
         )  # fmt: skip
         run = load_run(out)
     return run, run.truth
+
+
+def reslice(run: Any, slicer: str, *, workdir: Path) -> Any:
+    """The run's data refitted with another slicer (predictions and embeddings reused).
+
+    ``build_world_run``'s runs use the ``directions`` slicer; this fits another on the
+    same embeddings and predictions in seconds, under ``workdir/reslice/``.
+    """
+    from failscope import discover, load_run
+    from failscope.data.models import Predictions
+    from failscope.run import TRUTH_JSON, write_json
+    from failscope.run.schema import Truth
+
+    tag = hashlib.sha256(slicer.encode()).hexdigest()[:10]
+    out = workdir / "reslice" / f"{run.path.name}-{tag}"
+    ex = run.examples
+    preds = Predictions(
+        pred=ex["pred"].to_numpy(np.int64),
+        confidence=ex["confidence"].to_numpy(np.float32),
+        n_outputs=None,
+        source={"kind": "predictions", "spec": None},
+    )
+    new = discover(
+        run.config.data, out=out, predictions=preds, embeddings=np.asarray(run.embeddings()),
+        clip=run.config.clip, slicer=slicer, seed=run.info.seed, captions=False, report=False,
+    )  # fmt: skip
+    truth = Truth(format=run.info.format, seed=run.info.seed, plants=run.truth)
+    write_json(new.output(TRUTH_JSON), truth.to_json())
+    new.add_files(TRUTH_JSON)
+    return load_run(out)
 
 
 def _world_clip_identity() -> str:
@@ -218,6 +249,10 @@ def main(argv: list[str] | None = None) -> None:
         "--clip-weights", type=Path, default=None,
         help="world CLIP weights to use instead of the shipped ones",
     )  # fmt: skip
+    ap.add_argument(
+        "--slicer", default=None,
+        help="slicer whose slices are captioned (default: discover's default)",
+    )  # fmt: skip
     ap.add_argument("--verbose", action="store_true", help="print every planted slice's captions")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -227,11 +262,16 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     if args.clip_weights is not None:
         use_world_clip_weights(args.clip_weights)
+    from failscope.slicers import DEFAULT_SLICER
+
+    slicer = args.slicer or DEFAULT_SLICER
     results: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     t0 = time.perf_counter()
     for seed in args.seeds:
         for name in args.sets:
             run, truth = build_world_run(PLANT_SETS[name], seed=seed, workdir=args.workdir)
+            if slicer != "directions":
+                run = reslice(run, slicer, workdir=args.workdir)
             for method in args.methods:
                 for row in caption_hits(run, truth, method=method, rerank=args.rerank):
                     results.setdefault((name, row["plant"], method), []).append(row)
@@ -241,8 +281,8 @@ def main(argv: list[str] | None = None) -> None:
                               f"{mark:4s} {row['captions'][:3]}")  # fmt: skip
 
     print(
-        f"\nCaption accuracy on the built-in world: {len(args.seeds)} seeds, full world "
-        f"vocabulary, rerank={'default' if args.rerank is None else args.rerank}, "
+        f"\nCaption accuracy on the built-in world: {len(args.seeds)} seeds, slicer {slicer}, "
+        f"full world vocabulary, rerank={'default' if args.rerank is None else args.rerank}, "
         f"{time.perf_counter() - t0:.0f} s\n"
     )
     print(

@@ -24,7 +24,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import time
 from collections import defaultdict
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from caption_accuracy import MIN_GAP, build_world_run
+from caption_accuracy import MIN_GAP, build_world_run, reslice
 
 #: name -> plants ("default": the demo's). Two-mode sets plant two failures in one class.
 PLANT_SETS: dict[str, tuple[str, ...]] = {
@@ -45,32 +44,6 @@ PLANT_SETS: dict[str, tuple[str, ...]] = {
 SLICERS = ("directions", "directions:max_slices=3", "mixture")
 TARGET_P10 = 0.8
 TARGET_AP = 0.6
-
-
-def reslice(run: Any, slicer: str, *, workdir: Path) -> Any:
-    """The run's data refitted with another slicer (predictions and embeddings reused)."""
-    from failscope import discover, load_run
-    from failscope.data.models import Predictions
-    from failscope.run import TRUTH_JSON, write_json
-    from failscope.run.schema import Truth
-
-    tag = hashlib.sha256(slicer.encode()).hexdigest()[:10]
-    out = workdir / "reslice" / f"{run.path.name}-{tag}"
-    ex = run.examples
-    preds = Predictions(
-        pred=ex["pred"].to_numpy(np.int64),
-        confidence=ex["confidence"].to_numpy(np.float32),
-        n_outputs=None,
-        source={"kind": "predictions", "spec": None},
-    )
-    new = discover(
-        run.config.data, out=out, predictions=preds, embeddings=np.asarray(run.embeddings()),
-        clip=None, slicer=slicer, seed=run.info.seed, captions=False, report=False,
-    )  # fmt: skip
-    truth = Truth(format=run.info.format, seed=run.info.seed, plants=run.truth)
-    write_json(new.output(TRUTH_JSON), truth.to_json())
-    new.add_files(TRUTH_JSON)
-    return load_run(out)
 
 
 def evaluate(run: Any) -> list[dict[str, Any]]:
