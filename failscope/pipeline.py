@@ -130,7 +130,8 @@ def _stage_progress(
 
 
 def _resolve(config: DiscoverConfig) -> DiscoverConfig:
-    """Fill the defaults that depend on other settings (the CLIP and its tag)."""
+    """Fill the defaults that depend on other settings (the CLIP and its tag); make the
+    data path absolute."""
     from failscope.embed import DEFAULT_CLIP, default_pretrained
 
     clip = config.clip
@@ -141,7 +142,10 @@ def _resolve(config: DiscoverConfig) -> DiscoverConfig:
         tag = default_pretrained(
             clip, tag, checkpoint=config.clip_checkpoint, random_init=config.clip_random_init
         )
-    return config.replace(clip=clip, clip_pretrained=tag)
+    data = config.data
+    if isinstance(data, (str, os.PathLike)):  # recorded absolute: the run can be redone anywhere
+        data = str(Path(data).resolve())
+    return config.replace(data=data, clip=clip, clip_pretrained=tag)
 
 
 def _check_config(config: DiscoverConfig) -> Any:
