@@ -454,7 +454,8 @@ class ErrorDirections(BaseEstimator):
         1e6), and keep it if it scores strictly higher.
     n_permutations : int, default=499
         Label shuffles per CV fold in the significance test; the smallest p-value
-        it can give is ``cv / (n_permutations + 1)``.
+        it can give is ``cv / (n_permutations + 1)``. 0 skips the test
+        (``p_values_`` NaN, ``significant_`` False).
     alpha : float, default=0.05
         Level at which ``significant_`` is decided.
     correction : {"none", "bh"}, default="none"
@@ -539,7 +540,7 @@ class ErrorDirections(BaseEstimator):
         check_choice(self.correction, CORRECTIONS, name="correction")
         check_int(self.cv, name="cv", low=2)
         check_int(self.min_examples, name="min_examples", low=2)
-        check_int(self.n_permutations, name="n_permutations", low=1)
+        check_int(self.n_permutations, name="n_permutations", low=0)
         check_fraction(self.alpha, name="alpha")
         if self.n_jobs is not None and (check_int(self.n_jobs, name="n_jobs") == 0):
             raise fail("n_jobs=0 is not allowed; use None or 1 (serial), N cores, or -1 (all)")

@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,15 +67,18 @@ def _random_subsets(rng: np.random.Generator, n: int, k: int, n_draws: int) -> n
 
 
 def _average_ranks(a: np.ndarray) -> np.ndarray:
-    """Ranks along axis 1, ties averaged (as ``scipy.stats.rankdata``), fast without ties."""
+    """Ranks (1..n) along axis 1 of a 2-D array, ties averaged, as ``scipy.stats.rankdata``."""
+    rows, n = a.shape
     order = np.argsort(a, axis=1, kind="stable")
-    if (np.diff(np.take_along_axis(a, order, axis=1), axis=1) == 0).any():
-        from scipy.stats import rankdata
-
-        return rankdata(a, axis=1)
-    ranks = np.empty(a.shape)
-    positions = np.broadcast_to(np.arange(1.0, a.shape[1] + 1), a.shape)
-    np.put_along_axis(ranks, order, positions, axis=1)
+    ordered = np.take_along_axis(a, order, axis=1)
+    starts_run = np.ones((rows, n), dtype=bool)
+    starts_run[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    flat = starts_run.ravel()
+    first = np.flatnonzero(flat)  # each row starts a run, so runs never span rows
+    last = np.append(first[1:], flat.size) - 1
+    average = (first + last) / 2.0 - (first // n) * n + 1.0  # positions within the row
+    ranks = np.empty((rows, n))
+    np.put_along_axis(ranks, order, average[np.cumsum(flat) - 1].reshape(rows, n), axis=1)
     return ranks
 
 
@@ -97,7 +101,7 @@ def fold_test(
     -------
     p_value : float
         ``(1 + #{shuffles whose best AUROC >= the observed best}) / (1 + n_permutations)``;
-        one-sided (errors score higher).
+        one-sided (errors score higher). NaN when ``n_permutations`` is 0.
     auroc : ndarray of shape (n_C,)
         The observed AUROC (errors vs successes) of each row.
     """
@@ -105,12 +109,14 @@ def fold_test(
     pos = y > 0
     n, n_pos = len(y), int(pos.sum())
     rank_sums = ranks[:, pos].sum(axis=1)
+    auroc = (rank_sums - n_pos * (n_pos + 1) / 2.0) / (n_pos * (n - n_pos))
+    if n_permutations == 0:
+        return math.nan, auroc
     small = min(n_pos, n - n_pos)  # draw the smaller group; the other's rank sum follows
     sums = _random_subsets(rng, n, small, n_permutations) @ ranks.T  # (n_permutations, n_C)
     if small != n_pos:
         sums = n * (n + 1) / 2.0 - sums
     exceed = np.count_nonzero(sums.max(axis=1) >= rank_sums.max())
-    auroc = (rank_sums - n_pos * (n_pos + 1) / 2.0) / (n_pos * (n - n_pos))
     return float((1 + exceed) / (1 + n_permutations)), auroc
 
 
@@ -120,7 +126,7 @@ def combine_fold_p_values(p_values: Any) -> float:
     Valid whatever the dependence between folds (they share training data).
     """
     p = np.asarray(p_values, dtype=np.float64)
-    return float(min(1.0, len(p) * p.min()))
+    return float(np.minimum(1.0, len(p) * p.min()))  # NaN if a fold was not tested
 
 
 def significant(p_values: Any, *, alpha: float = 0.05, correction: str = "none") -> np.ndarray:

@@ -117,7 +117,7 @@ def test_nan_embeddings_are_a_clear_error():
         ({"solver": "sgd"}, "solver='sgd' is not one of"),
         ({"Cs": (1.0, -1.0)}, "Cs must be"),
         ({"cv": 1}, "cv=1 must be >= 2"),
-        ({"n_permutations": 0}, "n_permutations=0 must be >= 1"),
+        ({"n_permutations": -1}, "n_permutations=-1 must be >= 0"),
         ({"alpha": 1.5}, r"alpha=1.5 must lie in \(0, 1\)"),
         ({"correction": "holm"}, "correction='holm' is not one of"),
         ({"n_jobs": 0}, "n_jobs=0 is not allowed"),
@@ -212,6 +212,14 @@ def test_planted_directions_are_significant():
     est = ErrorDirections().fit(x, y, pred)
     assert (est.p_values_ < 0.01).all(), est.p_values_
     assert est.significant_.all()
+    assert (est.cv_auroc_ > 0.9).all()
+
+
+def test_zero_permutations_skip_the_test():
+    x, y, pred, _, _ = planted(n_per_class=200, d=16, k=2)
+    est = ErrorDirections(n_permutations=0).fit(x, y, pred)
+    assert np.isnan(est.p_values_).all() and not est.significant_.any()
+    np.testing.assert_array_equal(est.directions_, ErrorDirections().fit(x, y, pred).directions_)
     assert (est.cv_auroc_ > 0.9).all()
 
 
