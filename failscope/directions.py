@@ -45,7 +45,6 @@ from failscope._validation import (
 )
 from failscope.evidence import (
     CORRECTIONS,
-    combine_fold_p_values,
     fold_test,
     significant,
     warn_bh_resolution,
@@ -453,8 +452,8 @@ class ErrorDirections(BaseEstimator):
         or more values, try the next decade up (down), up to ``C_LIMITS`` = (1e-6,
         1e6), and keep it if it scores strictly higher.
     n_permutations : int, default=499
-        Label shuffles per CV fold in the significance test; the smallest p-value
-        it can give is ``cv / (n_permutations + 1)``. 0 skips the test
+        Label shuffles in the significance test; the smallest p-value it can give
+        is ``1 / (n_permutations + 1)``. 0 skips the test
         (``p_values_`` NaN, ``significant_`` False).
     alpha : float, default=0.05
         Level at which ``significant_`` is decided.
@@ -693,7 +692,7 @@ class ErrorDirections(BaseEstimator):
         self._warn_edges(cs)
         if self.correction == "bh":
             warn_bh_resolution(
-                int(np.isfinite(self.p_values_).sum()), cv=self.cv,
+                int(np.isfinite(self.p_values_).sum()),
                 n_permutations=self.n_permutations, alpha=self.alpha,
             )  # fmt: skip
 
@@ -752,8 +751,8 @@ class ErrorDirections(BaseEstimator):
         held_out = [y[te] for _, te in splits]
         rng = np.random.default_rng([self.random_state, c])
         tests = [  # over the user's grid only: fixed before the labels were seen
-            fold_test(d[search.user], t, rng=rng, n_permutations=self.n_permutations)
-            for d, t in zip(search.decisions, held_out, strict=True)
+            fold_test(d[search.user], t, rng=rng, n_permutations=self.n_permutations * (f == 0))
+            for f, (d, t) in enumerate(zip(search.decisions, held_out, strict=True))
         ]
         user = range(search.user.start, search.user.stop)
         aurocs = [
@@ -770,7 +769,7 @@ class ErrorDirections(BaseEstimator):
             best_C=c_best,
             cv_score=float(search.scores[:, search.best].mean()),
             cv_auroc=float(np.mean(aurocs)),
-            p_value=combine_fold_p_values([p for p, _ in tests]),
+            p_value=tests[0][0],  # the first fold carries the test (see failscope.evidence)
             at_edge=search.at_edge,
         )
 

@@ -254,12 +254,12 @@ def test_bh_correction_flags_a_subset(caplog):
     none = ErrorDirections(n_permutations=1999).fit(x2, y2, p2)
     bh = ErrorDirections(n_permutations=1999, correction="bh").fit(x2, y2, p2)
     np.testing.assert_array_equal(none.p_values_, bh.p_values_)
-    assert bh.significant_[:3].all()  # p = 2/2000 <= 0.05 * 3 / 43
+    assert bh.significant_[:3].all()  # p = 1/2000 <= 0.05 * 3 / 43
     assert bh.significant_.sum() <= none.significant_.sum()
     with caplog.at_level(logging.WARNING, logger="failscope.evidence"):
-        coarse = ErrorDirections(correction="bh").fit(x2, y2, p2)  # p >= 2/500
-    assert not coarse.significant_.any()
-    assert "raise n_permutations to 1720 or more" in caplog.text
+        coarse = ErrorDirections(n_permutations=99, correction="bh").fit(x2, y2, p2)
+    assert not coarse.significant_.any()  # p >= 1/100 > 0.05 * 3 / 43
+    assert "raise n_permutations to 860 or more" in caplog.text
 
 
 def test_widening_follows_a_rising_cv_score(caplog):
