@@ -448,9 +448,10 @@ class ErrorDirections(BaseEstimator):
         How C is chosen from the CV scores: the best mean, or the strongest
         regularisation within one standard error of it (steadier with 2 folds).
     widen_Cs : bool, default=True
-        While the best mean CV score is at the largest (smallest) C of a grid of two
-        or more values, try the next decade up (down), up to ``C_LIMITS`` = (1e-6,
-        1e6), and keep it if it scores strictly higher.
+        While the best mean CV score is at the largest C of a grid of two or more
+        values (or at the smallest, strictly above the next), try the next decade up
+        (down), within ``C_LIMITS`` = (1e-6, 1e6), and keep it if it scores strictly
+        higher.
     n_permutations : int, default=499
         Label shuffles in the significance test; the smallest p-value it can give
         is ``1 / (n_permutations + 1)``. 0 skips the test
@@ -493,9 +494,11 @@ class ErrorDirections(BaseEstimator):
         rising there (widening hit ``C_LIMITS``, or was off).
     p_values_ : ndarray of shape (n_classes,)
         Permutation p-value of H0 "the embeddings carry no information about this
-        class's errors"; NaN for skipped classes.
+        class's errors" (one-sided, on the first fold's held-out examples, over the
+        ``Cs`` grid; see :mod:`failscope.evidence`); NaN for skipped classes.
     significant_ : ndarray of shape (n_classes,), bool
-        ``p_values_`` judged at ``alpha`` with ``correction`` (:func:`significant`).
+        ``p_values_`` judged at ``alpha`` with ``correction``
+        (:func:`failscope.evidence.significant`).
     skip_reasons_ : dict of int to str
         Why each skipped class got no direction.
     n_fit_, n_errors_ : ndarray of shape (n_classes,)
