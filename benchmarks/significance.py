@@ -7,7 +7,10 @@ observed one. It costs ``n_permutations`` fits. ErrorDirections' own test
 (:func:`failscope.evidence.fold_test`) shuffles only the held-out labels of each
 fold against classifiers already fitted, so it costs no refit.
 
-For embeddings with no information about the errors (strength 0) both must reject
+A third row tests both CV folds instead of the first only and combines them by
+Bonferroni (``2 * min(p)``), the alternative that was measured and set aside.
+
+For embeddings with no information about the errors (strength 0) all must reject
 at most ``alpha`` of the classes; with planted failure directions of growing
 strength, the rejection rates show the power of each. Embeddings are anisotropic
 Gaussians, L2-normalised like CLIP's; errors follow a logistic model along one
@@ -27,6 +30,7 @@ import time
 import numpy as np
 from scipy.stats import spearmanr
 
+import failscope.directions as directions
 from failscope import ErrorDirections
 
 
@@ -75,6 +79,33 @@ def reference_p_values(
     return (1 + hits) / (1 + n_permutations)
 
 
+def both_folds_p_values(
+    x: np.ndarray, labels: np.ndarray, pred: np.ndarray, n_permutations: int, seed: int
+) -> np.ndarray:
+    """Each fold tested (not only the first), Bonferroni over the folds."""
+    recorded: list[float] = []
+    real = directions.fold_test
+
+    def every_fold(
+        decisions: np.ndarray, y: np.ndarray, *, rng: np.random.Generator, n_permutations: int
+    ) -> tuple[float, np.ndarray]:
+        p, auroc = real(decisions, y, rng=rng, n_permutations=n_permutations or n_perm)
+        recorded.append(p)
+        return p, auroc
+
+    n_perm = n_permutations
+    directions.fold_test = every_fold
+    try:
+        est = ErrorDirections(n_permutations=n_permutations, random_state=seed)
+        est.fit(x, labels, pred)
+    finally:
+        directions.fold_test = real
+    out = np.full(est.n_classes_, np.nan)
+    per_fold = np.asarray(recorded).reshape(-1, est.cv)
+    out[np.isfinite(est.p_values_)] = np.minimum(1.0, est.cv * per_fold.min(axis=1))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--classes", type=int, default=200)
@@ -102,16 +133,19 @@ def main() -> None:
         c1 = time.process_time()
         ref = reference_p_values(x, labels, pred, args.reference_permutations, args.seed)
         c2 = time.process_time()
+        both = both_folds_p_values(x, labels, pred, 499, args.seed)
+        c3 = time.process_time()
         ok = np.isfinite(fast)
-        rho = spearmanr(fast[ok], ref[ok]).statistic
-        for name, p, cpu in (
-            ("fold permutations", fast, c1 - c0),
+        rows = (
+            ("first fold (default)", fast, c1 - c0),
             ("refit reference", ref, c2 - c1),
-        ):
+            ("both folds, Bonferroni", both, c3 - c2),
+        )
+        for name, p, cpu in rows:
+            rho = spearmanr(p[ok], ref[ok]).statistic
             print(
                 f"| {strength:g} | {name} | {np.mean(p[ok] <= 0.05):.3f} | "
-                f"{np.mean(p[ok] <= 0.01):.3f} | {1e3 * cpu / ok.sum():.1f} | "
-                f"{rho:.2f} |"
+                f"{np.mean(p[ok] <= 0.01):.3f} | {1e3 * cpu / ok.sum():.1f} | {rho:.2f} |"
             )
 
 

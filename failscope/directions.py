@@ -45,7 +45,6 @@ from failscope._validation import (
 )
 from failscope.evidence import (
     CORRECTIONS,
-    combine_fold_p_values,
     fold_test,
     significant,
     warn_bh_resolution,
@@ -449,12 +448,14 @@ class ErrorDirections(BaseEstimator):
         How C is chosen from the CV scores: the best mean, or the strongest
         regularisation within one standard error of it (steadier with 2 folds).
     widen_Cs : bool, default=True
-        While the best mean CV score is at the largest (smallest) C of a grid of two
-        or more values, try the next decade up (down), up to ``C_LIMITS`` = (1e-6,
-        1e6), and keep it if it scores strictly higher.
+        While the best mean CV score is at the largest C of a grid of two or more
+        values (or at the smallest, strictly above the next), try the next decade up
+        (down), within ``C_LIMITS`` = (1e-6, 1e6), and keep it if it scores strictly
+        higher.
     n_permutations : int, default=499
-        Label shuffles per CV fold in the significance test; the smallest p-value
-        it can give is ``cv / (n_permutations + 1)``.
+        Label shuffles in the significance test; the smallest p-value it can give
+        is ``1 / (n_permutations + 1)``. 0 skips the test
+        (``p_values_`` NaN, ``significant_`` False).
     alpha : float, default=0.05
         Level at which ``significant_`` is decided.
     correction : {"none", "bh"}, default="none"
@@ -493,9 +494,11 @@ class ErrorDirections(BaseEstimator):
         rising there (widening hit ``C_LIMITS``, or was off).
     p_values_ : ndarray of shape (n_classes,)
         Permutation p-value of H0 "the embeddings carry no information about this
-        class's errors"; NaN for skipped classes.
+        class's errors" (one-sided, on the first fold's held-out examples, over the
+        ``Cs`` grid; see :mod:`failscope.evidence`); NaN for skipped classes.
     significant_ : ndarray of shape (n_classes,), bool
-        ``p_values_`` judged at ``alpha`` with ``correction`` (:func:`significant`).
+        ``p_values_`` judged at ``alpha`` with ``correction``
+        (:func:`failscope.evidence.significant`).
     skip_reasons_ : dict of int to str
         Why each skipped class got no direction.
     n_fit_, n_errors_ : ndarray of shape (n_classes,)
@@ -539,7 +542,7 @@ class ErrorDirections(BaseEstimator):
         check_choice(self.correction, CORRECTIONS, name="correction")
         check_int(self.cv, name="cv", low=2)
         check_int(self.min_examples, name="min_examples", low=2)
-        check_int(self.n_permutations, name="n_permutations", low=1)
+        check_int(self.n_permutations, name="n_permutations", low=0)
         check_fraction(self.alpha, name="alpha")
         if self.n_jobs is not None and (check_int(self.n_jobs, name="n_jobs") == 0):
             raise fail("n_jobs=0 is not allowed; use None or 1 (serial), N cores, or -1 (all)")
@@ -692,7 +695,7 @@ class ErrorDirections(BaseEstimator):
         self._warn_edges(cs)
         if self.correction == "bh":
             warn_bh_resolution(
-                int(np.isfinite(self.p_values_).sum()), cv=self.cv,
+                int(np.isfinite(self.p_values_).sum()),
                 n_permutations=self.n_permutations, alpha=self.alpha,
             )  # fmt: skip
 
@@ -751,8 +754,8 @@ class ErrorDirections(BaseEstimator):
         held_out = [y[te] for _, te in splits]
         rng = np.random.default_rng([self.random_state, c])
         tests = [  # over the user's grid only: fixed before the labels were seen
-            fold_test(d[search.user], t, rng=rng, n_permutations=self.n_permutations)
-            for d, t in zip(search.decisions, held_out, strict=True)
+            fold_test(d[search.user], t, rng=rng, n_permutations=self.n_permutations * (f == 0))
+            for f, (d, t) in enumerate(zip(search.decisions, held_out, strict=True))
         ]
         user = range(search.user.start, search.user.stop)
         aurocs = [
@@ -769,7 +772,7 @@ class ErrorDirections(BaseEstimator):
             best_C=c_best,
             cv_score=float(search.scores[:, search.best].mean()),
             cv_auroc=float(np.mean(aurocs)),
-            p_value=combine_fold_p_values([p for p, _ in tests]),
+            p_value=tests[0][0],  # the first fold carries the test (see failscope.evidence)
             at_edge=search.at_edge,
         )
 

@@ -117,7 +117,7 @@ def test_nan_embeddings_are_a_clear_error():
         ({"solver": "sgd"}, "solver='sgd' is not one of"),
         ({"Cs": (1.0, -1.0)}, "Cs must be"),
         ({"cv": 1}, "cv=1 must be >= 2"),
-        ({"n_permutations": 0}, "n_permutations=0 must be >= 1"),
+        ({"n_permutations": -1}, "n_permutations=-1 must be >= 0"),
         ({"alpha": 1.5}, r"alpha=1.5 must lie in \(0, 1\)"),
         ({"correction": "holm"}, "correction='holm' is not one of"),
         ({"n_jobs": 0}, "n_jobs=0 is not allowed"),
@@ -215,6 +215,14 @@ def test_planted_directions_are_significant():
     assert (est.cv_auroc_ > 0.9).all()
 
 
+def test_zero_permutations_skip_the_test():
+    x, y, pred, _, _ = planted(n_per_class=200, d=16, k=2)
+    est = ErrorDirections(n_permutations=0).fit(x, y, pred)
+    assert np.isnan(est.p_values_).all() and not est.significant_.any()
+    np.testing.assert_array_equal(est.directions_, ErrorDirections().fit(x, y, pred).directions_)
+    assert (est.cv_auroc_ > 0.9).all()
+
+
 def test_weak_class_is_not_significant_next_to_a_planted_one():
     x, y, pred, _, _ = planted(n_per_class=300, d=32, k=2, seed=5)
     rng = np.random.default_rng(0)
@@ -246,12 +254,12 @@ def test_bh_correction_flags_a_subset(caplog):
     none = ErrorDirections(n_permutations=1999).fit(x2, y2, p2)
     bh = ErrorDirections(n_permutations=1999, correction="bh").fit(x2, y2, p2)
     np.testing.assert_array_equal(none.p_values_, bh.p_values_)
-    assert bh.significant_[:3].all()  # p = 2/2000 <= 0.05 * 3 / 43
+    assert bh.significant_[:3].all()  # p = 1/2000 <= 0.05 * 3 / 43
     assert bh.significant_.sum() <= none.significant_.sum()
     with caplog.at_level(logging.WARNING, logger="failscope.evidence"):
-        coarse = ErrorDirections(correction="bh").fit(x2, y2, p2)  # p >= 2/500
-    assert not coarse.significant_.any()
-    assert "raise n_permutations to 1720 or more" in caplog.text
+        coarse = ErrorDirections(n_permutations=99, correction="bh").fit(x2, y2, p2)
+    assert not coarse.significant_.any()  # p >= 1/100 > 0.05 * 3 / 43
+    assert "raise n_permutations to 860 or more" in caplog.text
 
 
 def test_widening_follows_a_rising_cv_score(caplog):

@@ -14,7 +14,6 @@ from failscope import InputError
 from failscope.evidence import (
     _average_ranks,
     _random_subsets,
-    combine_fold_p_values,
     fold_test,
     significant,
     tautology_check,
@@ -75,11 +74,6 @@ def test_fold_test_small_for_separated_scores():
     scores = np.vstack([y + 0.1 * np.random.default_rng(3).normal(size=40)] * 3)
     p, _ = fold_test(scores, y, rng=np.random.default_rng(4), n_permutations=999)
     assert p == pytest.approx(1 / 1000)
-
-
-def test_combine_fold_p_values_is_bonferroni():
-    assert combine_fold_p_values([0.01, 0.2]) == pytest.approx(0.02)
-    assert combine_fold_p_values([0.6, 0.9]) == 1.0
 
 
 def test_significant_per_class_and_benjamini_hochberg():
