@@ -57,7 +57,7 @@ __all__ = ["ErrorDirections"]
 SOLVERS = ("lssvm", "logistic", "svc")
 SCORINGS = ("balanced_accuracy", "roc_auc")
 DEFAULT_CS = tuple(float(c) for c in np.logspace(-3, 3, 7))
-C_LIMITS = (1e-6, 1e6)  # how far widening may take C
+C_LIMITS = (1e-6, 1e6)  # how far widening may take C (upwards only: see _search_C)
 
 # Reasons recorded for classes that get no direction.
 REASON_FEW = "only {n} examples of this class (need at least {k})"
@@ -344,13 +344,14 @@ class _Search(NamedTuple):
 def _search_C(
     folds: _CVFolds, cs: np.ndarray, *, scoring: str, selection: str, widen: bool
 ) -> _Search:
-    """Score ``cs`` by CV; widen by decades while the best mean score is at an end.
+    """Score ``cs`` by CV; widen upwards by decades while the best mean score is at the
+    largest C.
 
-    The best mean is "at an end" when it is at the largest C, or at the smallest C
-    and strictly above the next one (a plateau of strong regularisation is not an
-    edge). A decade beyond the end is kept as a candidate only if its mean score is
-    strictly higher than the best so far (a plateau stops the search); it is
-    recorded either way. Widening stops at ``C_LIMITS``.
+    A decade above is kept as a candidate only if its mean score is strictly higher
+    than the best so far (a plateau stops the search); it is recorded either way.
+    Widening stops at ``C_LIMITS``. The smallest C is not widened: below it the
+    direction no longer changes (measured: cosine 1.000000), only the intercept
+    shrinks, which would move the zero-threshold slices without finding anything.
     """
     held_out = [folds.y[te] for _, te in folds.splits]
 
@@ -359,30 +360,28 @@ def _search_C(
         return dec, np.stack([_score(scoring, d, t) for d, t in zip(dec, held_out, strict=True)])
 
     decisions, scores = run(cs)
-    grid, candidate, lo = cs.copy(), np.ones(len(cs), dtype=bool), 0
+    grid, candidate = cs.copy(), np.ones(len(cs), dtype=bool)
     mean = scores.mean(axis=0)
     top = int(np.argmax(mean))  # the first maximum: a tie with the next C is a plateau
-    edge = len(cs) > 1 and (top == len(cs) - 1 or (top == 0 and mean[0] > mean[1]))
+    edge = len(cs) > 1 and top == len(cs) - 1
     limited = edge and not widen
     while edge and widen:
-        up = top == len(grid) - 1
-        c_new = grid[-1] * 10.0 if up else grid[0] / 10.0
-        if not C_LIMITS[0] * (1 - 1e-9) <= c_new <= C_LIMITS[1] * (1 + 1e-9):
+        c_new = grid[-1] * 10.0
+        if c_new > C_LIMITS[1] * (1 + 1e-9):
             limited = True
             break
         dec, sc = run(np.array([c_new]))
         better = bool(sc.mean() > scores[:, top].mean())
-        at = len(grid) if up else 0
+        at = len(grid)
         grid = np.insert(grid, at, c_new)
         scores = np.insert(scores, at, sc[:, 0], axis=1)
         decisions = [np.insert(d, at, e[0], axis=0) for d, e in zip(decisions, dec, strict=True)]
         candidate = np.insert(candidate, at, better)
-        lo += not up
-        top = at if better else top + (not up)
+        top = at if better else top
         edge = better
     keep = np.flatnonzero(candidate)
     best = int(keep[_select(scores[:, keep], selection)])
-    return _Search(grid, scores, decisions, best, slice(lo, lo + len(cs)), bool(limited))
+    return _Search(grid, scores, decisions, best, slice(0, len(cs)), bool(limited))
 
 
 class _ClassFit(NamedTuple):
@@ -449,10 +448,9 @@ class ErrorDirections(BaseEstimator):
         regularisation within one standard error of it (steadier with 2 folds).
     widen_Cs : bool, default=True
         While the best mean CV score is at the largest C of a grid of two or more
-        values (or at the smallest, strictly above the next), try the next decade up
-        (down), within ``C_LIMITS`` = (1e-6, 1e6), and keep it if it scores strictly
-        higher.
-    n_permutations : int, default=499
+        values, try the next decade up, to at most ``C_LIMITS[1]`` = 1e6, and keep it
+        if it scores strictly higher.
+    n_permutations : int, default=199
         Label shuffles in the significance test; the smallest p-value it can give
         is ``1 / (n_permutations + 1)``. 0 skips the test
         (``p_values_`` NaN, ``significant_`` False).
@@ -514,7 +512,7 @@ class ErrorDirections(BaseEstimator):
         solver: str = "lssvm",
         selection: str = "best",
         widen_Cs: bool = True,
-        n_permutations: int = 499,
+        n_permutations: int = 199,
         alpha: float = 0.05,
         correction: str = "none",
         min_examples: int = 10,
