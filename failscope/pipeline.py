@@ -300,10 +300,8 @@ def _discover_locked(
                 raise fail(f"every example of the fitting split {cfg.fit_split!r} was skipped")
             ref_rows = _reference_rows(split, ref_split, seed=cfg.seed)
             slicer.fit(
-                np.asarray(x[fit_rows]), labels[fit_rows], pred[fit_rows],
-                reference=None if ref_rows is None else np.asarray(x[ref_rows]),
-                n_classes=ds.n_classes,
-            )  # fmt: skip
+                x, labels, pred, rows=fit_rows, reference_rows=ref_rows, n_classes=ds.n_classes
+            )
 
             warnings = _run_warnings(slicer, x[fit_rows], labels[fit_rows], pred[fit_rows], cfg)
 

@@ -47,8 +47,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of everything (default: 0)")
     p.add_argument("--list-attributes", action="store_true",
                    help="print the attribute families and their values, then exit")  # fmt: skip
-    p.add_argument("--slicer", metavar="SPEC",
-                   help="slicer for discover, NAME[:key=value,...] (default: discover's)")
+    p.add_argument(
+        "--slicer",
+        metavar="SPEC",
+        help="slicer for discover, NAME[:key=value,...] (default: discover's)",
+    )
     p.add_argument("--no-captions", action="store_true", help="skip captions")
     p.add_argument("--no-retrain", action="store_true", help="skip slice-aware retraining")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")

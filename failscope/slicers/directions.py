@@ -43,6 +43,7 @@ from failscope.run.schema import Support, passes_cutoff
 from failscope.slicers.base import (
     FittedSlice,
     Slicer,
+    class_rows,
     enrichment_p,
     rank_order,
     rank_slices,
@@ -151,13 +152,18 @@ class DirectionSlicer(Slicer):
         labels: Any,
         predictions: Any,
         *,
+        rows: Any | None = None,
+        reference_rows: Any | None = None,
         reference: Any | None = None,
         n_classes: int | None = None,
     ) -> DirectionSlicer:
         """Fit the directions of every class and cut their slices (see the module docstring)."""
         thr = self._validate_params()
         est = self._estimator()
-        est.fit(X, labels, predictions, reference=reference, n_classes=n_classes)
+        est.fit(
+            X, labels, predictions, rows=rows, reference_rows=reference_rows,
+            reference=reference, n_classes=n_classes,
+        )  # fmt: skip
         y = np.asarray(labels, dtype=np.int64)
         pred = np.asarray(predictions)
         pred = pred.argmax(axis=1) if pred.ndim == 2 else pred.astype(np.int64)
@@ -166,10 +172,9 @@ class DirectionSlicer(Slicer):
         self.skip_reasons_ = dict(est.skip_reasons_)
         self.slices_ = []
         per_class: dict[int, list[tuple[np.ndarray, float]]] = {}
-        for c in range(est.n_classes_):
+        for c, sel in enumerate(class_rows(y, rows, est.n_classes_)):
             if c in est.skip_reasons_:
                 continue
-            sel = np.flatnonzero(y == c)
             z = est.transform(np.asarray(X[sel]))
             found = self._class_slices(c, z, y[sel] != pred[sel], pred[sel], thr)
             order = rank_order([f for f, _ in found])
