@@ -19,6 +19,15 @@ Usage::
     python benchmarks/scale.py                       # 100k, 300k, 1M (~10 min on 2 cores)
     python benchmarks/scale.py --sizes 100000 --jobs 1 2
     python benchmarks/scale.py --folder /tmp/fs-scale  # keep the files for later runs
+    python benchmarks/scale.py --discover              # the whole discover stage instead
+
+With ``--discover`` the child process runs ``failscope.discover`` itself on a
+manifest of the examples with the predictions and embeddings given as files (no
+images, no captions, no report): loading and checking the data, the slicer
+(default settings), scoring every example, and writing ``examples.parquet``, the
+slice scores and ``slices.json`` through the run writer. Its wall time and peak
+memory are the issue's targets (1M x 512 x 1,000 classes: <= 5 minutes on 2 cores,
+peak RSS <= 4 GB).
 
 ``make_synthetic`` is importable (returns the paths of the arrays it wrote).
 """
@@ -221,10 +230,46 @@ def _child(folder: Path, n_jobs: int) -> dict:
     }
 
 
-def _measure(folder: Path, n_jobs: int) -> dict:
+def _child_discover(folder: Path, n_jobs: int) -> dict:
+    """The whole discover stage in this process, on the synthetic arrays as user files."""
+    import pandas as pd
+
+    import failscope
+
+    memory = _TreeMemory()
+    labels = np.load(folder / "labels.npy")
+    manifest = folder / "manifest.parquet"
+    if not manifest.exists():  # written once per size, outside the timing
+        pd.DataFrame({
+            "path": [f"img/{i}.png" for i in range(len(labels))],
+            "label": labels, "split": np.load(folder / "splits.npy"),
+        }).to_parquet(manifest, index=False)  # fmt: skip
+    del labels
+    t0 = time.perf_counter()
+    run = failscope.discover(
+        manifest, out=folder / f"run-jobs{n_jobs}", predictions=folder / "predictions.npy",
+        embeddings=folder / "embeddings.npy", clip=None, captions=False, report=False,
+        n_jobs=n_jobs,
+    )  # fmt: skip
+    wall = time.perf_counter() - t0
+    return {
+        "n": run.info.n_scored,
+        "classes": len(run.class_names),
+        "n_jobs": n_jobs,
+        "discover_s": wall,
+        "stages": run.info.timings,
+        "slices": len(run.slices),
+        "weak": sum(s.status == "weak" for s in run.slices),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        **dict(zip(("tree_rss_mb", "tree_anon_mb"), memory.stop(), strict=True)),
+    }
+
+
+def _measure(folder: Path, n_jobs: int, *, whole: bool = False) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    mode = "--child-discover" if whole else "--child"
     out = subprocess.run(
-        [sys.executable, __file__, "--child", str(folder), str(n_jobs)],
+        [sys.executable, __file__, mode, str(folder), str(n_jobs)],
         capture_output=True, text=True, env=env, check=True,
     )  # fmt: skip
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -238,10 +283,23 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--folder", default=None, help="where the arrays go (default: a temp dir)")
+    parser.add_argument(
+        "--discover",
+        action="store_true",
+        help="time the whole discover stage (see the module docstring)",
+    )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--child-discover", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(_child(Path(args.child[0]), int(args.child[1]))))
+        return
+    if args.child_discover:
+        child = _child_discover(Path(args.child_discover[0]), int(args.child_discover[1]))
+        print(json.dumps(child))
+        return
+    if args.discover:
+        _main_discover(args)
         return
     print(
         "| examples | classes | n_jobs | generate (s) | fit (s) | score (s) | peak RSS (MB) "
@@ -266,6 +324,31 @@ def main() -> None:
                     f"| {r['tree_anon_mb']:,.0f} "
                     f"| {r['cosine_median']:.3f} | {r['auroc_mean']:.3f} "
                     f"({r['oracle_auroc_mean']:.3f}) | {r['significant']:.0%} |",
+                    flush=True,
+                )
+
+
+def _main_discover(args: argparse.Namespace) -> None:
+    print(
+        "| examples | classes | n_jobs | discover (s) | fit | score | write | slices (weak) "
+        "| peak RSS (MB) | with workers (MB) | of it not file-backed (MB) |\n"
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="fs-scale-") as tmp:
+        root = Path(args.folder or tmp)
+        for n in args.sizes:
+            folder = root / f"n{n}-d{args.dim}-s{args.seed}"
+            if not (folder / "directions.npy").exists():
+                make_synthetic(n, max(2, n // args.per_class), args.dim, args.seed, folder)
+            for n_jobs in args.jobs:
+                r = _measure(folder, n_jobs, whole=True)
+                t = r["stages"]
+                print(
+                    f"| {r['n']:,} | {r['classes']} | {n_jobs} | {r['discover_s']:.1f} "
+                    f"| {t['fit']:.1f} | {t['score']:.1f} | {t['write']:.1f} "
+                    f"| {r['slices']} ({r['weak']}) | {r['peak_rss_mb']:,.0f} "
+                    f"| {r['tree_rss_mb']:,.0f} | {r['tree_anon_mb']:,.0f} |",
                     flush=True,
                 )
 
