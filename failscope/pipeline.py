@@ -123,6 +123,10 @@ def discover(
     batch_size: int = 64,
     num_workers: int = 0,
     device: str | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
+    ray_actors: int = 1,
+    ray_gpus_per_actor: float = 0.0,
     seed: int = 0,
     captions: bool = True,
     report: bool = True,
@@ -178,6 +182,16 @@ def discover(
         DataLoader workers that decode images.
     device : str, optional
         Default: cuda, then mps, then cpu.
+    engine : {"local", "ray"}, default="local"
+        Where the prediction and embedding passes run (see :mod:`failscope.engines`);
+        both fill the same caches, so a re-run computes only what is missing.
+    ray_address : str, optional
+        For ``engine="ray"``: None starts a local Ray instance, ``"auto"`` joins the
+        cluster of this machine, or ``HOST:PORT`` / ``ray://HOST:PORT``.
+    ray_actors : int, default=1
+        Ray actors that each load CLIP and the audited model once.
+    ray_gpus_per_actor : float, default=0.0
+        GPUs per Ray actor (> 0 runs the models on CUDA).
     seed : int, default=0
         Seeds CV folds, random splits and the reference sample.
     captions : bool, default=True
@@ -194,6 +208,7 @@ def discover(
         The written run (:func:`failscope.load_run`).
     """
     from failscope.data import ImageDataset, load_dataset
+    from failscope.engines import EngineOptions, prefill_caches
 
     out = Path(out)
     timings = _Timings({})
@@ -203,6 +218,10 @@ def discover(
     check_int(batch_size, name="batch_size", low=1)
     check_int(num_workers, name="num_workers", low=0)
     check_int(seed, name="seed", low=0)
+    engine_options = EngineOptions(
+        engine=engine, ray_address=ray_address, ray_actors=ray_actors,
+        ray_gpus_per_actor=ray_gpus_per_actor,
+    )  # fmt: skip
     estimator = ErrorDirections(
         Cs=tuple(Cs), cv=cv, scoring=scoring, solver=solver,
         min_examples=min_examples, random_state=seed,
@@ -241,10 +260,19 @@ def discover(
             clip_random_init=clip_random_init, device=device,
         )  # fmt: skip
 
+    engine_info = None
+    if engine_options.engine != "local":  # the engine fills the caches; predict/embed read them
+        with timings.stage(engine_options.engine):
+            engine_info = prefill_caches(
+                ds, options=engine_options, clip=None if embeddings is not None else clip_model,
+                model_spec=spec, module=module, cache_dir=cache, batch_size=batch_size,
+                progress=_stage_progress(progress, engine_options.engine),
+            )  # fmt: skip
+
     with timings.stage("predict"):
         preds, model_info = _predict(
             ds, module=module, spec=spec, predictions=predictions, batch_size=batch_size,
-            num_workers=num_workers, device=device, seed=seed,
+            num_workers=num_workers, device=device, seed=seed, cache=cache,
             progress=_stage_progress(progress, "predict"),
         )  # fmt: skip
 
@@ -343,6 +371,7 @@ def discover(
                 "batch_size": batch_size,
                 "num_workers": num_workers,
                 "device": device,
+                **engine_options.to_json(),
             },
             "versions": _versions(),
             "seed": seed,
@@ -355,6 +384,7 @@ def discover(
             "reference_split": ref_split,
             "reference_rows": 0 if ref_rows is None else len(ref_rows),
             "skipped": skipped,
+            "engine": engine_info,
             "data": ds.spec(),
             "model": model_info,
             "embeddings": {
@@ -461,10 +491,12 @@ def _predict(
     num_workers: int,
     device: str | None,
     seed: int,
+    cache: Path,
     progress: Callable[[int, int], None] | None,
 ) -> tuple[Any, dict[str, Any]]:
-    from failscope.data import Predictions, model_transform, predict, read_predictions
+    from failscope.data import Predictions, read_predictions
     from failscope.data.datasets import _show
+    from failscope.engines.local import predict_cached
 
     if predictions is not None:
         if isinstance(predictions, Predictions):
@@ -477,8 +509,8 @@ def _predict(
         import torch
 
         torch.manual_seed(seed)
-        preds = predict(
-            ds, module, model_transform(spec), batch_size=batch_size,
+        preds = predict_cached(
+            ds, module, spec, cache_dir=cache, batch_size=batch_size,
             num_workers=num_workers, device=device, progress=progress,
         )  # fmt: skip
         info = dict(spec)

@@ -191,6 +191,29 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="image-decoding worker processes (default 0)",
     )
     g.add_argument("--device", help="cuda, mps or cpu (default: the first available)")
+    g.add_argument(
+        "--engine",
+        default="local",
+        choices=("local", "ray"),
+        help="where the prediction and embedding passes run: this process, or Ray Data "
+        "(pip install 'failscope[ray]'); default local",
+    )
+    g.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="with --engine ray: 'auto' (the cluster of `ray start`), HOST:PORT or "
+        "ray://HOST:PORT; default: a local Ray instance for this run",
+    )
+    g.add_argument(
+        "--ray-actors", type=int, default=1, metavar="N", help="model actors (default 1)"
+    )
+    g.add_argument(
+        "--ray-gpus-per-actor",
+        type=float,
+        default=0.0,
+        metavar="G",
+        help="GPUs each actor reserves; > 0 runs the models on CUDA (default 0)",
+    )
     g.add_argument("--seed", type=int, default=0, help="default 0")
     g.add_argument("--no-captions", action="store_true", help="skip naming the directions")
     g.add_argument("--no-report", action="store_true", help="skip RUN/report.html")
@@ -247,6 +270,10 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             num_workers=args.num_workers,
             device=args.device,
+            engine=args.engine,
+            ray_address=args.ray_address,
+            ray_actors=args.ray_actors,
+            ray_gpus_per_actor=args.ray_gpus_per_actor,
             seed=args.seed,
             progress=bars.update,
             captions=not args.no_captions,

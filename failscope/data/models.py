@@ -56,6 +56,7 @@ __all__ = [
     "model_spec",
     "model_transform",
     "predict",
+    "predict_batch",
     "read_predictions",
     "resolve_device",
 ]
@@ -393,22 +394,36 @@ def predict(
             dataset, transform, batch_size=batch_size, num_workers=num_workers
         ):
             if batch.pixels is not None:
-                logits = _logits(module(batch.pixels.to(device)))
-                if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
-                    shape = getattr(logits, "shape", type(logits).__name__)
-                    raise fail(
-                        f"the model must return logits of shape (batch, classes), got {shape}"
-                    )
-                n_outputs = int(logits.shape[1])
-                probs = torch.softmax(logits.float(), dim=1)
-                p, k = probs.max(dim=1)
-                pred[batch.ids] = k.cpu().numpy()
-                conf[batch.ids] = p.cpu().numpy()
+                pred[batch.ids], conf[batch.ids], n_outputs = predict_batch(
+                    module, batch.pixels, device
+                )
             skipped += [_skip(dataset, i, r) for i, r in batch.skipped]
             done += len(batch.ids) + len(batch.skipped)
             if progress is not None:
                 progress(done, n)
     return Predictions(pred=pred, confidence=conf, n_outputs=n_outputs, skipped=skipped)
+
+
+def predict_batch(module: Any, pixels: Any, device: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """The audited model on one batch of inputs (b, 3, S, S), on ``device``.
+
+    Returns
+    -------
+    pred : ndarray of int64, shape (b,)
+    confidence : ndarray of float32, shape (b,)
+        Softmax probability of ``pred``.
+    n_outputs : int
+        Number of logits (classes).
+    """
+    import torch
+
+    with torch.inference_mode():
+        logits = _logits(module(torch.as_tensor(pixels).to(device)))
+        if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+            shape = getattr(logits, "shape", type(logits).__name__)
+            raise fail(f"the model must return logits of shape (batch, classes), got {shape}")
+        p, k = torch.softmax(logits.float(), dim=1).max(dim=1)
+    return k.cpu().numpy(), p.cpu().numpy(), int(logits.shape[1])
 
 
 def _skip(dataset: ImageDataset, i: int, reason: str) -> dict[str, Any]:
