@@ -264,8 +264,10 @@ def fill_caches(
     -------
     dict
         ``rows_missing``, ``embedded``, ``predicted``, ``dropped`` (unreadable),
-        ``startup_seconds`` (Ray init), ``first_batch_seconds`` (actors up and the
-        first batch back), ``seconds`` (all), the options and the Ray version.
+        ``startup_seconds`` (Ray init; None if no pipeline ran), ``first_batch_seconds``
+        and ``first_batch_rows`` (actors up, models loaded, first batch back),
+        ``pipeline_seconds`` (from building the pipelines to their last batch),
+        ``seconds`` (all), the options and the Ray version.
 
     Raises
     ------
@@ -295,6 +297,7 @@ def fill_caches(
     stats: dict[str, Any] = {
         "engine": "ray", **options.to_json(), "rows_missing": 0, "embedded": 0,
         "predicted": 0, "dropped": 0, "startup_seconds": None, "first_batch_seconds": None,
+        "first_batch_rows": 0, "pipeline_seconds": 0.0,
     }  # fmt: skip
     keys = dataset.file_keys()
     passes: dict[str, _Pass] = {}
@@ -443,6 +446,7 @@ def _run_pipeline(
         for out in ds.iter_batches(batch_size=None, batch_format="numpy"):
             if stats["first_batch_seconds"] is None:
                 stats["first_batch_seconds"] = round(time.perf_counter() - t_run, 4)
+                stats["first_batch_rows"] = len(out["id"])
             got = out["id"]
             if clip_pass is not None:
                 clip_pass.writer.write(got, out["embedding"])
@@ -460,6 +464,7 @@ def _run_pipeline(
         if message is None:
             raise
         raise fail(message) from None
+    stats["pipeline_seconds"] += round(time.perf_counter() - t_run, 4)
     stats["dropped"] += len(group.ids) - received
     tally.add(len(group.ids) - received)
 
