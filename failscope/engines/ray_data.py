@@ -7,7 +7,9 @@ pipeline per set of passes needed:
 2. ``map_batches(_decode)``, Ray tasks: each image is read once, with the local
    engine's own reader, then transformed by CLIP's ``preprocess`` and by the audited
    model's :func:`~failscope.data.model_transform` (the local engine's transforms);
-   unreadable images are dropped here;
+   unreadable images are dropped here. (With GPU actors these are CPU tasks of their
+   own; on CPU-only clusters Ray fuses this step into the actors of step 3, so each
+   actor decodes and runs its own batches.)
 3. ``map_batches(_Models, compute=ActorPoolStrategy(size=ray_actors),
    num_gpus=ray_gpus_per_actor)``: each actor rebuilds CLIP
    (:func:`~failscope.embed.load_clip_from_spec`) and the audited model
@@ -92,18 +94,18 @@ def _ray_session(address: str | None) -> Iterator[Any]:
 # --------------------------------------------------------------------------- in Ray workers
 
 
-def _read_one(path: str, transforms: dict[str, Callable[[Any], Any]]) -> tuple[Any, str | None]:
-    """The local engine's reader on one image: (transformed arrays by name, or None; reason)."""
+def _read_one(path: str, transforms: dict[str, Callable[[Any], Any]]) -> dict[str, Any] | None:
+    """The local engine's reader on one image: its transformed arrays by name (None: unreadable)."""
     from failscope.data.datasets import _ImageLoader
 
     names = list(transforms)
     loader = _ImageLoader(
         [path], np.zeros(1, np.int64), lambda im: [transforms[k](im) for k in names]
     )
-    _, xs, reason = loader[0]
+    _, xs, _ = loader[0]
     if xs is None:
-        return None, reason
-    return {k: np.asarray(x, dtype=np.float32) for k, x in zip(names, xs, strict=True)}, None
+        return None
+    return {k: np.asarray(x, dtype=np.float32) for k, x in zip(names, xs, strict=True)}
 
 
 def _decode(
@@ -115,7 +117,7 @@ def _decode(
     """Ray task: read and transform a batch of images; unreadable ones are dropped."""
     ids, arrays = [], {k: [] for k in transforms}
     for i, path in zip(batch["id"].tolist(), batch["path"].tolist(), strict=True):
-        xs, _ = _read_one(str(path), transforms)
+        xs = _read_one(str(path), transforms)
         if xs is None:
             continue  # listed by the local pass, with its reason
         for k, x in xs.items():
@@ -163,7 +165,8 @@ class _Models:
             from failscope.data import load_model
             from failscope.engines.local import model_identity
 
-            module = load_model(model_spec, trust_checkpoint=model_spec["trust_checkpoint"])
+            trust = bool(model_spec.get("trust_checkpoint", False))
+            module = load_model(model_spec, trust_checkpoint=trust)
             if model_identity(model_spec, module) != model_id:
                 raise fail(
                     f"the audited model {model_spec['spec']} rebuilt in a Ray worker has another "
@@ -219,7 +222,7 @@ def _first_shapes(
 ) -> dict[str, tuple[int, ...]] | None:
     """Output shape of each transform on the first readable image of ``ids`` (None: none is)."""
     for i in ids:
-        xs, _ = _read_one(dataset.abspaths[int(i)], transforms)
+        xs = _read_one(dataset.abspaths[int(i)], transforms)
         if xs is not None:
             return {k: x.shape for k, x in xs.items()}
     return None

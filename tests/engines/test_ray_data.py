@@ -100,7 +100,7 @@ from failscope.engines.ray_data import fill_caches
 config, ckpt, model, manifest, cache, marker, address = sys.argv[1:]
 clip = load_clip(config, None, checkpoint=ckpt, device="cpu")
 ds = load_dataset(manifest)
-spec = dict(model_spec(model, num_classes=3), trust_checkpoint=False)
+spec = model_spec(model, num_classes=3)
 def progress(done, total):
     if done >= 64:
         pathlib.Path(marker).write_text(str(done))
@@ -138,7 +138,7 @@ def test_a_killed_ray_run_resumes_without_recomputing_finished_rows(
     assert 64 <= finished < 144
 
     ds = load_dataset(image_dataset.manifest)
-    spec = dict(model_spec(str(channel_classifier_ts), num_classes=3), trust_checkpoint=False)
+    spec = model_spec(str(channel_classifier_ts), num_classes=3)
     module = load_model(spec)
     emb_cache = embedding_cache(cache, clip)
     pred_cache = predictions_cache(cache, model_identity(spec, module), spec)
