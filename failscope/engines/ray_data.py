@@ -72,10 +72,16 @@ def _ray_session(address: str | None) -> Iterator[Any]:
     ray = _import_ray()
     started = not ray.is_initialized()
     if started:
-        ray.init(
-            address=address, include_dashboard=False, log_to_driver=False,
-            logging_level=logging.WARNING,
-        )  # fmt: skip
+        try:
+            ray.init(
+                address=address, include_dashboard=False, log_to_driver=False,
+                logging_level=logging.WARNING,
+            )  # fmt: skip
+        except ConnectionError as exc:
+            raise fail(
+                f"cannot reach the Ray cluster at --ray-address {address} ({exc}); start one "
+                "with `ray start --head`, or leave out --ray-address for a local Ray instance"
+            ) from None
     elif address is not None:
         logger.info("Ray is already initialised in this process; ray_address=%s ignored", address)
     ctx = ray.data.DataContext.get_current()

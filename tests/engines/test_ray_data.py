@@ -25,7 +25,7 @@ from failscope.data import load_dataset, load_model, model_spec, model_transform
 from failscope.embed import embed_dataset, embedding_cache, load_clip
 from failscope.engines import EngineOptions
 from failscope.engines.local import model_identity, predictions_cache
-from failscope.engines.ray_data import RayNotInstalled, fill_caches
+from failscope.engines.ray_data import fill_caches
 
 pytestmark = pytest.mark.ray
 
@@ -191,22 +191,3 @@ def test_an_nn_module_object_is_refused(image_dataset, channel_classifier, clip,
             image_dataset.manifest, out=tmp_path / "run", model=channel_classifier, clip=clip,
             engine="ray", captions=False, report=False,
         )  # fmt: skip
-
-
-def test_without_ray_the_engine_says_what_to_install(image_dataset, tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
-    with pytest.raises(RayNotInstalled) as err:
-        EngineOptions(engine="ray")
-    assert isinstance(err.value, ImportError) and isinstance(err.value, InputError)
-    assert "pip install 'failscope[ray]'" in str(err.value)
-    assert EngineOptions(engine="local").engine == "local"  # the local engine needs no Ray
-    rc = cli_main([
-        "discover", "--data", str(image_dataset.manifest), "--model", "model.pt",
-        "--engine", "ray", "--out", str(tmp_path / "run"),
-    ])  # fmt: skip
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(lines) == 1, lines
-    assert lines[0] == (
-        "failscope discover: error: --engine ray (engine='ray') needs Ray Data, which is "
-        "not installed: pip install 'failscope[ray]'"
-    )
