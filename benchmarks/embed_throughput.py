@@ -18,7 +18,9 @@ script prints the dataset size at which Ray reaches the local engine's throughpu
 The default CLIP is open_clip's ViT-B-32 with **random** weights (no weights can be
 downloaded here, and speed does not depend on them); pass ``--clip world`` for the
 world's small CLIP. Meant for a GPU machine (fp16 on CUDA by default); on a CPU use
-a small ``--limit``.
+a small ``--limit``. ``--local-threads 0 1`` also runs the local engine with one torch
+thread (``OMP_NUM_THREADS=1``, as Ray gives each actor): on a machine busy with other
+jobs, torch's default threads spin and slow the local engine several times over.
 
 Usage::
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,8 +53,11 @@ def world_run(workdir: Path) -> tuple[Path, Path]:
 
 
 def discover(args: argparse.Namespace, manifest: Path, model: Path, out: Path, workers: int,
-             cache: Path, engine: tuple[str, ...] = ()) -> dict:  # fmt: skip
-    """Run ``failscope discover`` once (``engine``: extra engine options); return its run.json."""
+             cache: Path, engine: tuple[str, ...] = (), threads: int = 0) -> dict:  # fmt: skip
+    """Run ``failscope discover`` once; return its run.json.
+
+    ``engine``: extra engine options; ``threads``: OMP_NUM_THREADS (0: torch's default).
+    """
     clip = ["--clip", args.clip] + (["--clip-random-init"] if args.clip != "world" else [])
     cmd = [
         sys.executable, "-m", "failscope", "-q", "discover", "--data", str(manifest),
@@ -63,6 +69,8 @@ def discover(args: argparse.Namespace, manifest: Path, model: Path, out: Path, w
         cmd += ["--device", args.device]
     # a local Ray instance on the loopback address only
     env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
     proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                           env=env)  # fmt: skip
     if proc.returncode:
@@ -97,8 +105,8 @@ def print_engines(rows: list[tuple[str, dict, float]]) -> None:
         n, t = int(info["n_examples"]), passes_seconds(info)
         eng = info.get("engine") or {}
         steady = steady_rate(eng) if eng else None
-        if not eng and local_rate is None:
-            local_rate = n / t
+        if not eng and "cache filled" not in name:  # compare with the best local run
+            local_rate = max(local_rate or 0.0, n / t)
         print(f"| {name} | {n:,} | {_secs(eng.get('startup_seconds'))} "
               f"| {_secs(eng.get('first_batch_seconds'))} | {t:.1f} | {n / t:,.0f} "
               f"| {'-' if steady is None else f'{steady:,.0f}'} | {wall:.1f} |")  # fmt: skip
@@ -110,7 +118,7 @@ def print_engines(rows: list[tuple[str, dict, float]]) -> None:
         n = int(info["n_examples"])
         rate = n / passes_seconds(info)
         over = passes_seconds(info) - n / r_ray  # start, first batch, and the rest outside
-        print(f"\n{name}: {rate / local_rate:.0%} of the local engine's throughput at {n:,} "
+        print(f"\n{name}: {rate / local_rate:.0%} of the best local run's throughput at {n:,} "
               f"images; fixed overhead {over:.1f} s; after the first batch {r_ray:,.0f} "
               f"images/s ({r_ray / local_rate:.0%} of local)")  # fmt: skip
         for share in (1.0, 0.8):
@@ -131,6 +139,8 @@ def main() -> None:
                         help="ray: also run --engine ray, side by side with local")  # fmt: skip
     parser.add_argument("--ray-actors", type=int, nargs="+", default=[1])
     parser.add_argument("--ray-gpus-per-actor", type=float, default=0.0)
+    parser.add_argument("--local-threads", type=int, nargs="+", default=[0],
+                        help="OMP_NUM_THREADS of the local runs (0: torch's default)")  # fmt: skip
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -146,10 +156,14 @@ def main() -> None:
             table.to_parquet(manifest)
         rows = []
         for w in args.workers:
-            cache = Path(tmp) / f"cache-{w}"
-            t0 = time.perf_counter()
-            info = discover(args, manifest, model, Path(tmp) / f"run-{w}", w, cache)
-            rows.append((f"{w} workers, empty cache", info, time.perf_counter() - t0))
+            for th in args.local_threads:
+                cache = Path(tmp) / f"cache-{w}"
+                shutil.rmtree(cache, ignore_errors=True)
+                t0 = time.perf_counter()
+                info = discover(args, manifest, model, Path(tmp) / f"run-{w}", w, cache,
+                                threads=th)  # fmt: skip
+                label = f"{w} workers" + (f", {th} torch thread{'s' * (th > 1)}" if th else "")
+                rows.append((f"{label}, empty cache", info, time.perf_counter() - t0))
             if args.engine == "ray":  # side by side: Ray right after each local run
                 for a in args.ray_actors:
                     opts = ("--engine", "ray", "--ray-actors", str(a),
