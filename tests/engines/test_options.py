@@ -7,7 +7,6 @@ import sys
 import pytest
 
 from failscope import InputError
-from failscope.cli import main as cli_main
 from failscope.engines import EngineOptions
 from failscope.engines.ray_data import RayNotInstalled, _ray_session
 
@@ -53,14 +52,16 @@ def test_no_cluster_to_join_is_a_one_line_error(monkeypatch):
     )
 
 
-def test_without_ray_the_engine_says_what_to_install(image_dataset, tmp_path, monkeypatch, capsys):
+def test_without_ray_the_engine_says_what_to_install(
+    image_dataset, tmp_path, monkeypatch, capsys, cli
+):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     with pytest.raises(RayNotInstalled) as err:
         EngineOptions(engine="ray")
     assert isinstance(err.value, ImportError) and isinstance(err.value, InputError)
     assert "pip install 'failscope[ray]'" in str(err.value)
     assert EngineOptions(engine="local").engine == "local"  # the local engine needs no Ray
-    rc = cli_main([
+    rc = cli([
         "discover", "--data", str(image_dataset.manifest), "--model", "model.pt",
         "--engine", "ray", "--out", str(tmp_path / "run"),
     ])  # fmt: skip

@@ -20,7 +20,6 @@ import ray  # imported after the variable above
 
 import failscope
 from failscope import InputError
-from failscope.cli import main as cli_main
 from failscope.data import load_dataset, load_model, model_spec, model_transform, predict
 from failscope.embed import embed_dataset, embedding_cache, load_clip
 from failscope.engines import EngineOptions
@@ -46,14 +45,14 @@ def clip(tiny_clip):
 
 
 def test_ray_engine_matches_the_local_engine(
-    image_dataset, channel_classifier_ts, tiny_clip, clip, ray_address, tmp_path, capsys
+    image_dataset, channel_classifier_ts, tiny_clip, clip, ray_address, tmp_path, capsys, cli
 ):
     rows = image_dataset.rows
     (image_dataset.root / rows[4]["path"]).unlink()
     (image_dataset.root / rows[100]["path"]).write_bytes(b"GIF89a truncated")
     common = dict(model=str(channel_classifier_ts), captions=False, report=False, batch_size=16)
     local = failscope.discover(image_dataset.manifest, out=tmp_path / "local", clip=clip, **common)
-    rc = cli_main([
+    rc = cli([
         "-q", "discover", "--data", str(image_dataset.manifest), "--model",
         str(channel_classifier_ts), "--clip", str(tiny_clip.config), "--clip-checkpoint",
         str(tiny_clip.checkpoint), "--engine", "ray", "--ray-actors", "1", "--batch-size", "16",
