@@ -159,6 +159,7 @@ class RunInfo(Record):
     captions: dict[str, Any] | None = None  # caption stage settings, once captioned
     demo_timings: dict[str, float] | None = None
     warnings: tuple[str, ...] = ()  # findings about the run as a whole (e.g. tautology)
+    engine: dict[str, Any] | None = None  # the Ray engine's record of its passes, if used
 
 
 # --------------------------------------------------------------------------- slices.json
