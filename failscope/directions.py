@@ -887,6 +887,12 @@ class ErrorDirections(BaseEstimator):
     @classmethod
     def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> ErrorDirections:
         """Rebuild a fitted estimator from :meth:`state_meta` and its ``_ARRAYS``."""
+        missing = [k for k in cls._ARRAYS if k not in arrays]
+        if missing:
+            raise fail(
+                f"the saved estimator lacks {', '.join(missing)}: it was written by another "
+                "failscope version; run discover again"
+            )
         params = dict(meta["params"])
         params["Cs"] = tuple(params["Cs"])
         est = cls(**params)
@@ -916,13 +922,7 @@ class ErrorDirections(BaseEstimator):
         """Load an estimator written by :meth:`save`."""
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
-            missing = [k for k in cls._ARRAYS if k not in data.files]
-            if missing:
-                raise fail(
-                    f"{path} lacks {', '.join(missing)}: it was written by an older failscope; "
-                    "run discover again"
-                )
-            arrays = {k: data[k] for k in cls._ARRAYS}
+            arrays = {k: data[k] for k in cls._ARRAYS if k in data.files}
         return cls.from_state(meta, arrays)
 
 

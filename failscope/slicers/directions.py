@@ -17,11 +17,14 @@ With ``max_slices`` > 1 a class may get further slices, found one after the othe
 * ``mode="project"``: the next direction is fitted on all the class's examples with
   the found directions projected out of the embeddings;
 * ``mode="split"``: one direction can blend two ways of failing (it points between
-  them), so the class's errors are split instead: if a two-component Gaussian
-  mixture of the errors' top principal components beats one component by BIC, each
-  group of errors gets its own direction against all of the class's successes
-  (errors re-assigned to the direction that scores them highest, twice), and the
-  group with the most errors is split again while ``max_slices`` allows.
+  them), so the class's errors are split first: along the axis where the errors
+  spread most relative to the class's successes (the top generalised eigenvector of
+  the errors' covariance against the successes', in the class's 16 top principal
+  components), if a two-component Gaussian mixture beats one by BIC, each group of
+  errors gets its own direction against all of the class's successes (errors
+  re-assigned to the direction that scores them highest, twice); the group with the
+  most errors is split again while ``max_slices`` allows. Then, as ``residual``,
+  further directions are fitted on what the slices do not cover.
 
 The stopping rule: a further slice is emitted only if its direction is significant
 on held-out folds, and (``residual``, ``project``) it adds at least ``min_size``
@@ -54,8 +57,9 @@ from failscope.slices import SliceThreshold
 __all__ = ["SIGNIFICANCE_TEST", "DirectionSlicer"]
 
 MODES = ("residual", "project", "split")
-#: Principal components of a class's errors that the split mode's mixtures see (the main axis).
-SPLIT_COMPONENTS = 1
+SPLIT_AXES = ("contrast", "errors")
+#: Principal components of a class in which the split mode looks for its errors' extra spread.
+SPLIT_DIMS = 16
 #: How ``ErrorDirections.p_values_`` are computed (recorded with every slice).
 SIGNIFICANCE_TEST = "held-out permutation test of the CV error AUROC (max over the C grid)"
 
@@ -68,10 +72,14 @@ class DirectionSlicer(Slicer):
     threshold : str, default="zero"
         Membership: ``"zero"`` (failure side), ``"quantile:Q"`` or ``"topk:K"`` of the
         class's fitting scores.
-    max_slices : int, default=1
-        Most slices per class (1: one failure direction per class, Jain et al.'s method).
-    mode : {"residual", "project"}, default="residual"
+    max_slices : int, default=3
+        Most slices per class (1: one failure direction per class, Jain et al.'s method,
+        exactly).
+    mode : {"residual", "project", "split"}, default="split"
         How further directions are found (see the module docstring).
+    split_axis : {"contrast", "errors"}, default="contrast"
+        ``split`` mode: the axis searched for two groups of errors, the one where they
+        spread most relative to the successes, or simply their own main axis.
     min_size : int, default=10
         New members a further slice must add.
     Cs, cv, scoring, solver, selection, min_examples, n_jobs
@@ -103,8 +111,9 @@ class DirectionSlicer(Slicer):
         self,
         *,
         threshold: str = "zero",
-        max_slices: int = 1,
-        mode: str = "residual",
+        max_slices: int = 3,
+        mode: str = "split",
+        split_axis: str = "contrast",
         min_size: int = 10,
         Cs: tuple[float, ...] = DEFAULT_CS,
         cv: int = 2,
@@ -119,6 +128,7 @@ class DirectionSlicer(Slicer):
         self.threshold = threshold
         self.max_slices = max_slices
         self.mode = mode
+        self.split_axis = split_axis
         self.min_size = min_size
         self.Cs = Cs
         self.cv = cv
@@ -143,6 +153,7 @@ class DirectionSlicer(Slicer):
         check_int(self.max_slices, name="max_slices", low=1, high=32)
         check_int(self.min_size, name="min_size", low=1)
         check_choice(self.mode, MODES, name="mode")
+        check_choice(self.split_axis, SPLIT_AXES, name="split_axis")
         self._estimator()._validate_params()
         return SliceThreshold.parse(self.threshold)
 
@@ -200,13 +211,15 @@ class DirectionSlicer(Slicer):
         w0, b0 = est.directions_[c], float(est.intercepts_[c])
         first = _Fit(w0, b0, float(est.p_values_[c]), float(est.cv_scores_[c]),
                      float(est.best_C_[c]), bool(est.C_at_edge_[c]))  # fmt: skip
+        fits = [first]
         if self.mode == "split":
             fits = self._split(c, z, wrong, [first, None])[: self.max_slices]
-            return [self._slice(c, z, wrong, pred, thr, f) for f in fits]
-        out = [self._slice(c, z, wrong, pred, thr, first)]
-        covered = out[0][0].members(z @ w0 + b0)
-        basis = w0[None].astype(np.float64)
-        for _ in range(self.max_slices - 1):
+        out = [self._slice(c, z, wrong, pred, thr, f) for f in fits]
+        covered = np.zeros(len(z), dtype=bool)
+        for (entry, _), f in zip(out, fits, strict=True):
+            covered |= entry.members(z @ f.w + f.b)
+        basis = np.stack([f.w for f in fits]).astype(np.float64)
+        for _ in range(self.max_slices - len(fits)):
             fit = self._next(c, z, wrong, covered, basis)
             if fit is None:
                 break
@@ -243,22 +256,34 @@ class DirectionSlicer(Slicer):
         self, c: int, z: np.ndarray, wrong: np.ndarray, rows: np.ndarray | None
     ) -> list[list[Any]] | None:
         """Two children ``[fit, error rows]`` of one group of errors, or None (one mode)."""
+        from scipy.linalg import eigh
         from sklearn.mixture import GaussianMixture
 
         errors = np.flatnonzero(wrong) if rows is None else rows
-        if len(errors) < 2 * max(self.min_size, SPLIT_COMPONENTS + 2):
+        correct = np.flatnonzero(~wrong)
+        if len(errors) < 2 * self.min_size or len(correct) < SPLIT_DIMS + 2:
             return None
-        ze = z[errors].astype(np.float64)
-        ze -= ze.mean(axis=0)
-        _, _, vt = np.linalg.svd(ze, full_matrices=False)
-        p = ze @ vt[:SPLIT_COMPONENTS].T
+        # the axis along which these errors spread most, relative to the class's successes:
+        # a second way of failing adds spread there (in the class's top principal components)
+        if self.split_axis == "errors":  # the errors' own main axis of variation
+            ze = z[errors].astype(np.float64)
+            ze -= ze.mean(axis=0)
+            p = ze @ np.linalg.svd(ze, full_matrices=False)[2][0]
+        else:
+            mean = z.mean(axis=0)
+            _, _, vt = np.linalg.svd(z - mean, full_matrices=False)
+            basis = vt[: min(SPLIT_DIMS, len(vt))].T.astype(np.float64)
+            pe, pc = (z[errors] - mean) @ basis, (z[correct] - mean) @ basis
+            spread_c = np.cov(pc.T)
+            spread_c += np.eye(len(spread_c)) * 1e-3 * np.trace(spread_c) / len(spread_c)
+            p = pe @ eigh(np.cov(pe.T), spread_c)[1][:, -1]
+        p = p[:, None]
         seed = self.random_state + c
         one = GaussianMixture(1, random_state=seed).fit(p)
         two = GaussianMixture(2, random_state=seed, n_init=3).fit(p)
         if two.bic(p) >= one.bic(p):
             return None
         group = two.predict(p)
-        correct = np.flatnonzero(~wrong)
         fits: list[_Fit | None] = [None, None]
         for _ in range(3):  # fit a direction per group, then re-assign the errors to them
             parts = [errors[group == j] for j in (0, 1)]
@@ -279,7 +304,7 @@ class DirectionSlicer(Slicer):
         self, c: int, z: np.ndarray, wrong: np.ndarray, covered: np.ndarray, basis: np.ndarray
     ) -> _Fit | None:
         """The next direction of the class (``mode``), or None if it is not significant."""
-        if self.mode == "residual":
+        if self.mode in ("residual", "split"):
             rows = np.flatnonzero(~covered)
             f = self.estimator_.fit_class(c, z[rows], wrong[rows])
         else:

@@ -65,7 +65,8 @@ def _fit_data():
 def test_directions_slicer_reproduces_error_directions_exactly():
     w, fit, ref = _fit_data()
     x, y, p = w["embeddings"], w["labels"], w["predictions"]
-    slicer = DirectionSlicer(random_state=0).fit(x[fit], y[fit], p[fit], reference=x[ref])
+    slicer = DirectionSlicer(max_slices=1, random_state=0)
+    slicer.fit(x[fit], y[fit], p[fit], reference=x[ref])
     est = ErrorDirections(random_state=0).fit(x[fit], y[fit], p[fit], reference=x[ref])
     np.testing.assert_array_equal(slicer.score(x, y)[:, 0], est.failure_score(x, y))
     np.testing.assert_array_equal(slicer.estimator_.directions_, est.directions_)
@@ -81,7 +82,7 @@ def test_directions_slicer_reproduces_error_directions_exactly():
 def test_saved_slicer_scores_identically(tmp_path):
     w, fit, _ = _fit_data()
     x, y, p = w["embeddings"], w["labels"], w["predictions"]
-    slicer = make_slicer("directions:threshold=topk:20").fit(x[fit], y[fit], p[fit])
+    slicer = make_slicer("directions:threshold=topk:20,max_slices=1").fit(x[fit], y[fit], p[fit])
     slicer.save(tmp_path / "s.npz")
     back = load_slicer(tmp_path / "s.npz")
     np.testing.assert_array_equal(back.score(x, y), slicer.score(x, y))
