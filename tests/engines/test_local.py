@@ -46,7 +46,7 @@ def test_predictions_resume_after_interruption_and_match(image_dataset, torchscr
     ds = load_dataset(image_dataset.manifest)
     full = predict(ds, module, model_transform(spec), batch_size=16)
 
-    with pytest.raises(InputError, match="Counting failed on a batch.*Killed"):
+    with pytest.raises(InputError, match=r"Counting failed on a batch.*Killed"):
         predict_cached(ds, Counting(module, fail_after=3), spec, cache_dir=tmp_path,
                        batch_size=16, flush_seconds=3600)  # fmt: skip
     count = Counting(module)
