@@ -41,7 +41,14 @@ PLANT_SETS: dict[str, tuple[str, ...]] = {
     "noisy-rare-6": ("noisy:6:texture=striped:0.8", "rare:6:quality=blurry:0.02"),
     "two-noisy-0": ("noisy:0:background=navy:0.9", "noisy:0:color=green:0.9"),
 }
-SLICERS = ("directions", "directions:max_slices=3", "mixture")
+SLICERS = (
+    "directions",  # the default: max_slices=3, mode=split
+    "directions:max_slices=1",  # one failure direction per class (Jain et al.)
+    "directions:mode=residual",
+    "directions:mode=project",
+    "directions:split_axis=errors",
+    "mixture",
+)
 TARGET_P10 = 0.8
 TARGET_AP = 0.6
 

@@ -28,7 +28,8 @@ __all__ = [
     "parse_slicer_spec",
 ]
 
-#: The default of ``failscope discover --slicer`` (chosen by benchmarks/world_discovery.py).
+#: The default of ``failscope discover --slicer``: failure directions, up to 3 per class, with
+#: blended modes split (chosen by ``benchmarks/world_discovery.py``; see the README).
 DEFAULT_SLICER = "directions"
 
 # name -> "module:Class" (imported on first use) or a class added by add_slicer
