@@ -38,7 +38,24 @@ def _source_text(obj: Any) -> str | None:
     try:
         return inspect.getsource(obj)
     except (OSError, TypeError):
-        return None
+        return _class_source_from_methods(obj) if isinstance(obj, type) else None
+
+
+def _class_source_from_methods(cls: type) -> str | None:
+    """A class's source found through its methods' files, when its module cannot be found
+    by name (another module of the same name shadows it in ``sys.modules``)."""
+    import ast
+
+    files = {f.__code__.co_filename for f in vars(cls).values() if inspect.isfunction(f)}
+    for name in sorted(files):
+        try:
+            text = Path(name).read_text(encoding="utf-8")
+        except OSError:
+            continue
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ClassDef) and node.name == cls.__name__:
+                return ast.get_source_segment(text, node)
+    return None
 
 
 def model_identity(spec: dict[str, Any], module: Any) -> str | None:

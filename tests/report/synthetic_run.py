@@ -108,10 +108,14 @@ class ModeSlicer(Slicer):
     def _vectors() -> np.ndarray:
         return mode_vectors()
 
-    def fit(self, X, labels, predictions, *, reference=None, n_classes=None) -> ModeSlicer:
-        y = np.asarray(labels)
-        pred = np.asarray(predictions)
-        proj = np.asarray(X) @ self._vectors().T
+    def fit(
+        self, X, labels, predictions, *, rows=None, reference_rows=None, reference=None,
+        n_classes=None,
+    ) -> ModeSlicer:  # fmt: skip
+        rows = np.arange(len(labels)) if rows is None else np.asarray(rows)
+        y = np.asarray(labels)[rows]
+        pred = np.asarray(predictions)[rows]
+        proj = np.asarray(X[rows]) @ self._vectors().T
         self.n_classes_ = int(n_classes or y.max() + 1)
         self.skip_reasons_, self.slices_, self.modes_ = {}, [], {}
         for c in range(self.n_classes_):
