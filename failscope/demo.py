@@ -23,7 +23,7 @@ from failscope.run.writer import check_output_dir
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["default_cache_dir", "run_demo"]
+__all__ = ["default_cache_dir", "record_world", "run_demo"]
 
 
 def default_cache_dir() -> Path:
@@ -39,6 +39,7 @@ def run_demo(
     out: str | os.PathLike[str],
     plants: Sequence[str] | None = None,
     seed: int = 0,
+    slicer: str | None = None,
     captions: bool = True,
     retrain: bool = True,
     report: bool = True,
@@ -60,6 +61,12 @@ def run_demo(
         :data:`failscope.world.DEFAULT_PLANTS`.
     seed : int, default=0
         Seeds the world, the audited model, CV folds and retraining.
+    slicer : str, optional
+        The slicer spec (``NAME[:key=value,...]``, see :func:`failscope.discover`);
+        default :data:`failscope.slicers.DEFAULT_SLICER`. A slicer that needs
+        attributions (``"attribution"``) gets the audited CNN as an eager module with
+        the same weights (``failscope.world.audited:audited_cnn`` and its state_dict),
+        so that Grad-CAM can hook its layers; the TorchScript file cannot be hooked.
     captions, retrain, report : bool, default=True
         Run those stages.
     cache_dir : path, optional
@@ -84,6 +91,7 @@ def run_demo(
     """
     from failscope.evaluate import evaluate_run
     from failscope.pipeline import discover
+    from failscope.slicers import DEFAULT_SLICER
     from failscope.world import DEFAULT_PLANTS, get_audited_model, make_world, parse_plants
 
     check_int(seed, name="seed", low=0)
@@ -107,20 +115,18 @@ def run_demo(
         t = stage("audited model")
         cache = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "world-models"
         model_path, _ = get_audited_model(world, config=audited, cache_dir=cache)
+        model = _world_model(model_path, slicer=slicer or DEFAULT_SLICER, audited=audited)
         timings["audited_model"] = time.perf_counter() - t
 
         t = stage("discover")
         run = discover(
-            world.manifest_path, model=str(model_path), clip="world", out=out,
+            world.manifest_path, clip="world", out=out, slicer=slicer or DEFAULT_SLICER,
             fit_split="val", reference_split="train", seed=seed, threads=threads,
             progress=progress, captions=False, report=False,  # run below, after evaluation
             force=True,  # the folder was checked above; since then it holds our world/
+            **model,
         )  # fmt: skip
-        truth = [_plant(e) for e in world.truth()]
-        write_json(run.output(TRUTH_JSON), Truth(FORMAT_VERSION, seed, tuple(truth)).to_json())
-        run.add_files(TRUTH_JSON)
-        plant_specs = tuple(p.spec for p in plant_list)
-        run.update_info(world=WorldInfo(seed=seed, plants=plant_specs, key=world.key, root="world"))
+        record_world(run, world, root="world")
         timings["discover"] = time.perf_counter() - t
 
         if captions:
@@ -150,6 +156,40 @@ def run_demo(
         run.update_info(demo_timings=timings)
     result["run"] = run
     return result
+
+
+def _world_model(model_path: Path, *, slicer: str, audited: Any) -> dict[str, str]:
+    """discover's model settings for the world: the TorchScript file, or, for a slicer that
+    needs attributions, the same network as an eager module (Grad-CAM can hook it)."""
+    from failscope.slicers import make_slicer
+    from failscope.world.audited import AuditedConfig, audited_state_file
+
+    width = (audited or AuditedConfig()).width
+    needs = getattr(make_slicer(slicer), "needs_attributions", False)
+    if not needs or width != AuditedConfig.width:  # audited_cnn() builds the default width
+        return {"model": str(model_path)}
+    return {
+        "model": "failscope.world.audited:audited_cnn",
+        "checkpoint": str(audited_state_file(model_path)),
+    }
+
+
+def record_world(run: Any, world: Any, *, root: str) -> None:
+    """Write a world run's ``truth.json`` and record the world in ``run.json``.
+
+    Parameters
+    ----------
+    run : Run
+        A discover run on ``world``'s manifest.
+    world : failscope.world.World
+    root : str
+        The world's folder, relative to the run or absolute.
+    """
+    truth = Truth(FORMAT_VERSION, world.seed, tuple(_plant(e) for e in world.truth()))
+    write_json(run.output(TRUTH_JSON), truth.to_json())
+    run.add_files(TRUTH_JSON)
+    specs = tuple(p.spec for p in world.plants)
+    run.update_info(world=WorldInfo(seed=world.seed, plants=specs, key=world.key, root=root))
 
 
 def _plant(entry: dict[str, Any]) -> Plant:

@@ -19,6 +19,8 @@ examples:
   failscope demo --out runs/demo
   failscope demo --plant spurious:7:color=red:0.95 --plant rare:3:size=small:0.02 --seed 1
   failscope demo --list-attributes
+  # clusters of where the audited model looks (Grad-CAM), with attribution mosaics
+  failscope demo --slicer attribution --plant spurious:0:background=pink:0.95
 
 plant grammar: KIND:CLASS:FAMILY=VALUE:RATE
   spurious:7:color=red:0.95    in train, 95% of 7s are red, and red is rare elsewhere
@@ -45,6 +47,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--plant", action="append", metavar="SPEC",
                    help="a planted failure mode (repeatable); default: two built-ins")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of everything (default: 0)")
+    p.add_argument("--slicer", metavar="SPEC", default=None,
+                   help="slicer NAME[:key=value,...], as for discover (default: directions; "
+                   "'attribution' clusters where the audited model looks)")  # fmt: skip
     p.add_argument("--list-attributes", action="store_true",
                    help="print the attribute families and their values, then exit")  # fmt: skip
     p.add_argument("--no-captions", action="store_true", help="skip captions")
@@ -99,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     threads = nullcontext() if args.threads is None else torch_threads(args.threads)
     with StageBars() as bars, threads:
         result = run_demo(
-            out=args.out, plants=args.plant, seed=args.seed,
+            out=args.out, plants=args.plant, seed=args.seed, slicer=args.slicer,
             captions=not args.no_captions, retrain=not args.no_retrain,
             report=not args.no_report, cache_dir=args.cache_dir, sizes=args.sizes,
             threads=args.threads, progress=bars.update,
