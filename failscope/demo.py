@@ -23,7 +23,7 @@ from failscope.run.writer import check_output_dir
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["default_cache_dir", "record_world", "run_demo"]
+__all__ = ["default_cache_dir", "record_world", "run_demo", "world_model"]
 
 
 def default_cache_dir() -> Path:
@@ -115,7 +115,7 @@ def run_demo(
         t = stage("audited model")
         cache = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "world-models"
         model_path, _ = get_audited_model(world, config=audited, cache_dir=cache)
-        model = _world_model(model_path, slicer=slicer or DEFAULT_SLICER, audited=audited)
+        model = world_model(model_path, slicer=slicer or DEFAULT_SLICER, audited=audited)
         timings["audited_model"] = time.perf_counter() - t
 
         t = stage("discover")
@@ -158,9 +158,14 @@ def run_demo(
     return result
 
 
-def _world_model(model_path: Path, *, slicer: str, audited: Any) -> dict[str, str]:
-    """discover's model settings for the world: the TorchScript file, or, for a slicer that
-    needs attributions, the same network as an eager module (Grad-CAM can hook it)."""
+def world_model(model_path: Path, *, slicer: str, audited: Any) -> dict[str, str]:
+    """discover's model settings for the world's audited CNN at ``model_path``.
+
+    The TorchScript file, or, for a slicer that needs attributions, the same network
+    as an eager module (``failscope.world.audited:audited_cnn`` with its state_dict),
+    whose layers Grad-CAM can hook. A non-default ``audited`` width keeps the
+    TorchScript file (and so the saliency fallback).
+    """
     from failscope.slicers import make_slicer
     from failscope.world.audited import AuditedConfig, audited_state_file
 
