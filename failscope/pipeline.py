@@ -10,10 +10,15 @@ Stages (each timed in ``run.json["timings"]``, in seconds):
    or read them from a predictions file (:mod:`failscope.data.models`).
 3. ``embed``: CLIP image embeddings of every example, all splits (cached and
    resumable, :mod:`failscope.embed`), or a precomputed ``.npy``.
+   ``attribute`` (only for a slicer that needs it, ``--slicer attribution``): where
+   the audited model looks, and attribution-weighted features (:mod:`failscope.attribute`;
+   cached and resumable like the embeddings); the slicer is fitted on those features.
 4. ``fit``: the slicer (:mod:`failscope.slicers`) on the fitting split, standardised
    with the reference split's statistics when present.
 5. ``score``: every slice's score for every scored example, the slices' entries.
 6. ``write``: the run's files, staged and swapped in whole (:mod:`failscope.run.writer`).
+   ``mosaics`` (runs with attributions): each slice's attribution metrics and mosaic
+   (:func:`failscope.attribute.describe_slices`).
 
 Images that cannot be read (missing, corrupt) are skipped and listed in
 ``run.json["skipped"]``; they have no row in ``examples.parquet``.
