@@ -38,9 +38,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +86,7 @@ def build_world_run(plants: tuple[str, ...], *, seed: int, workdir: Path) -> tup
 
     Returns the run and its planted truth entries.
     """
-    from failscope import load_run
+    from failscope import InputError, load_run
     from failscope.demo import run_demo
     from failscope.world import DEFAULT_PLANTS, DEFAULT_SIZES, parse_plants
     from failscope.world.generate import world_key
@@ -92,13 +94,47 @@ def build_world_run(plants: tuple[str, ...], *, seed: int, workdir: Path) -> tup
     plants = plants or DEFAULT_PLANTS
     key = world_key(parse_plants(list(plants)), seed=seed, sizes=dict(DEFAULT_SIZES))
     out = workdir / "runs" / f"{key}-clip{_world_clip_identity()[:12]}"
-    if not ((out / "error_directions.npz").is_file() and (out / "truth.json").is_file()):
+    try:  # a cached run of this world, written by this run format
+        run = load_run(out)
+        if run.truth is None:
+            raise InputError("no truth")
+    except InputError:
         run_demo(
             out=out, plants=list(plants), seed=seed, captions=False, retrain=False,
-            report=False, cache_dir=workdir / "models",
+            report=False, cache_dir=workdir / "models", slicer="directions",
         )  # fmt: skip
-    run = load_run(out)
+        run = load_run(out)
     return run, run.truth
+
+
+def reslice(run: Any, slicer: str, *, workdir: Path) -> Any:
+    """The run's data refitted with another slicer (predictions and embeddings reused).
+
+    ``build_world_run``'s runs use the ``directions`` slicer; this fits another on the
+    same embeddings and predictions in seconds, under ``workdir/reslice/``.
+    """
+    from failscope import discover, load_run
+    from failscope.data.models import Predictions
+    from failscope.run import TRUTH_JSON, write_json
+    from failscope.run.schema import Truth
+
+    tag = hashlib.sha256(slicer.encode()).hexdigest()[:10]
+    out = workdir / "reslice" / f"{run.path.name}-{tag}"
+    ex = run.examples
+    preds = Predictions(
+        pred=ex["pred"].to_numpy(np.int64),
+        confidence=ex["confidence"].to_numpy(np.float32),
+        n_outputs=None,
+        source={"kind": "predictions", "spec": None},
+    )
+    new = discover(
+        run.config.data, out=out, predictions=preds, embeddings=np.asarray(run.embeddings()),
+        clip=run.config.clip, slicer=slicer, seed=run.info.seed, captions=False, report=False,
+    )  # fmt: skip
+    truth = Truth(format=run.info.format, seed=run.info.seed, plants=run.truth)
+    write_json(new.output(TRUTH_JSON), truth.to_json())
+    new.add_files(TRUTH_JSON)
+    return load_run(out)
 
 
 def _world_clip_identity() -> str:
@@ -116,7 +152,7 @@ def use_world_clip_weights(path: Path) -> None:
 
 def caption_hits(
     run: Any,
-    truth: list[dict[str, Any]],
+    truth: Sequence[Any],
     *,
     method: str,
     top_k: int = 5,
@@ -124,37 +160,41 @@ def caption_hits(
 ) -> list[dict[str, Any]]:
     """Rank the world vocabulary with ``method``; one row per planted slice.
 
-    ``rerank`` is passed to ``caption_run`` (None: its default).
+    Each plant is named by the captions of its best-matching slice (the one
+    ``failscope evaluate`` matches it to). ``rerank`` is passed to ``caption_run``
+    (None: its default).
     """
     from failscope.caption import caption_run
-    from failscope.evaluate import caption_names_value
+    from failscope.evaluate import caption_names_value, match_plant
 
     extra = {} if rerank is None else {"rerank": rerank}
-    slices = caption_run(run, vocab="world", method=method, top_k=top_k, checks=False, **extra)
+    caption_run(run, vocab="world", method=method, top_k=top_k, checks=False, **extra)
     ex = run.examples
+    scores = np.asarray(run.slice_score_matrix())
     test = (ex["split"] == "test").to_numpy()
     rows = []
-    for entry in truth:
-        s = slices[int(entry["class"])]
-        in_class = test & (ex["label"] == int(entry["class"])).to_numpy()
-        members = ex.loc[in_class, entry["column"]].to_numpy(bool)
+    for plant in truth:
+        in_class = test & (ex["label"] == plant.class_index).to_numpy()
+        members = ex.loc[in_class, plant.column].to_numpy(bool)
         ok = ex.loc[in_class, "correct"].to_numpy(bool)
         gap = float(ok[~members].mean() - ok[members].mean())
-        end = "success" if entry.get("polarity") == "absent" else "failure"
-        rival, rival_acc, value_acc = strongest_rival(ex.loc[in_class], entry, end=end)
+        end = "success" if plant.polarity == "absent" else "failure"
+        rival, rival_acc, value_acc = strongest_rival(ex.loc[in_class], plant, end=end)
         ambiguous = (
             rival_acc <= value_acc + AMBIGUOUS_MARGIN
             if end == "failure"
             else rival_acc >= value_acc - AMBIGUOUS_MARGIN
         )
-        caps = (s.get("captions") or {}).get(end) or []
-        texts = [c["text"] for c in caps]
-        hits = [caption_names_value(t, str(entry["value"])) for t in texts[:top_k]]
+        matched, _ = match_plant(members, scores[in_class], run.slices_of(plant.class_index))
+        caps = () if matched is None or matched.captions is None else getattr(matched.captions, end)
+        texts = [c.text for c in caps]
+        hits = [caption_names_value(t, plant.value) for t in texts[:top_k]]
         rows.append(
             {
-                "plant": entry["spec"],
+                "plant": plant.spec,
                 "end": end,
-                "status": s.get("status"),
+                "slice": None if matched is None else matched.id,
+                "status": None if matched is None else matched.status,
                 "gap": gap,
                 "effective": gap >= MIN_GAP,
                 "value_acc": value_acc,
@@ -169,9 +209,7 @@ def caption_hits(
     return rows
 
 
-def strongest_rival(
-    class_rows: Any, entry: dict[str, Any], *, end: str
-) -> tuple[str, float, float]:
+def strongest_rival(class_rows: Any, plant: Any, *, end: str) -> tuple[str, float, float]:
     """The non-planted value most like the planted one at ``end``, on the class's test rows.
 
     Returns ``(rival value, its accuracy, the planted value's accuracy)``: accuracy
@@ -188,7 +226,7 @@ def strongest_rival(
         for v in values
         if (class_rows[fam] == v).any()
     }
-    value = str(entry["value"])
+    value = plant.value
     others = {v: a for v, a in acc.items() if v != value}
     pick = min if end == "failure" else max
     rival = pick(others, key=others.__getitem__)
@@ -211,6 +249,10 @@ def main(argv: list[str] | None = None) -> None:
         "--clip-weights", type=Path, default=None,
         help="world CLIP weights to use instead of the shipped ones",
     )  # fmt: skip
+    ap.add_argument(
+        "--slicer", default=None,
+        help="slicer whose slices are captioned (default: discover's default)",
+    )  # fmt: skip
     ap.add_argument("--verbose", action="store_true", help="print every planted slice's captions")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -220,11 +262,16 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     if args.clip_weights is not None:
         use_world_clip_weights(args.clip_weights)
+    from failscope.slicers import DEFAULT_SLICER
+
+    slicer = args.slicer or DEFAULT_SLICER
     results: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     t0 = time.perf_counter()
     for seed in args.seeds:
         for name in args.sets:
             run, truth = build_world_run(PLANT_SETS[name], seed=seed, workdir=args.workdir)
+            if slicer != "directions":
+                run = reslice(run, slicer, workdir=args.workdir)
             for method in args.methods:
                 for row in caption_hits(run, truth, method=method, rerank=args.rerank):
                     results.setdefault((name, row["plant"], method), []).append(row)
@@ -234,8 +281,8 @@ def main(argv: list[str] | None = None) -> None:
                               f"{mark:4s} {row['captions'][:3]}")  # fmt: skip
 
     print(
-        f"\nCaption accuracy on the built-in world: {len(args.seeds)} seeds, full world "
-        f"vocabulary, rerank={'default' if args.rerank is None else args.rerank}, "
+        f"\nCaption accuracy on the built-in world: {len(args.seeds)} seeds, slicer {slicer}, "
+        f"full world vocabulary, rerank={'default' if args.rerank is None else args.rerank}, "
         f"{time.perf_counter() - t0:.0f} s\n"
     )
     print(

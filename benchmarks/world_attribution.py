@@ -83,7 +83,7 @@ def _run(world: Any, model: dict[str, str], *, slicer: str, out: Path, cache: Pa
         report=False, **model,
     )  # fmt: skip
     caption_run(run, vocab="world", checks=False)
-    record_world(run, world, root=str(world.root))
+    record_world(run, world, seed=world.seed)
     return run
 
 

@@ -39,7 +39,6 @@ def run_demo(
     out: str | os.PathLike[str],
     plants: Sequence[str] | None = None,
     seed: int = 0,
-    slicer: str | None = None,
     captions: bool = True,
     retrain: bool = True,
     report: bool = True,
@@ -47,6 +46,7 @@ def run_demo(
     sizes: dict[str, int] | None = None,
     audited: Any = None,
     threads: int | None = None,
+    slicer: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     on_stage: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -61,12 +61,6 @@ def run_demo(
         :data:`failscope.world.DEFAULT_PLANTS`.
     seed : int, default=0
         Seeds the world, the audited model, CV folds and retraining.
-    slicer : str, optional
-        The slicer spec (``NAME[:key=value,...]``, see :func:`failscope.discover`);
-        default :data:`failscope.slicers.DEFAULT_SLICER`. A slicer that needs
-        attributions (``"attribution"``) gets the audited CNN as an eager module with
-        the same weights (``failscope.world.audited:audited_cnn`` and its state_dict),
-        so that Grad-CAM can hook its layers; the TorchScript file cannot be hooked.
     captions, retrain, report : bool, default=True
         Run those stages.
     cache_dir : path, optional
@@ -78,6 +72,11 @@ def run_demo(
     threads : int, optional
         torch threads of discover's predict and embed passes (see
         :func:`failscope.discover`).
+    slicer : str, optional
+        Slicer spec for discover (``NAME[:key=value,...]``); default: discover's. A
+        slicer that needs attributions (``"attribution"``) gets the audited CNN as an
+        eager module with the same weights (:func:`world_model`), so that Grad-CAM can
+        hook its layers; the TorchScript file cannot be hooked.
     progress : callable(stage, done, total), optional
         Progress of the long stages (passed to :func:`failscope.discover`).
     on_stage : callable(name), optional
@@ -91,7 +90,6 @@ def run_demo(
     """
     from failscope.evaluate import evaluate_run
     from failscope.pipeline import discover
-    from failscope.slicers import DEFAULT_SLICER
     from failscope.world import DEFAULT_PLANTS, get_audited_model, make_world, parse_plants
 
     check_int(seed, name="seed", low=0)
@@ -115,18 +113,18 @@ def run_demo(
         t = stage("audited model")
         cache = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "world-models"
         model_path, _ = get_audited_model(world, config=audited, cache_dir=cache)
-        model = world_model(model_path, slicer=slicer or DEFAULT_SLICER, audited=audited)
+        model = world_model(model_path, slicer=slicer, audited=audited)
         timings["audited_model"] = time.perf_counter() - t
 
         t = stage("discover")
         run = discover(
-            world.manifest_path, clip="world", out=out, slicer=slicer or DEFAULT_SLICER,
+            world.manifest_path, clip="world", out=out, **model,
             fit_split="val", reference_split="train", seed=seed, threads=threads,
             progress=progress, captions=False, report=False,  # run below, after evaluation
             force=True,  # the folder was checked above; since then it holds our world/
-            **model,
+            **({} if slicer is None else {"slicer": slicer}),
         )  # fmt: skip
-        record_world(run, world, root="world")
+        record_world(run, world, seed=seed)
         timings["discover"] = time.perf_counter() - t
 
         if captions:
@@ -158,7 +156,7 @@ def run_demo(
     return result
 
 
-def world_model(model_path: Path, *, slicer: str, audited: Any) -> dict[str, str]:
+def world_model(model_path: Path, *, slicer: str | None, audited: Any) -> dict[str, str]:
     """discover's model settings for the world's audited CNN at ``model_path``.
 
     The TorchScript file, or, for a slicer that needs attributions, the same network
@@ -166,11 +164,11 @@ def world_model(model_path: Path, *, slicer: str, audited: Any) -> dict[str, str
     whose layers Grad-CAM can hook. A non-default ``audited`` width keeps the
     TorchScript file (and so the saliency fallback).
     """
-    from failscope.slicers import make_slicer
+    from failscope.slicers import DEFAULT_SLICER, make_slicer
     from failscope.world.audited import AuditedConfig, audited_state_file
 
     width = (audited or AuditedConfig()).width
-    needs = getattr(make_slicer(slicer), "needs_attributions", False)
+    needs = getattr(make_slicer(slicer or DEFAULT_SLICER), "needs_attributions", False)
     if not needs or width != AuditedConfig.width:  # audited_cnn() builds the default width
         return {"model": str(model_path)}
     return {
@@ -179,22 +177,17 @@ def world_model(model_path: Path, *, slicer: str, audited: Any) -> dict[str, str
     }
 
 
-def record_world(run: Any, world: Any, *, root: str) -> None:
-    """Write a world run's ``truth.json`` and record the world in ``run.json``.
-
-    Parameters
-    ----------
-    run : Run
-        A discover run on ``world``'s manifest.
-    world : failscope.world.World
-    root : str
-        The world's folder, relative to the run or absolute.
-    """
-    truth = Truth(FORMAT_VERSION, world.seed, tuple(_plant(e) for e in world.truth()))
-    write_json(run.output(TRUTH_JSON), truth.to_json())
-    run.add_files(TRUTH_JSON)
-    specs = tuple(p.spec for p in world.plants)
-    run.update_info(world=WorldInfo(seed=world.seed, plants=specs, key=world.key, root=root))
+def record_world(run: Any, world: Any, *, seed: int) -> None:
+    """Record that ``run`` audits the built-in ``world``: its planted truth (``truth.json``,
+    for ``failscope evaluate``) and how the world was made (``run.json``'s ``world``)."""
+    truth = Truth(FORMAT_VERSION, seed, tuple(_plant(e) for e in world.truth()))
+    with run_lock(run.path):
+        write_json(run.output(TRUTH_JSON), truth.to_json())
+        run.add_files(TRUTH_JSON)
+        root, here = world.root.resolve(), run.path.resolve()
+        rel = root.relative_to(here) if root.is_relative_to(here) else root
+        specs = tuple(p.spec for p in world.plants)
+        run.update_info(world=WorldInfo(seed=seed, plants=specs, key=world.key, root=str(rel)))
 
 
 def _plant(entry: dict[str, Any]) -> Plant:

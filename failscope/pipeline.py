@@ -137,7 +137,8 @@ def _stage_progress(
 
 
 def _resolve(config: DiscoverConfig) -> DiscoverConfig:
-    """Fill the defaults that depend on other settings (the CLIP and its tag)."""
+    """Fill the defaults that depend on other settings (the CLIP and its tag); make the
+    data path absolute."""
     from failscope.embed import DEFAULT_CLIP, default_pretrained
 
     clip = config.clip
@@ -148,7 +149,10 @@ def _resolve(config: DiscoverConfig) -> DiscoverConfig:
         tag = default_pretrained(
             clip, tag, checkpoint=config.clip_checkpoint, random_init=config.clip_random_init
         )
-    return config.replace(clip=clip, clip_pretrained=tag)
+    data = config.data
+    if isinstance(data, (str, os.PathLike)):  # recorded absolute: the run can be redone anywhere
+        data = str(Path(data).resolve())
+    return config.replace(data=data, clip=clip, clip_pretrained=tag)
 
 
 def _check_config(config: DiscoverConfig) -> Any:
@@ -169,7 +173,7 @@ def _check_config(config: DiscoverConfig) -> Any:
     slicer = make_slicer(
         config.slicer, threshold=config.threshold, Cs=tuple(config.Cs), cv=config.cv,
         scoring=config.scoring, solver=config.solver, min_examples=config.min_examples,
-        alpha=config.alpha, random_state=config.seed,
+        alpha=config.alpha, n_jobs=config.n_jobs, random_state=config.seed,
     )  # fmt: skip
     slicer._validate_params()
     check_choice(config.attribution_method, ATTRIBUTION_METHODS, name="attribution_method")
@@ -331,10 +335,11 @@ def _discover_locked(
                 raise fail(f"every example of the fitting split {cfg.fit_split!r} was skipped")
             ref_rows = _reference_rows(split, ref_split, seed=cfg.seed)
             slicer.fit(
-                np.asarray(features[fit_rows]), labels[fit_rows], pred[fit_rows],
-                reference=None if ref_rows is None else np.asarray(features[ref_rows]),
+                features, labels, pred, rows=fit_rows, reference_rows=ref_rows,
                 n_classes=ds.n_classes,
             )  # fmt: skip
+
+            warnings = _run_warnings(slicer, x[fit_rows], labels[fit_rows], pred[fit_rows], cfg)
 
         with timings.stage("score"):
             scores = slicer.score(features, labels)
@@ -376,6 +381,7 @@ def _discover_locked(
                 ),
                 slicer={"name": slicer.name, "params": _jsonable(slicer.get_params())},
                 files=(),
+                warnings=warnings,
                 attributions=attr_info,
             )
             _write(
@@ -407,6 +413,27 @@ def _discover_locked(
 
         build_report(run)  # records its own timing
     return run
+
+
+def _run_warnings(
+    slicer: Any, x: np.ndarray, labels: np.ndarray, pred: np.ndarray, cfg: DiscoverConfig
+) -> tuple[str, ...]:
+    """Findings about the run as a whole, for ``run.json`` and the report (their stages
+    log them as they find them)."""
+    from failscope.evidence import tautology_check
+
+    out = []
+    wrong = pred != labels
+    check = tautology_check(x, labels, pred, random_state=cfg.seed) if wrong.any() else None
+    if check is not None and check.tautological:
+        out.append(f"{check.message()}; use independent embeddings (a CLIP) instead")
+    edges = sum(bool(s.metrics.get("C_at_edge")) for s in slicer.slices_)
+    if edges:
+        out.append(
+            f"{edges} slice direction(s) chose C at an end of the widened grid with the CV "
+            "score still rising; they may be under- or over-regularised (--C-grid)"
+        )
+    return tuple(out)
 
 
 def _reference_rows(split: np.ndarray, ref_split: str | None, *, seed: int) -> np.ndarray | None:

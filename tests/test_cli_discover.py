@@ -43,7 +43,7 @@ def test_cli_end_to_end_torchscript_and_tiny_clip(
         cli_env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert "embedding" not in proc.stderr and "predicting" not in proc.stderr  # -q: no bars
+    assert "━" not in proc.stderr and "predicting" not in proc.stderr  # -q: no bars
     assert f"run written to {out}" in proc.stdout
     assert f"report: {out / 'report.html'}" in proc.stdout  # a path stays on one line
     assert "skipped inputs: 2 (1 missing file, 1 unreadable image)" in proc.stdout

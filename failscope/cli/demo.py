@@ -52,6 +52,11 @@ def add_parser(sub: Any) -> None:
                    "'attribution' clusters where the audited model looks)")  # fmt: skip
     p.add_argument("--list-attributes", action="store_true",
                    help="print the attribute families and their values, then exit")  # fmt: skip
+    p.add_argument(
+        "--slicer",
+        metavar="SPEC",
+        help="slicer for discover, NAME[:key=value,...] (default: discover's)",
+    )
     p.add_argument("--no-captions", action="store_true", help="skip captions")
     p.add_argument("--no-retrain", action="store_true", help="skip slice-aware retraining")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
@@ -107,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
             out=args.out, plants=args.plant, seed=args.seed, slicer=args.slicer,
             captions=not args.no_captions, retrain=not args.no_retrain,
             report=not args.no_report, cache_dir=args.cache_dir, sizes=args.sizes,
-            threads=args.threads, progress=bars.update,
+            threads=args.threads, slicer=args.slicer, progress=bars.update,
             on_stage=lambda name: bars.stage(name, announce=False),
         )  # fmt: skip
     run_dir = result["run"]

@@ -304,6 +304,15 @@ class DiscoverConfig(Record):
             type=int,
         ),
     )
+    n_jobs: int | None = field(
+        default=None,
+        metadata=_cli(
+            "worker processes for the per-class fits (default 1; -1: every core)",
+            group="compute",
+            metavar="N",
+            type=int,
+        ),
+    )
     seed: int = field(
         default=0,
         metadata=_cli(
@@ -312,9 +321,11 @@ class DiscoverConfig(Record):
     )
     # -- later stages
     captions: bool = field(
-        default=True, metadata=_cli("name each slice with CLIP text prompts", group="output")
+        default=True, metadata=_cli("skip naming the slices with CLIP text prompts", group="output")
     )
-    report: bool = field(default=True, metadata=_cli("write RUN/report.html", group="output"))
+    report: bool = field(
+        default=True, metadata=_cli("skip writing RUN/report.html", group="output")
+    )
     force: bool = field(
         default=False,
         metadata=_cli(

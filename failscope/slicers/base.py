@@ -8,14 +8,18 @@ records how strongly the data supports each slice.
 
 Contract (``fit`` / ``score``)::
 
-    slicer.fit(X, labels, predictions, reference=None, n_classes=None) -> slicer
+    slicer.fit(X, labels, predictions, rows=None, reference_rows=None, reference=None,
+               n_classes=None) -> slicer
     slicer.slices_        list of FittedSlice, in (class, rank) order
     slicer.skip_reasons_  {class: why it got no slice}
     slicer.n_columns_     max slices in one class
     slicer.score(X, labels) -> (n, n_columns_) float32; column k = the example's
                              class's rank-k slice, NaN where the class has fewer
 
-``X`` may be a memory map; slicers read it class by class.
+``X`` may be a memory map; slicers read it class by class. ``rows`` (the fitting
+split) and ``reference_rows`` (the rows whose statistics standardise the space)
+index ``X``, ``labels`` and ``predictions`` without copying them; ``reference`` is
+an array of its own instead.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from failscope.run.schema import Support, passes_cutoff
 __all__ = [
     "FittedSlice",
     "Slicer",
+    "class_rows",
     "enrichment_p",
     "rank_order",
     "rank_slices",
@@ -103,6 +108,17 @@ def enrichment_p(n_errors_in: int, size: int, n_errors_class: int, n_class: int)
     return float(fisher_exact(table, alternative="greater")[1])
 
 
+def class_rows(labels: np.ndarray, rows: np.ndarray | None, n_classes: int) -> list[np.ndarray]:
+    """For each class, its positions among ``rows`` of ``labels`` (all rows if None), ascending
+    (so that reading them from a memory map goes front to back)."""
+    rows = np.arange(len(labels)) if rows is None else np.asarray(rows, dtype=np.int64)
+    y = np.asarray(labels)[rows]
+    order = np.argsort(y, kind="stable")
+    ends = np.cumsum(np.bincount(y, minlength=n_classes))
+    return [np.sort(rows[order[e - n : e]]) for e, n in zip(ends, np.diff(ends, prepend=0),
+                                                              strict=True)]  # fmt: skip
+
+
 def slice_stats(member: np.ndarray, wrong: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
     """Size, errors and confusion of one slice among its class's fitting examples."""
     errs = member & wrong
@@ -152,6 +168,8 @@ class Slicer(BaseEstimator):
         labels: Any,
         predictions: Any,
         *,
+        rows: Any | None = None,
+        reference_rows: Any | None = None,
         reference: Any | None = None,
         n_classes: int | None = None,
     ) -> Slicer:  # pragma: no cover - abstract

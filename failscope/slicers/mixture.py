@@ -31,6 +31,7 @@ from failscope.run.schema import Support, passes_cutoff
 from failscope.slicers.base import (
     FittedSlice,
     Slicer,
+    class_rows,
     enrichment_p,
     rank_order,
     rank_slices,
@@ -167,35 +168,43 @@ class MixtureSlicer(Slicer):
         labels: Any,
         predictions: Any,
         *,
+        rows: Any | None = None,
+        reference_rows: Any | None = None,
         reference: Any | None = None,
         n_classes: int | None = None,
     ) -> MixtureSlicer:
         """Fit one error-aware mixture per class; keep the components that fail (see above)."""
+        from failscope.directions import _moments
+
         self._validate_params()
-        # ErrorDirections does the input checks and the standardisation (no directions used)
+        # the standardisation of ErrorDirections (no directions are fitted)
         std = ErrorDirections(min_examples=self.min_examples)
-        x = np.asarray(X, dtype=np.float32)
         y = np.asarray(labels, dtype=np.int64)
         pred = np.asarray(predictions)
         pred = pred.argmax(axis=1) if pred.ndim == 2 else pred.astype(np.int64)
-        k = int(max(y.max(), pred.max()) + 1) if n_classes is None else int(n_classes)
-        from failscope.directions import _moments
-
-        ref = x if reference is None else np.asarray(reference, dtype=np.float32)
-        std.mean_, std.scale_ = _moments(ref)
+        fit_rows = np.arange(len(y)) if rows is None else np.asarray(rows, dtype=np.int64)
+        k = (
+            int(max(y[fit_rows].max(), pred[fit_rows].max()) + 1)
+            if n_classes is None
+            else int(n_classes)
+        )
+        if reference is not None:
+            std.mean_, std.scale_ = _moments(np.asarray(reference, dtype=np.float32))
+        else:
+            std.mean_, std.scale_ = _moments(X, rows=fit_rows if reference_rows is None
+                                             else np.asarray(reference_rows))  # fmt: skip
         self.standardiser_ = std
         self.n_classes_ = k
         self.skip_reasons_: dict[int, str] = {}
         self.models_: dict[int, tuple[np.ndarray, np.ndarray, _ErrorAwareGMM, list[int]]] = {}
         self.slices_ = []
-        for c in range(k):
-            sel = np.flatnonzero(y == c)
+        for c, sel in enumerate(class_rows(y, fit_rows, k)):
             wrong = pred[sel] != y[sel]
             reason = _skip_reason(len(sel), int(wrong.sum()), self.min_examples)
             if reason:
                 self.skip_reasons_[c] = reason
                 continue
-            z = std._standardise(x[sel])
+            z = std._standardise(np.asarray(X[sel], dtype=np.float32))
             self.slices_ += self._fit_class(c, z, wrong, pred[sel])
         self.n_columns_ = max([s.rank + 1 for s in self.slices_], default=1)
         return self

@@ -85,14 +85,16 @@ def test_disk_full_keeps_the_earlier_run(discover_args, tmp_path, monkeypatch):
     assert load_run(out).config.threshold == "zero"
 
 
+def _small_run(path):
+    from runbuilder import build_run, planted_world
+
+    w = planted_world(n_classes=2)
+    keys = ("embeddings", "labels", "predictions", "splits")
+    return build_run(path, class_names=["a", "b"], **{k: w[k] for k in keys}).path
+
+
 def test_report_out_is_a_folder(tmp_path):
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "report"))
-    from synthetic_run import make_run
-
-    run = make_run(tmp_path / "run", n_classes=2)
+    run = _small_run(tmp_path / "run")
     folder = tmp_path / "site"
     folder.mkdir()
     before = snapshot(tmp_path)
@@ -113,13 +115,7 @@ def test_report_out_is_a_folder(tmp_path):
     ],
 )
 def test_bad_arguments(argv, parts, tmp_path):
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "report"))
-    from synthetic_run import make_run
-
-    run = make_run(tmp_path / "run", n_classes=2)
+    run = _small_run(tmp_path / "run")
     before = snapshot(tmp_path)
     args = [a.format(run=run, missing=tmp_path / "missing") for a in argv]
     assert_one_line_error(run_cli(*args), argv[0], *parts)

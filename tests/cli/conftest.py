@@ -17,8 +17,9 @@ def synthetic_run(tmp_path: Path):
     """``synthetic_run(name="run", n_classes=3, class_names=None, captions=True,
     caption_overrides=None, evaluation=False) -> Path``.
 
-    The top slice of class c gets the size and error rates of ``SLICE_STATS[c]`` (written
-    with ``Run.save_slices``), so that tables and bars are checked against known numbers.
+    The top slice of class c gets the size and error rates of ``SLICE_STATS[c]`` and status
+    "ok" (written with ``Run.save_slices``), so that tables and bars are checked against
+    known numbers.
     """
 
     def make(
@@ -41,7 +42,7 @@ def synthetic_run(tmp_path: Path):
             size, rate_in, rate_out = SLICE_STATS[s.class_index]
             errors = round(size * rate_in)
             fixed.append(s.replace(size=size, n_errors_in=errors, error_rate_in=errors / size,
-                                   error_rate_out=rate_out))  # fmt: skip
+                                   error_rate_out=rate_out, status="ok"))  # fmt: skip
         run.save_slices(fixed)
         if captions:
             add_captions(run, caption_overrides)

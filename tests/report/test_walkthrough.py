@@ -26,10 +26,10 @@ def test_walkthrough_notebook_runs(tmp_path, monkeypatch):
     run = work / "run"
     html = (run / "report.html").read_text(encoding="utf-8")
     assert 'id="retrain"' in html and 'id="evaluation"' in html
-    assert len(list((run / "plots").glob("class-*-scores.png"))) >= 5
+    assert len(list((run / "plots").glob("slice-*-scores.png"))) >= 5
     # the small world still shows the planted failures
     evaluation = json.loads((run / "evaluation.json").read_text())
-    plants = {p["name"]: p for p in evaluation["plants"]}
+    plants = {p["plant"]: p for p in evaluation["plants"]}
     assert plants["rare_3_size_small"]["average_precision"] > 0.5
     assert plants["rare_3_size_small"]["slice_recall"] > 0.5
     metrics = json.loads((run / "retrain" / "metrics.json").read_text())
