@@ -47,15 +47,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--plant", action="append", metavar="SPEC",
                    help="a planted failure mode (repeatable); default: two built-ins")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of everything (default: 0)")
-    p.add_argument("--slicer", metavar="SPEC", default=None,
-                   help="slicer NAME[:key=value,...], as for discover (default: directions; "
-                   "'attribution' clusters where the audited model looks)")  # fmt: skip
     p.add_argument("--list-attributes", action="store_true",
                    help="print the attribute families and their values, then exit")  # fmt: skip
     p.add_argument(
         "--slicer",
         metavar="SPEC",
-        help="slicer for discover, NAME[:key=value,...] (default: discover's)",
+        help="slicer for discover, NAME[:key=value,...] (default: discover's; 'attribution' "
+        "clusters where the audited model looks, with Grad-CAM on the CNN)",
     )
     p.add_argument("--no-captions", action="store_true", help="skip captions")
     p.add_argument("--no-retrain", action="store_true", help="skip slice-aware retraining")
@@ -109,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     threads = nullcontext() if args.threads is None else torch_threads(args.threads)
     with StageBars() as bars, threads:
         result = run_demo(
-            out=args.out, plants=args.plant, seed=args.seed, slicer=args.slicer,
+            out=args.out, plants=args.plant, seed=args.seed,
             captions=not args.no_captions, retrain=not args.no_retrain,
             report=not args.no_report, cache_dir=args.cache_dir, sizes=args.sizes,
             threads=args.threads, slicer=args.slicer, progress=bars.update,
