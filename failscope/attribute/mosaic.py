@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["mosaic_image", "mosaic_relpath"]
+__all__ = ["mosaic_image"]
 
 logger = logging.getLogger(__name__)
 
@@ -25,14 +25,6 @@ GRID = 4  # crops per side
 N_OVERLAYS = 4
 _GAP = 4
 _FAIL_RGB = (220, 30, 30)
-
-
-def mosaic_relpath(slice_id: str) -> str:
-    """Run-relative path of a slice's mosaic: ``plots/mosaic-8-1.png`` for ``"8/1"``."""
-    from failscope.run import PLOTS_DIR
-
-    safe = "".join(ch if ch.isalnum() or ch in "_." else "-" for ch in str(slice_id))
-    return f"{PLOTS_DIR}/mosaic-{safe}.png"
 
 
 def _model_view(path: Path, image_size: int | None) -> Any:

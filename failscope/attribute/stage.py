@@ -358,8 +358,9 @@ def _world_image_size(run: Any) -> tuple[int, int] | None:
 
 
 def _mosaics(run: Any, attr: Attributions, ex: Any, scores: np.ndarray) -> list[tuple[Any, str]]:
-    from failscope.attribute.mosaic import mosaic_image, mosaic_relpath
+    from failscope.attribute.mosaic import mosaic_image
     from failscope.data.datasets import load_dataset_from_spec
+    from failscope.report import attribution_mosaic_path
     from failscope.report._runinfo import choose_view_split
 
     view, _ = choose_view_split(ex, "auto", run.fit_split)
@@ -374,5 +375,5 @@ def _mosaics(run: Any, attr: Attributions, ex: Any, scores: np.ndarray) -> list[
         chosen = [Path(paths[int(i)]) for i in ids[order[:32]]]
         im = mosaic_image(chosen, np.asarray(attr.maps[order[:32]], dtype=np.float32),
                           wrong[order[:32]], image_size=run.info.model.image_size)  # fmt: skip
-        images.append((im, mosaic_relpath(s.id)))
+        images.append((im, attribution_mosaic_path(s.id)))
     return images

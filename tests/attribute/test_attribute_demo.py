@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from failscope.report import attribution_mosaic_path
+
 pytestmark = pytest.mark.slow
 
 
@@ -31,7 +33,7 @@ def test_demo_with_the_attribution_slicer(tmp_path, capsys):
     assert set(GLYPH_BOX_COLUMNS) <= set(run.examples.columns)
     for s in run.slices:
         assert s.slicer == "attribution" and s.captions is not None
-        assert run.owns(f"plots/mosaic-{s.id.replace('/', '-')}.png")
+        assert run.owns(attribution_mosaic_path(s.id))
         assert 0.0 <= s.metrics["attr_background"] <= 1.0
     assert run.evaluation is not None and run.truth is not None
     assert np.isfinite(run.slice_score_matrix()[run.examples["label"] == 0, 0]).all()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from failscope.attribute.focus import box_share, class_region, focus_measures, normalised
-from failscope.attribute.mosaic import GRID, OVERLAY, TILE, mosaic_image, mosaic_relpath
+from failscope.attribute.mosaic import GRID, OVERLAY, TILE, mosaic_image
 
 
 def test_normalised_maps_and_concentration():
@@ -58,4 +58,3 @@ def test_mosaic_has_a_tile_per_member_and_red_frames_on_failures(tmp_path):
     assert tuple(arr[0, 0]) == (220, 30, 30)  # failure frame on the first tile
     assert tuple(arr[TILE // 2, TILE + TILE // 2]) == (0, 200, 0)  # second tile, a crop
     assert tuple(arr[0, 3 * TILE + 10]) == (255, 255, 255)  # the missing image left a gap
-    assert mosaic_relpath("8/1") == "plots/mosaic-8-1.png"

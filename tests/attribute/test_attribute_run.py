@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from failscope._validation import InputError
+from failscope.report import attribution_mosaic_path
 
 torch = pytest.importorskip("torch")
 
@@ -69,8 +70,13 @@ def test_attribution_slicer_finds_the_planted_failures_with_a_mosaic_each(tmp_pa
         for key in ("confidence", "attr_concentration", "attr_outside_centre",
                     "attr_outside_class_region", "attr_concentration_correct"):  # fmt: skip
             assert s.metrics[key] is not None
-        rel = f"plots/mosaic-{s.id.replace('/', '-')}.png"
+        rel = attribution_mosaic_path(s.id)
         assert run.owns(rel) and (run.path / rel).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from failscope.report import build_report
+
+    html = build_report(run).read_text(encoding="utf-8")  # every shown slice embeds its mosaic
+    for s in run.slices:
+        assert f"attribution mosaic of slice {s.id}" in html
 
 
 def test_attribute_command_uses_the_fallback_for_torchscript(tmp_path, data, channel_classifier_ts,
@@ -91,7 +97,7 @@ def test_attribute_command_uses_the_fallback_for_torchscript(tmp_path, data, cha
     assert json.loads((run.path / "run.json").read_text())["attributions"]["method"] == "saliency"
     assert info.grid == (8, 8) and "attribute" in run.info.timings
     for s in run.slices:
-        assert run.owns(f"plots/mosaic-{s.id.replace('/', '-')}.png")
+        assert run.owns(attribution_mosaic_path(s.id))
         assert s.metrics["attr_outside_centre"] is not None
 
 
