@@ -28,12 +28,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from failscope._validation import check_choice, check_fraction, check_int, fail
-from failscope.directions import ErrorDirections
 from failscope.run.schema import Support, passes_cutoff
+from failscope.slicers._perclass import fit_per_class, restore_per_class, state_per_class
 from failscope.slicers.base import (
     FittedSlice,
     Slicer,
-    class_rows,
     enrichment_p,
     rank_order,
     rank_slices,
@@ -169,39 +168,15 @@ class AttributionSlicer(Slicer):
         n_classes: int | None = None,
     ) -> AttributionSlicer:
         """Cluster each class's attribution features; keep the clusters that fail."""
-        from failscope.directions import _moments
-        from failscope.slicers.mixture import _skip_reason
-
         self._validate_params()
-        y = np.asarray(labels, dtype=np.int64)
-        pred = np.asarray(predictions)
-        pred = pred.argmax(axis=1) if pred.ndim == 2 else pred.astype(np.int64)
-        if np.ndim(X) != 2 or len(X) != len(y) or len(y) != len(pred):
-            raise fail(f"features {np.shape(X)}, labels {y.shape} and predictions {pred.shape} "
-                       "must be (n, d), (n,) and (n,)")  # fmt: skip
-        fit_rows = np.arange(len(y)) if rows is None else np.asarray(rows, dtype=np.int64)
-        k = (int(max(y[fit_rows].max(), pred[fit_rows].max()) + 1) if n_classes is None
-             else int(n_classes))  # fmt: skip
-        std = ErrorDirections(min_examples=self.min_examples)
-        if reference is not None:
-            std.mean_, std.scale_ = _moments(np.asarray(reference, dtype=np.float32))
-        else:
-            std.mean_, std.scale_ = _moments(X, rows=fit_rows if reference_rows is None
-                                             else np.asarray(reference_rows))  # fmt: skip
-        self.standardiser_ = std
-        self.n_classes_ = k
-        self.skip_reasons_: dict[int, str] = {}
+        if np.ndim(X) != 2 or not len(X) == len(labels) == len(predictions):
+            raise fail(f"features {np.shape(X)}, labels ({len(labels)}) and predictions "
+                       f"({len(predictions)}) must be (n, d), (n,) and (n,)")  # fmt: skip
         self.models_: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]] = {}
-        self.slices_ = []
-        for c, sel in enumerate(class_rows(y, fit_rows, k)):
-            wrong = pred[sel] != y[sel]
-            reason = _skip_reason(len(sel), int(wrong.sum()), self.min_examples)
-            if reason:
-                self.skip_reasons_[c] = reason
-                continue
-            z = std._standardise(np.asarray(X[sel], dtype=np.float32))
-            self.slices_ += self._fit_class(c, z, wrong, pred[sel])
-        self.n_columns_ = max([s.rank + 1 for s in self.slices_], default=1)
+        fit_per_class(
+            self, X, labels, predictions, rows=rows, reference_rows=reference_rows,
+            reference=reference, n_classes=n_classes,
+        )  # fmt: skip
         return self
 
     def _fit_class(
@@ -262,34 +237,16 @@ class AttributionSlicer(Slicer):
 
     # -- persistence
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        from failscope.slicers.directions import _slice_meta
-
-        arrays = {"std_mean": self.standardiser_.mean_, "std_scale": self.standardiser_.scale_}
-        classes = {}
+        arrays, classes = {}, {}
         for c, (mean, basis, centroids, order) in self.models_.items():
             arrays.update({f"c{c}_mean": mean, f"c{c}_basis": basis, f"c{c}_centroids": centroids})
             classes[str(c)] = order
-        meta = {
-            "classes": classes,
-            "n_classes": self.n_classes_,
-            "skip_reasons": {str(k): v for k, v in self.skip_reasons_.items()},
-            "slices": [_slice_meta(s) for s in self.slices_],
-            "n_columns": self.n_columns_,
-        }
-        return meta, arrays
+        return state_per_class(self, classes, arrays)
 
     def _restore(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        from failscope.slicers.directions import _slice_from_meta
-
-        std = ErrorDirections(min_examples=self.min_examples)
-        std.mean_, std.scale_ = arrays["std_mean"], arrays["std_scale"]
-        self.standardiser_ = std
-        self.n_classes_ = int(meta["n_classes"])
-        self.skip_reasons_ = {int(k): v for k, v in meta["skip_reasons"].items()}
+        restore_per_class(self, meta, arrays)
         self.models_ = {
             int(c): (arrays[f"c{c}_mean"], arrays[f"c{c}_basis"], arrays[f"c{c}_centroids"],
                      [int(j) for j in order])
             for c, order in meta["classes"].items()
         }  # fmt: skip
-        self.slices_ = [_slice_from_meta(m, None) for m in meta["slices"]]
-        self.n_columns_ = int(meta["n_columns"])
