@@ -165,7 +165,6 @@ def compute_attributions(
     -------
     Computed
     """
-
     from failscope.data import model_transform
     from failscope.data.datasets import iter_image_batches
     from failscope.data.models import _skip, resolve_device
