@@ -19,7 +19,8 @@ download: then a missing file is a one-line error with the exact command that
 fetches it. Random weights are never a fallback: they are refused unless
 ``random_init=True`` (meant for tests).
 
-:func:`embed_dataset` writes embeddings into ``CACHE/embeddings-<identity>/``:
+:func:`embed_dataset` writes embeddings into ``CACHE/embeddings-<identity>/``, a
+:class:`failscope.rowcache.RowCache` (format 1, unchanged since the first release):
 ``embeddings.npy`` of the final shape (n, d), memory-mapped, row i = example i;
 ``keys.npy``, one uint64 per row naming the file version the row was computed
 from (0: not done; by default the file's path, size and mtime, or with
@@ -36,7 +37,6 @@ import hashlib
 import json
 import logging
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from failscope._validation import check_choice, check_file, fail, open_npy
+from failscope.rowcache import RowCache, fill_rows
 from failscope.run._io import file_sha256
 
 logger = logging.getLogger(__name__)
@@ -734,114 +735,23 @@ def load_clip_from_spec(
 # --------------------------------------------------------------------------- the cache
 
 
-def _match_rows(old_keys: np.ndarray, new_keys: np.ndarray) -> np.ndarray:
-    """For each new row, a row of the old arrays computed from the same file version, or -1."""
-    n = len(new_keys)
-    src = np.full(n, -1, dtype=np.int64)
-    if len(old_keys) == 0 or n == 0:
-        return src
-    order = np.argsort(old_keys, kind="stable")
-    sorted_keys = old_keys[order]
-    pos = np.clip(np.searchsorted(sorted_keys, new_keys), 0, len(old_keys) - 1)
-    hit = (sorted_keys[pos] == new_keys) & (new_keys != 0)
-    src[hit] = order[pos[hit]]
-    m = min(n, len(old_keys))
-    same = (old_keys[:m] == new_keys[:m]) & (new_keys[:m] != 0)
-    src[:m][same] = np.flatnonzero(same)  # prefer the row in place
-    return src
-
-
-class _EmbeddingStore:
-    """``embeddings.npy`` + ``keys.npy`` + ``meta.json`` in one cache folder."""
-
-    def __init__(self, folder: Path, identity: str, dim: int, spec: dict[str, Any]):
-        self.folder = folder
-        self.identity = identity
-        self.dim = dim
-        self.spec = spec
-        self.emb_path = folder / "embeddings.npy"
-        self.keys_path = folder / "keys.npy"
-        self.meta_path = folder / "meta.json"
-
-    def _existing(self) -> tuple[np.ndarray, np.ndarray] | None:
-        try:
-            meta = json.loads(self.meta_path.read_text(encoding="utf-8"))
-            emb = np.load(self.emb_path, mmap_mode="r", allow_pickle=False)
-            keys = np.load(self.keys_path, allow_pickle=False)
-        except (OSError, ValueError):
-            return None
-        ok = (
-            meta.get("format") == CACHE_FORMAT
-            and meta.get("identity") == self.identity
-            and emb.dtype == np.float32
-            and emb.ndim == 2
-            and emb.shape == (len(keys), self.dim)
-            and keys.dtype == np.uint64
-        )
-        return (emb, keys) if ok else None
-
-    def open(self, new_keys: np.ndarray) -> tuple[np.memmap, np.memmap]:
-        """Writable (embeddings, keys) memory maps of shape (n, d) and (n,)."""
-        from numpy.lib.format import open_memmap
-
-        from failscope.run._io import write_json
-
-        self.folder.mkdir(parents=True, exist_ok=True)
-        n = len(new_keys)
-        existing = self._existing()
-        src = np.full(n, -1, dtype=np.int64)
-        if existing is not None:
-            old_emb, old_keys = existing
-            src = _match_rows(old_keys, new_keys)
-            in_place = len(old_keys) == n and bool(np.all((src == np.arange(n)) | (src < 0)))
-            if in_place:
-                del old_emb
-                emb = open_memmap(self.emb_path, mode="r+")
-                keys = open_memmap(self.keys_path, mode="r+")
-                stale = keys[:] != new_keys
-                if stale.any():
-                    keys[stale] = 0  # not done until recomputed
-                    keys.flush()
-                reused = int((~stale).sum())
-                logger.info("embedding cache %s: %d of %d rows reused", self.folder, reused, n)
-                return emb, keys
-        # rebuild: copy reusable rows into fresh arrays, then swap them in
-        tmp_emb = self.folder / "embeddings.tmp.npy"
-        tmp_keys = self.folder / "keys.tmp.npy"
-        emb = open_memmap(tmp_emb, mode="w+", dtype=np.float32, shape=(n, self.dim))
-        copied = np.flatnonzero(src >= 0)
-        if existing is not None and len(copied):
-            old_emb = existing[0]
-            for s in range(0, len(copied), 65536):
-                rows = copied[s : s + 65536]
-                emb[rows] = old_emb[src[rows]]
-            del old_emb
-        emb.flush()
-        del emb
-        keys = open_memmap(tmp_keys, mode="w+", dtype=np.uint64, shape=(n,))
-        keys.flush()
-        del keys
-        os.replace(tmp_keys, self.keys_path)  # all rows "not done" first ...
-        os.replace(tmp_emb, self.emb_path)  # ... then the data
-        write_json(
-            self.meta_path,
-            {"format": CACHE_FORMAT, "identity": self.identity, "dim": self.dim, "clip": self.spec},
-        )
-        emb = open_memmap(self.emb_path, mode="r+")
-        keys = open_memmap(self.keys_path, mode="r+")
-        if len(copied):
-            keys[copied] = new_keys[copied]
-            keys.flush()
-        logger.info(
-            "embedding cache %s: new arrays (%d x %d), %d rows reused",
-            self.folder, n, self.dim, len(copied),
-        )  # fmt: skip
-        return emb, keys
-
-
 def embedding_cache_folder(cache_dir: str | os.PathLike[str], clip: ClipModel) -> Path:
     """Folder of ``clip``'s cached embeddings inside ``cache_dir``."""
     return Path(cache_dir) / f"embeddings-{clip.identity[:16]}"
+
+
+def embedding_cache(cache_dir: str | os.PathLike[str], clip: ClipModel) -> RowCache:
+    """``clip``'s embedding cache in ``cache_dir``: ``embeddings.npy`` (n, d) float32 rows."""
+    return RowCache(
+        embedding_cache_folder(cache_dir, clip),
+        identity=clip.identity,
+        row_shape=(clip.dim,),
+        dtype=np.float32,
+        data_file="embeddings.npy",
+        format=CACHE_FORMAT,
+        meta={"dim": clip.dim, "clip": clip.spec()},
+        what="embedding cache",
+    )
 
 
 def embed_dataset(
@@ -882,52 +792,14 @@ def embed_dataset(
     skipped : list of dict
         ``{"id", "path", "reason"}`` for images that could not be read.
     """
-    from failscope.data.datasets import iter_image_batches
-
-    n = len(dataset)
-    new_keys = dataset.file_keys(cache_key)
-    store = _EmbeddingStore(
-        embedding_cache_folder(cache_dir, clip), clip.identity, clip.dim, clip.spec()
-    )
-    emb, keys = store.open(new_keys)
-    todo = np.flatnonzero((keys[:] != new_keys) | (new_keys == 0))
-    done = n - len(todo)
-    logger.info("embedding %d of %d images (%d cached)", len(todo), n, done)
-    if progress is not None:
-        progress(done, n)
-    paths = dataset.frame["path"]
-    skipped: list[dict[str, Any]] = []
-    pending: list[np.ndarray] = []
-    last_flush = time.monotonic()
-
-    def commit() -> None:
-        if not pending:
-            return
-        emb.flush()  # data first ...
-        ids = np.concatenate(pending)
-        keys[ids] = new_keys[ids]  # ... then "done"
-        keys.flush()
-        pending.clear()
-
-    try:
-        for batch in iter_image_batches(
-            dataset, clip.preprocess, ids=todo, batch_size=batch_size, num_workers=num_workers
-        ):
-            if batch.pixels is not None:
-                emb[batch.ids] = _encode_batch(clip, batch.pixels, batch.ids, dataset)
-                pending.append(batch.ids)
-            for i, reason in batch.skipped:
-                emb[i] = np.nan
-                skipped.append({"id": int(i), "path": str(paths.iat[i]), "reason": reason})
-            done += len(batch.ids) + len(batch.skipped)
-            if time.monotonic() - last_flush >= flush_seconds:
-                commit()
-                last_flush = time.monotonic()
-            if progress is not None:
-                progress(done, n)
-    finally:
-        commit()
-    return np.load(store.emb_path, mmap_mode="r", allow_pickle=False), skipped
+    cache = embedding_cache(cache_dir, clip)
+    with cache.open(dataset.file_keys(cache_key), flush_seconds=flush_seconds) as rows:
+        skipped = fill_rows(
+            rows, dataset, clip.preprocess,
+            lambda pixels, ids: _encode_batch(clip, pixels, ids, dataset),
+            batch_size=batch_size, num_workers=num_workers, progress=progress,
+        )  # fmt: skip
+        return rows.read(), skipped
 
 
 def _encode_batch(clip: ClipModel, pixels: Any, ids: np.ndarray, dataset: Any) -> np.ndarray:

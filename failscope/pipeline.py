@@ -89,6 +89,8 @@ __all__ = ["REFERENCE_MAX_ROWS", "discover"]
 
 #: Reference (train) rows used for the standardisation statistics; a seeded sample above this.
 REFERENCE_MAX_ROWS = 200_000
+#: Fitting rows the tautology check reads (a seeded sample above this).
+TAUTOLOGY_ROWS = 20_000
 #: Signature of ``progress``: ``progress(stage, done, total)``, stage "predict" or "embed".
 StageProgress = Callable[[str, int, int], None]
 
@@ -170,6 +172,7 @@ def _check_config(config: DiscoverConfig) -> Any:
     if config.embeddings is None and config.clip is None:
         raise fail("pass a CLIP (--clip) or precomputed embeddings (--embeddings)")
     SliceThreshold.parse(config.threshold)
+    engine_options(config)  # the engine's settings, and Ray installed if asked for
     slicer = make_slicer(
         config.slicer, threshold=config.threshold, Cs=tuple(config.Cs), cv=config.cv,
         scoring=config.scoring, solver=config.solver, min_examples=config.min_examples,
@@ -280,12 +283,23 @@ def _discover_locked(
             mean=cfg.mean, std=cfg.std,
         )  # fmt: skip
 
+    engine_info = None
+    options = engine_options(cfg)
+    if options.engine != "local":  # the engine fills the caches; predict and embed read them
+        from failscope.engines import prefill_caches
+
+        with timings.stage(options.engine):
+            engine_info = prefill_caches(
+                ds, options=options, clip=None if cfg.embeddings is not None else clip_model,
+                model_spec=spec, module=module, cache_dir=cache, batch_size=cfg.batch_size,
+                progress=_stage_progress(progress, options.engine),
+            )  # fmt: skip
     threads = {"num_workers": cfg.num_workers}
     with torch_threads(cfg.threads, **threads), timings.stage("predict"):
         preds, model_info = _predict(
             ds, module=module, spec=spec, predictions=cfg.predictions,
             batch_size=cfg.batch_size, num_workers=cfg.num_workers, device=cfg.device,
-            seed=cfg.seed, progress=_stage_progress(progress, "predict"),
+            seed=cfg.seed, cache=cache, progress=_stage_progress(progress, "predict"),
         )  # fmt: skip
 
     with RunWriter(out, old_files=old_files) as writer:
@@ -339,7 +353,7 @@ def _discover_locked(
                 n_classes=ds.n_classes,
             )  # fmt: skip
 
-            warnings = _run_warnings(slicer, x[fit_rows], labels[fit_rows], pred[fit_rows], cfg)
+            warnings = _run_warnings(slicer, x, labels, pred, fit_rows, cfg)
 
         with timings.stage("score"):
             scores = slicer.score(features, labels)
@@ -382,6 +396,7 @@ def _discover_locked(
                 slicer={"name": slicer.name, "params": _jsonable(slicer.get_params())},
                 files=(),
                 warnings=warnings,
+                engine=engine_info,
                 attributions=attr_info,
             )
             _write(
@@ -416,15 +431,27 @@ def _discover_locked(
 
 
 def _run_warnings(
-    slicer: Any, x: np.ndarray, labels: np.ndarray, pred: np.ndarray, cfg: DiscoverConfig
+    slicer: Any,
+    x: np.ndarray,
+    labels: np.ndarray,
+    pred: np.ndarray,
+    fit_rows: np.ndarray,
+    cfg: DiscoverConfig,
 ) -> tuple[str, ...]:
     """Findings about the run as a whole, for ``run.json`` and the report (their stages
     log them as they find them)."""
     from failscope.evidence import tautology_check
 
     out = []
-    wrong = pred != labels
-    check = tautology_check(x, labels, pred, random_state=cfg.seed) if wrong.any() else None
+    rows = fit_rows  # the check reads a sample: never the whole split from the memory map
+    if len(rows) > TAUTOLOGY_ROWS:
+        rng = np.random.default_rng(cfg.seed)
+        rows = np.sort(rng.choice(rows, TAUTOLOGY_ROWS, replace=False))
+    check = None
+    if (pred[rows] != labels[rows]).any():
+        check = tautology_check(
+            np.asarray(x[rows]), labels[rows], pred[rows], random_state=cfg.seed
+        )
     if check is not None and check.tautological:
         out.append(f"{check.message()}; use independent embeddings (a CLIP) instead")
     edges = sum(bool(s.metrics.get("C_at_edge")) for s in slicer.slices_)
@@ -434,6 +461,16 @@ def _run_warnings(
             "score still rising; they may be under- or over-regularised (--C-grid)"
         )
     return tuple(out)
+
+
+def engine_options(cfg: DiscoverConfig) -> Any:
+    """The :class:`~failscope.engines.EngineOptions` of a config (checked)."""
+    from failscope.engines import EngineOptions
+
+    return EngineOptions(
+        engine=cfg.engine, ray_address=cfg.ray_address, ray_actors=cfg.ray_actors,
+        ray_gpus_per_actor=cfg.ray_gpus_per_actor,
+    )  # fmt: skip
 
 
 def _reference_rows(split: np.ndarray, ref_split: str | None, *, seed: int) -> np.ndarray | None:
@@ -499,10 +536,12 @@ def _predict(
     num_workers: int,
     device: str | None,
     seed: int,
+    cache: Path,
     progress: Callable[[int, int], None] | None,
 ) -> tuple[Any, dict[str, Any]]:
-    from failscope.data import Predictions, model_transform, predict, read_predictions
+    from failscope.data import Predictions, read_predictions
     from failscope.data.datasets import _show
+    from failscope.engines.local import predict_cached
 
     if predictions is not None:
         if isinstance(predictions, Predictions):
@@ -515,8 +554,8 @@ def _predict(
         import torch
 
         torch.manual_seed(seed)
-        preds = predict(
-            ds, module, model_transform(spec), batch_size=batch_size,
+        preds = predict_cached(
+            ds, module, spec, cache_dir=cache, batch_size=batch_size,
             num_workers=num_workers, device=device, progress=progress,
         )  # fmt: skip
         info = dict(spec)

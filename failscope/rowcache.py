@@ -290,7 +290,7 @@ def fill_rows(
     writer: RowWriter,
     dataset: Any,
     transform: Callable[[Any], Any],
-    compute: Callable[[Any], np.ndarray],
+    compute: Callable[[Any, np.ndarray], np.ndarray],
     *,
     batch_size: int = 64,
     num_workers: int = 0,
@@ -305,7 +305,8 @@ def fill_rows(
     transform : callable
         PIL RGB image -> tensor (C, H, W).
     compute : callable
-        Batch of transformed images (b, C, H, W) -> rows (b, *row_shape).
+        ``compute(pixels, ids)``: a batch of transformed images (b, C, H, W) and their
+        example ids (for error messages) -> rows (b, *row_shape).
     batch_size : int, default=64
     num_workers : int, default=0
         DataLoader workers decoding images.
@@ -331,7 +332,7 @@ def fill_rows(
         dataset, transform, ids=todo, batch_size=batch_size, num_workers=num_workers
     ):
         if batch.pixels is not None:
-            writer.write(batch.ids, compute(batch.pixels))
+            writer.write(batch.ids, compute(batch.pixels, batch.ids))
         writer.skip(i for i, _ in batch.skipped)
         skipped += [_skip(dataset, i, r) for i, r in batch.skipped]
         done += len(batch.ids) + len(batch.skipped)

@@ -247,3 +247,24 @@ def test_shared_cache_rebuilt_by_another_run_is_refused(
     failscope.discover(other / "manifest.csv", out=tmp_path / "b", **kwargs)
     with pytest.raises(InputError, match=r"shared embedding cache .* has changed"):
         failscope.load_run(tmp_path / "a").embeddings()
+
+
+def test_embeddings_that_encode_the_models_decision_are_flagged(tmp_path):
+    """Embeddings from the audited model's own penultimate layer: the model's predictions are
+    a linear function of them, mistakes included. discover says so in run.json."""
+    from runbuilder import build_run
+
+    rng = np.random.default_rng(0)
+    n, k, d = 900, 3, 12
+    labels = np.repeat(np.arange(k), n // k)
+    feats = rng.normal(size=(n, d)).astype(np.float32)
+    head = rng.normal(size=(d, k))
+    preds = (feats @ head).argmax(axis=1)  # the model: a linear head on its own features
+    splits = np.array(["train", "val", "test"] * (n // 3))
+    own = build_run(tmp_path / "own", embeddings=feats, labels=labels, predictions=preds,
+                    splits=splits, class_names=["a", "b", "c"])  # fmt: skip
+    assert any("audited model's own features" in w for w in own.info.warnings)
+    other = rng.normal(size=(n, d)).astype(np.float32)
+    indep = build_run(tmp_path / "indep", embeddings=other, labels=labels, predictions=preds,
+                      splits=splits, class_names=["a", "b", "c"])  # fmt: skip
+    assert not indep.info.warnings

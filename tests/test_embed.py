@@ -237,6 +237,31 @@ def test_skipped_images_are_nan_rows_and_retried(image_dataset, clip, tmp_path):
     assert count.images == 0 and [s["id"] for s in skipped] == [3, 5]
 
 
+def test_cache_of_the_first_release_is_reused_and_other_formats_rebuilt(
+    image_dataset, clip, tmp_path
+):
+    """The embedding cache kept its layout (format 1) when it became a RowCache."""
+    import json
+
+    from failscope.embed import embedding_cache_folder
+
+    ds = load_dataset(image_dataset.manifest)
+    first, _ = embed_dataset(ds, clip, cache_dir=tmp_path, batch_size=32)
+    first = np.array(first)
+    folder = embedding_cache_folder(tmp_path, clip)
+    assert sorted(p.name for p in folder.iterdir()) == ["embeddings.npy", "keys.npy", "meta.json"]
+    old_meta = {"format": 1, "identity": clip.identity, "dim": 32, "clip": clip.spec()}
+    (folder / "meta.json").write_text(json.dumps(old_meta))  # as the first release wrote it
+    count = _Counter(clip)
+    again, _ = embed_dataset(ds, clip, cache_dir=tmp_path, batch_size=32)
+    assert count.images == 0 and np.array_equal(np.asarray(again), first)
+    (folder / "meta.json").write_text(json.dumps(dict(old_meta, format=2)))  # a later layout
+    count = _Counter(clip)
+    rebuilt, _ = embed_dataset(ds, clip, cache_dir=tmp_path, batch_size=32)
+    assert count.images == 144 and np.allclose(rebuilt, first, atol=1e-6)
+    assert json.loads((folder / "meta.json").read_text())["format"] == 1
+
+
 def test_precomputed_embeddings(tmp_path):
     x = np.random.default_rng(0).normal(size=(10, 4))
     np.save(tmp_path / "e.npy", x)  # float64 -> converted to a float32 memmap

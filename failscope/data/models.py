@@ -73,11 +73,13 @@ __all__ = [
     "MODEL_KINDS",
     "PROB_TOLERANCE",
     "Predictions",
+    "check_finite",
     "load_checkpoint",
     "load_model",
     "model_spec",
     "model_transform",
     "predict",
+    "predict_batch",
     "read_predictions",
     "resolve_device",
 ]
@@ -449,12 +451,10 @@ def predict(
 
     device = resolve_device(device)
     module = module.to(device).eval()
-    name = _model_name(module)
     n = len(dataset)
     pred = np.full(n, -1, dtype=np.int64)
     conf = np.full(n, np.nan, dtype=np.float32)
     skipped: list[dict[str, Any]] = []
-    nan_ids: list[np.ndarray] = []
     n_outputs = None
     done = 0
     with torch.inference_mode():
@@ -462,47 +462,85 @@ def predict(
             dataset, transform, batch_size=batch_size, num_workers=num_workers
         ):
             if batch.pixels is not None:
-                try:
-                    out = module(batch.pixels.to(device))
-                except InputError:
-                    raise
-                except Exception as exc:
-                    raise fail(
-                        f"the audited model {name} failed on a batch of {len(batch.ids)} "
-                        f"images ({_first_files(dataset, batch.ids)}): "
-                        f"{type(exc).__name__}: {exc}"
-                    ) from None
-                logits = _logits(out)
-                if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
-                    shape = getattr(logits, "shape", type(logits).__name__)
-                    raise fail(
-                        f"the model must return logits of shape (batch, classes), got {shape}"
-                    )
-                n_outputs = int(logits.shape[1])
-                finite = torch.isfinite(logits).all(dim=1).cpu().numpy()
-                if not finite.all():
-                    nan_ids.append(batch.ids[~finite])
-                probs = torch.softmax(logits.float(), dim=1)
-                p, k = probs.max(dim=1)
-                pred[batch.ids] = k.cpu().numpy()
-                conf[batch.ids] = p.cpu().numpy()
+                pred[batch.ids], conf[batch.ids], n_outputs = predict_batch(
+                    module, batch.pixels, device,
+                    files=lambda ids=batch.ids: _first_files(dataset, ids),
+                )  # fmt: skip
             skipped += [_skip(dataset, i, r) for i, r in batch.skipped]
             done += len(batch.ids) + len(batch.skipped)
             if progress is not None:
                 progress(done, n)
-    if nan_ids:
-        bad = np.concatenate(nan_ids)
+    preds = Predictions(pred=pred, confidence=conf, n_outputs=n_outputs, skipped=skipped)
+    check_finite(preds, dataset, model=_model_name(module))
+    return preds
+
+
+def check_finite(preds: Predictions, dataset: ImageDataset, *, model: str) -> None:
+    """Refuse predictions of images whose logits were NaN or inf (``predict_batch`` marks
+    them with pred -1), naming how many and the first files."""
+    missing = preds.pred < 0
+    missing[[int(s["id"]) for s in preds.skipped]] = False
+    if missing.any():
+        bad = np.flatnonzero(missing)
         raise fail(
-            f"the audited model {name} returned NaN or inf logits for {len(bad)} of {n} "
-            f"images (first: {_first_files(dataset, bad)}); check the model and its "
-            "input normalisation (--mean/--std)"
+            f"the audited model {model} returned NaN or inf logits for {len(bad)} of "
+            f"{len(dataset)} images (first: {_first_files(dataset, bad)}); check the model "
+            "and its input normalisation (--mean/--std)"
         )
-    return Predictions(pred=pred, confidence=conf, n_outputs=n_outputs, skipped=skipped)
 
 
 def _model_name(module: Any) -> str:
     """The audited model's class name (TorchScript keeps it as ``original_name``)."""
     return str(getattr(module, "original_name", None) or type(module).__name__)
+
+
+def predict_batch(
+    module: Any, pixels: Any, device: str, *, files: Callable[[], str] | None = None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The audited model on one batch of inputs (b, 3, S, S), on ``device``.
+
+    Parameters
+    ----------
+    files : callable, optional
+        Describes the batch's files, for the error when the model raises.
+
+    Returns
+    -------
+    pred : ndarray of int64, shape (b,)
+        -1 where the logits are NaN or inf (:func:`check_finite` refuses them).
+    confidence : ndarray of float32, shape (b,)
+        Softmax probability of ``pred`` (NaN where it is -1).
+    n_outputs : int
+        Number of logits (classes).
+
+    Raises
+    ------
+    InputError
+        The model raises (naming the model, and the files when ``files`` is given), or
+        returns something other than (batch, classes) logits.
+    """
+    import torch
+
+    with torch.inference_mode():
+        try:
+            out = module(torch.as_tensor(pixels).to(device))
+        except InputError:
+            raise
+        except Exception as exc:
+            where = f" ({files()})" if files is not None else ""
+            raise fail(
+                f"the audited model {_model_name(module)} failed on a batch of {len(pixels)} "
+                f"images{where}: {type(exc).__name__}: {exc}"
+            ) from None
+        logits = _logits(out)
+        if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+            shape = getattr(logits, "shape", type(logits).__name__)
+            raise fail(f"the model must return logits of shape (batch, classes), got {shape}")
+        finite = torch.isfinite(logits).all(dim=1).cpu().numpy()
+        p, k = torch.softmax(logits.float(), dim=1).max(dim=1)
+    pred, conf = k.cpu().numpy().astype(np.int64), p.cpu().numpy().astype(np.float32)
+    pred[~finite], conf[~finite] = -1, np.nan
+    return pred, conf, int(logits.shape[1])
 
 
 def _skip(dataset: ImageDataset, i: int, reason: str) -> dict[str, Any]:

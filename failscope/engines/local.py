@@ -144,7 +144,8 @@ def predict_cached(
     Predictions
     """
     from failscope.data import model_transform, predict
-    from failscope.data.models import predict_batch, resolve_device
+    from failscope.data.datasets import _first_files
+    from failscope.data.models import _model_name, check_finite, predict_batch, resolve_device
     from failscope.rowcache import fill_rows
 
     transform = model_transform(spec)
@@ -159,8 +160,11 @@ def predict_cached(
     cache = predictions_cache(cache_dir, identity, spec)
     outputs: dict[str, int | None] = {}
 
-    def compute(pixels: Any) -> np.ndarray:
-        pred, conf, n_outputs = predict_batch(module, pixels, device)
+    def compute(pixels: Any, ids: np.ndarray) -> np.ndarray:
+        def files() -> str:
+            return _first_files(dataset, ids)
+
+        pred, conf, n_outputs = predict_batch(module, pixels, device, files=files)
         if outputs["n"] != n_outputs:  # recorded before any row is marked done
             cache.update_meta(n_outputs=n_outputs)
             outputs["n"] = n_outputs
@@ -172,4 +176,6 @@ def predict_cached(
             rows, dataset, transform, compute, batch_size=batch_size, num_workers=num_workers,
             progress=progress,
         )  # fmt: skip
-        return predictions_from_rows(rows.read(), outputs["n"], skipped)
+        preds = predictions_from_rows(rows.read(), outputs["n"], skipped)
+    check_finite(preds, dataset, model=_model_name(module))
+    return preds

@@ -313,6 +313,37 @@ class DiscoverConfig(Record):
             type=int,
         ),
     )
+    engine: str = field(
+        default="local",
+        metadata=_cli(
+            "where the prediction and embedding passes run: this process, or Ray Data "
+            "(pip install 'failscope[ray]')",
+            group="compute",
+            choices=("local", "ray"),
+        ),
+    )
+    ray_address: str | None = field(
+        default=None,
+        metadata=_cli(
+            "with --engine ray: 'auto' (the cluster of `ray start`), HOST:PORT or "
+            "ray://HOST:PORT; default: a local Ray instance for this run",
+            group="compute",
+            metavar="ADDR",
+        ),
+    )
+    ray_actors: int = field(
+        default=1,
+        metadata=_cli("model actors of the Ray engine", group="compute", metavar="N", type=int),
+    )
+    ray_gpus_per_actor: float = field(
+        default=0.0,
+        metadata=_cli(
+            "GPUs each Ray actor reserves; > 0 runs the models on CUDA",
+            group="compute",
+            metavar="G",
+            type=float,
+        ),
+    )
     seed: int = field(
         default=0,
         metadata=_cli(

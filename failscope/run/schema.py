@@ -189,6 +189,7 @@ class RunInfo(Record):
     captions: dict[str, Any] | None = None  # caption stage settings, once captioned
     demo_timings: dict[str, float] | None = None
     warnings: tuple[str, ...] = ()  # findings about the run as a whole (e.g. tautology)
+    engine: dict[str, Any] | None = None  # the Ray engine's record of its passes, if used
     attributions: AttributionsInfo | None = None  # where the audited model looks, if computed
 
 

@@ -73,3 +73,27 @@ def test_small_class_and_no_errors():
         ["c"], q, images[:8], np.zeros(8, bool) | (np.arange(8) > 5), split="test"
     )
     assert t["confirmed"] is False
+
+
+def test_random_captions_where_errors_cluster_are_not_confirmed():
+    """Errors cluster where every caption points (the vocabulary's mean): without the null
+    every caption's neighbourhood is harder than the class; with it only a caption that
+    beats random captions of the same spread is confirmed."""
+    rng = np.random.default_rng(3)
+    d = 32
+    mean = _unit(rng.normal(size=d))
+    images = _unit(rng.normal(size=(400, d)) + 1.2 * mean).astype(np.float32)
+    along = (images @ mean) > np.quantile(images @ mean, 0.6)  # the 40% along the mean ...
+    correct = ~along | (rng.random(400) < 0.5)  # ... are wrong half the time, the rest never
+    sub = _unit(rng.normal(size=d))
+    hard = np.argsort(-(images @ _unit(mean + 1.5 * sub)))[:50]
+    correct[hard] = False  # and one group, which a specific caption names, always
+    vocab = _unit(mean + 0.6 * rng.normal(size=(40, d)) / np.sqrt(d)).astype(np.float32)
+    named = _unit(mean + 1.5 * sub)[None].astype(np.float32)
+    texts = [f"random {i}" for i in range(len(vocab))] + ["the named group"]
+    emb = np.concatenate([vocab, named])
+    without = check_captions(texts, emb, images, correct, split="test")
+    assert sum(r["confirmed"] for r in without[:-1]) >= 30  # the old check confirms them
+    with_null = check_captions(texts, emb, images, correct, split="test", null_text_emb=vocab)
+    assert sum(r["confirmed"] for r in with_null[:-1]) <= 4  # about alpha of random ones
+    assert with_null[-1]["confirmed"] and with_null[-1]["null_p_value"] < 0.05
