@@ -38,6 +38,8 @@ _EXPORTS = {
     "load_retrained": "failscope.retrain.checkpoint",
     "run_demo": "failscope.demo",
     "evaluate_run": "failscope.evaluate",
+    "attribute_run": "failscope.attribute",
+    "load_attributions": "failscope.attribute",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

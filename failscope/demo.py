@@ -23,7 +23,7 @@ from failscope.run.writer import check_output_dir
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["default_cache_dir", "record_world", "run_demo"]
+__all__ = ["default_cache_dir", "record_world", "run_demo", "world_model"]
 
 
 def default_cache_dir() -> Path:
@@ -73,7 +73,10 @@ def run_demo(
         torch threads of discover's predict and embed passes (see
         :func:`failscope.discover`).
     slicer : str, optional
-        Slicer spec for discover (``NAME[:key=value,...]``); default: discover's.
+        Slicer spec for discover (``NAME[:key=value,...]``); default: discover's. A
+        slicer that needs attributions (``"attribution"``) gets the audited CNN as an
+        eager module with the same weights (:func:`world_model`), so that Grad-CAM can
+        hook its layers; the TorchScript file cannot be hooked.
     progress : callable(stage, done, total), optional
         Progress of the long stages (passed to :func:`failscope.discover`).
     on_stage : callable(name), optional
@@ -110,11 +113,12 @@ def run_demo(
         t = stage("audited model")
         cache = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "world-models"
         model_path, _ = get_audited_model(world, config=audited, cache_dir=cache)
+        model = world_model(model_path, slicer=slicer, audited=audited)
         timings["audited_model"] = time.perf_counter() - t
 
         t = stage("discover")
         run = discover(
-            world.manifest_path, model=str(model_path), clip="world", out=out,
+            world.manifest_path, clip="world", out=out, **model,
             fit_split="val", reference_split="train", seed=seed, threads=threads,
             progress=progress, captions=False, report=False,  # run below, after evaluation
             force=True,  # the folder was checked above; since then it holds our world/
@@ -150,6 +154,27 @@ def run_demo(
         run.update_info(demo_timings=timings)
     result["run"] = run
     return result
+
+
+def world_model(model_path: Path, *, slicer: str | None, audited: Any) -> dict[str, str]:
+    """discover's model settings for the world's audited CNN at ``model_path``.
+
+    The TorchScript file, or, for a slicer that needs attributions, the same network
+    as an eager module (``failscope.world.audited:audited_cnn`` with its state_dict),
+    whose layers Grad-CAM can hook. A non-default ``audited`` width keeps the
+    TorchScript file (and so the saliency fallback).
+    """
+    from failscope.slicers import DEFAULT_SLICER, make_slicer
+    from failscope.world.audited import AuditedConfig, audited_state_file
+
+    width = (audited or AuditedConfig()).width
+    needs = getattr(make_slicer(slicer or DEFAULT_SLICER), "needs_attributions", False)
+    if not needs or width != AuditedConfig.width:  # audited_cnn() builds the default width
+        return {"model": str(model_path)}
+    return {
+        "model": "failscope.world.audited:audited_cnn",
+        "checkpoint": str(audited_state_file(model_path)),
+    }
 
 
 def record_world(run: Any, world: Any, *, seed: int) -> None:

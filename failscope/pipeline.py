@@ -10,10 +10,15 @@ Stages (each timed in ``run.json["timings"]``, in seconds):
    or read them from a predictions file (:mod:`failscope.data.models`).
 3. ``embed``: CLIP image embeddings of every example, all splits (cached and
    resumable, :mod:`failscope.embed`), or a precomputed ``.npy``.
+   ``attribute`` (only for a slicer that needs it, ``--slicer attribution``): where
+   the audited model looks, and attribution-weighted features (:mod:`failscope.attribute`;
+   cached and resumable like the embeddings); the slicer is fitted on those features.
 4. ``fit``: the slicer (:mod:`failscope.slicers`) on the fitting split, standardised
    with the reference split's statistics when present.
 5. ``score``: every slice's score for every scored example, the slices' entries.
 6. ``write``: the run's files, staged and swapped in whole (:mod:`failscope.run.writer`).
+   ``mosaics`` (runs with attributions): each slice's attribution metrics and mosaic
+   (:func:`failscope.attribute.describe_slices`).
 
 Images that cannot be read (missing, corrupt) are skipped and listed in
 ``run.json["skipped"]``; they have no row in ``examples.parquet``.
@@ -43,6 +48,7 @@ from failscope._validation import check_choice, check_int, check_seed, fail
 from failscope.data.datasets import CACHE_KEYS
 from failscope.directions import SCORINGS, SOLVERS
 from failscope.run import (
+    ATTRIBUTION_METHODS,
     CACHE_DIR,
     DIRECTIONS,
     EXAMPLE_COLUMNS,
@@ -71,6 +77,7 @@ from failscope.run.writer import (
     EMBEDDINGS_COPY,
     RunWriter,
     check_output_dir,
+    copy_rows,
     save_npy,
     write_examples,
 )
@@ -172,7 +179,18 @@ def _check_config(config: DiscoverConfig) -> Any:
         alpha=config.alpha, n_jobs=config.n_jobs, random_state=config.seed,
     )  # fmt: skip
     slicer._validate_params()
+    check_choice(config.attribution_method, ATTRIBUTION_METHODS, name="attribution_method")
+    if _needs_attributions(slicer) and config.model is None:
+        raise fail(
+            f"--slicer {config.slicer} clusters where the audited model looks, so it needs the "
+            "model (--model); a predictions-only run has no model to attribute: use another "
+            "slicer, e.g. --slicer directions"
+        )
     return slicer
+
+
+def _needs_attributions(slicer: Any) -> bool:
+    return bool(getattr(slicer, "needs_attributions", False))
 
 
 def discover(
@@ -292,7 +310,17 @@ def _discover_locked(
                 progress=_stage_progress(progress, "embed"),
             )  # fmt: skip
 
-        skipped = _merge_skipped(preds.skipped, emb_skipped)
+        attributed = None
+        if _needs_attributions(slicer):
+            with torch_threads(cfg.threads, **threads), timings.stage("attribute"):
+                attributed = _attribute(
+                    ds, cfg, module=module, spec=model_info, pred=preds.pred,
+                    clip_model=clip_model, cache=cache,
+                    progress=_stage_progress(progress, "attribute"),
+                )  # fmt: skip
+        skipped = _merge_skipped(
+            preds.skipped, emb_skipped, [] if attributed is None else attributed.skipped
+        )
         scored = np.ones(len(ds), dtype=bool)
         scored[[s["id"] for s in skipped]] = False
         ids = np.flatnonzero(scored)
@@ -306,6 +334,13 @@ def _discover_locked(
 
         with timings.stage("fit"):
             x, emb_path = _aligned(emb, ids, writer=writer)
+            attr_info = None
+            features = x
+            if attributed is not None:
+                attr_info, features = _slicer_features(
+                    attributed, ids, slicer=slicer, out=out, writer=writer,
+                    seconds=timings.seconds["attribute"], clip_model=clip_model,
+                )  # fmt: skip
             labels = ds.labels[ids]
             pred = preds.pred[ids]
             split = ds.splits[ids]
@@ -314,13 +349,14 @@ def _discover_locked(
                 raise fail(f"every example of the fitting split {cfg.fit_split!r} was skipped")
             ref_rows = _reference_rows(split, ref_split, seed=cfg.seed)
             slicer.fit(
-                x, labels, pred, rows=fit_rows, reference_rows=ref_rows, n_classes=ds.n_classes
-            )
+                features, labels, pred, rows=fit_rows, reference_rows=ref_rows,
+                n_classes=ds.n_classes,
+            )  # fmt: skip
 
             warnings = _run_warnings(slicer, x, labels, pred, fit_rows, cfg)
 
         with timings.stage("score"):
-            scores = slicer.score(x, labels)
+            scores = slicer.score(features, labels)
             correct = pred == labels
             classes, slices = slice_entries(
                 slicer, list(ds.classes), labels=labels[fit_rows], wrong=~correct[fit_rows]
@@ -361,6 +397,7 @@ def _discover_locked(
                 files=(),
                 warnings=warnings,
                 engine=engine_info,
+                attributions=attr_info,
             )
             _write(
                 writer, ds=ds, ids=ids, pred=pred, correct=correct,
@@ -372,6 +409,12 @@ def _discover_locked(
 
     run = load_run(out)
     run.update_info(timings=dict(timings.seconds))  # now including "write"
+    if run.info.attributions is not None:
+        from failscope.attribute import describe_slices
+
+        with timings.stage("mosaics"):
+            describe_slices(run)
+        run.update_info(timings=dict(timings.seconds))
     if cfg.captions and clip_model is not None:
         from failscope.caption import caption_run
 
@@ -626,6 +669,53 @@ def _embed(
     return emb, skipped, source
 
 
+def _attribute(
+    ds: Any,
+    cfg: DiscoverConfig,
+    *,
+    module: Any,
+    spec: dict[str, Any],
+    pred: np.ndarray,
+    clip_model: Any,
+    cache: Path,
+    progress: Callable[[int, int], None] | None,
+) -> Any:
+    """The attribution pass (:func:`failscope.attribute.compute_attributions`)."""
+    from failscope.attribute import compute_attributions
+
+    return compute_attributions(
+        ds, module, spec, pred=pred, cache_dir=cache, clip=clip_model,
+        method=cfg.attribution_method, layer=cfg.attribution_layer, cache_key=cfg.cache_key,
+        batch_size=cfg.batch_size, num_workers=cfg.num_workers, device=cfg.device,
+        progress=progress,
+    )  # fmt: skip
+
+
+def _slicer_features(
+    attributed: Any,
+    ids: np.ndarray,
+    *,
+    slicer: Any,
+    out: Path,
+    writer: RunWriter,
+    seconds: float,
+    clip_model: Any,
+) -> tuple[Any, np.ndarray]:
+    """The run's attribution record, and the features the slicer is fitted on.
+
+    The slicer's ``features="auto"`` is set to the kind used, so ``run.json`` says it.
+    """
+    from failscope.attribute import record_attributions
+
+    info, arrays, _ = record_attributions(
+        attributed, ids, out=out, place=writer.path, seconds=seconds,
+        clip_identity=None if clip_model is None else clip_model.identity,
+    )  # fmt: skip
+    kind = slicer.feature_kind(tuple(f.kind for f in info.features))
+    slicer.set_params(features=kind)
+    return info, arrays[kind]
+
+
 def _merge_skipped(*lists: list[dict[str, Any]]) -> list[dict[str, Any]]:
     seen: dict[int, dict[str, Any]] = {}
     for entries in lists:
@@ -640,19 +730,12 @@ def _aligned(emb: np.ndarray, ids: np.ndarray, *, writer: RunWriter) -> tuple[np
     In place (the cache file) when nothing was skipped; otherwise a copy of the
     scored rows is staged as the run's ``embeddings.npy``.
     """
-    from numpy.lib.format import open_memmap
-
     path = Path(emb.filename) if isinstance(emb, np.memmap) and emb.filename else None
     if len(ids) == len(emb) and path is not None:
         return emb, path
-    staged = writer.path(EMBEDDINGS_COPY)
-    dst = open_memmap(staged, mode="w+", dtype=np.float32, shape=(len(ids), emb.shape[1]))
-    for s in range(0, len(ids), 65536):
-        dst[s : s + 65536] = emb[ids[s : s + 65536]]
-    dst.flush()
-    del dst
+    copy = copy_rows(emb, ids, writer.path(EMBEDDINGS_COPY))
     logger.info("staged %d scored embeddings as %s", len(ids), EMBEDDINGS_COPY)
-    return np.load(staged, mmap_mode="r", allow_pickle=False), writer.out / EMBEDDINGS_COPY
+    return copy, writer.out / EMBEDDINGS_COPY
 
 
 def _cache_fingerprint(emb_file: Path, out: Path) -> dict[str, str]:

@@ -336,8 +336,13 @@ def _caption_slice(
         idx = np.flatnonzero(ctx.fit_mask & (ctx.labels == c))
         x_c, f_c = np.asarray(ctx.images[idx]), score[idx]
         scores = centroid_scores(e, centroid=failure_centroid(x_c, f_c, n=n_centroid))
-        # success end: the slice's least-scored images have their own centroid
-        ok_scores = -centroid_scores(e, centroid=failure_centroid(x_c, -f_c, n=n_centroid))
+        # success end: the slice's least-scored images have their own centroid; a slice
+        # without a direction (a cluster) has no least-failing end, so the class's
+        # correctly predicted images stand for it
+        low, n_low = -f_c, n_centroid
+        if s.rule.direction is None and ctx.correct[idx].any():
+            low, n_low = ctx.correct[idx].astype(np.float64), int(ctx.correct[idx].sum())
+        ok_scores = -centroid_scores(e, centroid=failure_centroid(x_c, low, n=n_low))
     groups = list(zip(cd.families, cd.words, strict=True)) if distinct else None
     k = min(top_k, len(cd))
     r_idx = np.flatnonzero(ctx.rerank_mask & (ctx.labels == c)) if rerank > 0 else []

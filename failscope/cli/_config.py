@@ -20,6 +20,7 @@ GROUP_TITLES = {
     "model": "audited model (one of --model, --predictions)",
     "embeddings": "embeddings",
     "slices": "slices",
+    "attributions": "attributions (where the audited model looks)",
     "compute": "compute",
     "output": "output",
 }
@@ -43,11 +44,16 @@ def flag_of(f: dataclasses.Field[Any]) -> str:
     return f"--no-{name}" if f.default is True else f"--{name}"
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type) -> None:
-    """Add one option per field of ``config_cls``, grouped as its metadata says."""
+def add_config_arguments(
+    parser: argparse.ArgumentParser, config_cls: type, *, only: tuple[str, ...] | None = None
+) -> None:
+    """Add one option per field of ``config_cls`` (or of the fields named in ``only``),
+    grouped as its metadata says."""
     groups: dict[str, Any] = {}
     exclusive: dict[str, Any] = {}
     for f in dataclasses.fields(config_cls):
+        if only is not None and f.name not in only:
+            continue
         meta = f.metadata
         group = meta["group"]
         if group not in groups:

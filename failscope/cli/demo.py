@@ -19,6 +19,8 @@ examples:
   failscope demo --out runs/demo
   failscope demo --plant spurious:7:color=red:0.95 --plant rare:3:size=small:0.02 --seed 1
   failscope demo --list-attributes
+  # clusters of where the audited model looks (Grad-CAM), with attribution mosaics
+  failscope demo --slicer attribution --plant spurious:0:background=pink:0.95
 
 plant grammar: KIND:CLASS:FAMILY=VALUE:RATE
   spurious:7:color=red:0.95    in train, 95% of 7s are red, and red is rare elsewhere
@@ -50,7 +52,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--slicer",
         metavar="SPEC",
-        help="slicer for discover, NAME[:key=value,...] (default: discover's)",
+        help="slicer for discover, NAME[:key=value,...] (default: discover's; 'attribution' "
+        "clusters where the audited model looks, with Grad-CAM on the CNN)",
     )
     p.add_argument("--no-captions", action="store_true", help="skip captions")
     p.add_argument("--no-retrain", action="store_true", help="skip slice-aware retraining")

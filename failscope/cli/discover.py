@@ -32,6 +32,10 @@ examples:
   # no model at hand: its predictions (labels, or prob_* columns) plus precomputed embeddings
   failscope discover --data data.csv --predictions preds.csv --embeddings emb.npy --out runs/a
 
+  # clusters of where the model looks (Grad-CAM on its last conv layer, through Captum)
+  failscope discover --data data.csv --model torchvision:resnet50 --checkpoint ck.pt \\
+      --slicer attribution --out runs/attr
+
   # another CLIP: an open_clip tag, a hub model, a local weights file, or the world CLIP
   failscope discover ... --clip ViT-L-14 --clip-pretrained datacomp_xl_s13b_b90k
   failscope discover ... --clip hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K
@@ -45,7 +49,9 @@ notes:
   computes only what is missing. CLIP weights missing from the local cache are
   downloaded by open_clip on first use, unless --offline or HF_HUB_OFFLINE=1.
   Slicers: --slicer directions (default; one failure direction per class) or
-  NAME:key=value,... (see failscope.list_slicers()).
+  NAME:key=value,... (see failscope.list_slicers()). --slicer attribution clusters
+  attribution-weighted features; TorchScript models cannot be hooked, so they get
+  saliency maps instead of Grad-CAM (run.json says so).
 """
 
 

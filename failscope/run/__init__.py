@@ -35,7 +35,7 @@ from failscope.run._io import (
     write_parquet,
 )
 from failscope.run._journal import run_lock
-from failscope.run.config import DEFAULT_CS, DiscoverConfig
+from failscope.run.config import ATTRIBUTION_METHODS, DEFAULT_CS, DiscoverConfig
 from failscope.run.schema import EXAMPLE_COLUMNS, FORMAT_VERSION
 from failscope.run.store import (
     ANNOTATIONS_JSON,
@@ -57,6 +57,7 @@ from failscope.run.store import (
 
 __all__ = [
     "ANNOTATIONS_JSON",
+    "ATTRIBUTION_METHODS",
     "CACHE_DIR",
     "DEFAULT_CS",
     "DIRECTIONS",

@@ -16,10 +16,12 @@ from typing import Any
 
 from failscope.run._record import Record
 
-__all__ = ["DEFAULT_CS", "DiscoverConfig", "options_markdown"]
+__all__ = ["ATTRIBUTION_METHODS", "DEFAULT_CS", "DiscoverConfig", "options_markdown"]
 
 #: Default C grid of the failure directions (SVM convention), 1e-3 ... 1e3.
 DEFAULT_CS = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
+#: ``attribution_method`` values (:mod:`failscope.attribute.methods`).
+ATTRIBUTION_METHODS = ("auto", "gradcam", "saliency", "input_x_gradient", "integrated_gradients")
 
 
 def _cli(help: str, *, group: str, metavar: str | None = None, **cli: Any) -> dict[str, Any]:
@@ -257,6 +259,25 @@ class DiscoverConfig(Record):
             group="slices",
             metavar="A",
             type=float,
+        ),
+    )
+    # -- attributions (computed when the slicer needs them, e.g. --slicer attribution)
+    attribution_method: str = field(
+        default="auto",
+        metadata=_cli(
+            "where the audited model looks: auto = Grad-CAM on a conv layer, or a gradient "
+            "method (saliency) for models Grad-CAM cannot hook (TorchScript, no Conv2d); "
+            "the choice and why are recorded in run.json",
+            group="attributions",
+            choices=ATTRIBUTION_METHODS,
+        ),
+    )
+    attribution_layer: str | None = field(
+        default=None,
+        metadata=_cli(
+            "Grad-CAM's layer, a name from model.named_modules() (default: the last Conv2d)",
+            group="attributions",
+            metavar="NAME",
         ),
     )
     # -- compute

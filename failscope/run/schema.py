@@ -20,6 +20,8 @@ __all__ = [
     "FORMAT_VERSION",
     "Annotation",
     "Annotations",
+    "AttributionFeatures",
+    "AttributionsInfo",
     "Caption",
     "CaptionCheck",
     "CaptionCurve",
@@ -121,6 +123,34 @@ class EmbeddingsInfo(Record):
 
 
 @dataclass(frozen=True)
+class AttributionFeatures(Record):
+    """One kind of attribution-weighted features (:mod:`failscope.attribute.features`)."""
+
+    kind: Literal["model", "clip"]  # pooled layer activations, or CLIP of the masked image
+    path: str  # .npy float32 (n_scored, dim), relative to the run or absolute; row j = example j
+    dim: int
+    clip: str | None = None  # identity of the CLIP that embedded the masked images
+
+
+@dataclass(frozen=True)
+class AttributionsInfo(Record):
+    """Where the audited model looks: attribution maps of every scored example.
+
+    ``failscope.attribute.load_attributions(run)`` reads them.
+    """
+
+    method: str  # "gradcam", "saliency", "input_x_gradient" or "integrated_gradients"
+    layer: str | None  # the hooked layer (Grad-CAM)
+    fallback_reason: str | None  # why Grad-CAM was not used, when it was asked for as "auto"
+    target: str  # what each map explains: "predicted class"
+    grid: tuple[int, int]  # (h, w) of each map
+    maps: str  # .npy float16 (n_scored, h, w), each map's maximum 1; relative or absolute
+    features: tuple[AttributionFeatures, ...]
+    identity: str  # the maps' cache identity (model, method, layer, grid)
+    seconds: float  # time of the attribution pass
+
+
+@dataclass(frozen=True)
 class WorldInfo(Record):
     """World runs only: how the built-in world was made."""
 
@@ -160,6 +190,7 @@ class RunInfo(Record):
     demo_timings: dict[str, float] | None = None
     warnings: tuple[str, ...] = ()  # findings about the run as a whole (e.g. tautology)
     engine: dict[str, Any] | None = None  # the Ray engine's record of its passes, if used
+    attributions: AttributionsInfo | None = None  # where the audited model looks, if computed
 
 
 # --------------------------------------------------------------------------- slices.json

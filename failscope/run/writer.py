@@ -31,7 +31,14 @@ from failscope.run.store import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EMBEDDINGS_COPY", "RunWriter", "check_output_dir", "save_npy", "write_examples"]
+__all__ = [
+    "EMBEDDINGS_COPY",
+    "RunWriter",
+    "check_output_dir",
+    "copy_rows",
+    "save_npy",
+    "write_examples",
+]
 
 #: The run's own copy of its scored embeddings (only when some inputs were skipped).
 EMBEDDINGS_COPY = "embeddings.npy"
@@ -160,6 +167,29 @@ def save_npy(path: Path, array: np.ndarray) -> None:
     """Save ``array`` as ``.npy`` (no pickle) at a staged path."""
     with open(path, "wb") as fh:
         np.save(fh, np.asarray(array), allow_pickle=False)
+
+
+def copy_rows(src: np.ndarray, ids: np.ndarray, path: Path, *, chunk: int = 65536) -> np.ndarray:
+    """Write ``src[ids]`` to the ``.npy`` file ``path`` (atomically), chunk by chunk.
+
+    Returns
+    -------
+    numpy.memmap
+        The new file, read-only; row j = ``src`` row ``ids[j]``.
+    """
+    from numpy.lib.format import open_memmap
+
+    from failscope.run._io import atomic_write
+
+    def write(tmp: Path) -> None:
+        dst = open_memmap(tmp, mode="w+", dtype=src.dtype, shape=(len(ids), *src.shape[1:]))
+        for s in range(0, len(ids), chunk):
+            dst[s : s + chunk] = src[ids[s : s + chunk]]
+        dst.flush()
+        del dst
+
+    atomic_write(path, write)
+    return np.load(path, mmap_mode="r", allow_pickle=False)
 
 
 def write_examples(

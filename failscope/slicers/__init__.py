@@ -34,6 +34,7 @@ DEFAULT_SLICER = "directions"
 
 # name -> "module:Class" (imported on first use) or a class added by add_slicer
 _REGISTRY: dict[str, Any] = {
+    "attribution": "failscope.slicers.attribution:AttributionSlicer",
     "directions": "failscope.slicers.directions:DirectionSlicer",
     "mixture": "failscope.slicers.mixture:MixtureSlicer",
 }

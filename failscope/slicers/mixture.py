@@ -26,12 +26,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from failscope._validation import check_fraction, check_int
-from failscope.directions import ErrorDirections
 from failscope.run.schema import Support, passes_cutoff
+from failscope.slicers._perclass import fit_per_class, restore_per_class, state_per_class
 from failscope.slicers.base import (
     FittedSlice,
     Slicer,
-    class_rows,
     enrichment_p,
     rank_order,
     rank_slices,
@@ -41,8 +40,6 @@ from failscope.slicers.base import (
 __all__ = ["MixtureSlicer"]
 
 TEST_NAME = "held-out half: one-sided Fisher test of the component's error rate, Bonferroni"
-#: Below this many examples per class the mixture is not fitted.
-_MIN_CLASS = 20
 
 
 def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
@@ -174,39 +171,12 @@ class MixtureSlicer(Slicer):
         n_classes: int | None = None,
     ) -> MixtureSlicer:
         """Fit one error-aware mixture per class; keep the components that fail (see above)."""
-        from failscope.directions import _moments
-
         self._validate_params()
-        # the standardisation of ErrorDirections (no directions are fitted)
-        std = ErrorDirections(min_examples=self.min_examples)
-        y = np.asarray(labels, dtype=np.int64)
-        pred = np.asarray(predictions)
-        pred = pred.argmax(axis=1) if pred.ndim == 2 else pred.astype(np.int64)
-        fit_rows = np.arange(len(y)) if rows is None else np.asarray(rows, dtype=np.int64)
-        k = (
-            int(max(y[fit_rows].max(), pred[fit_rows].max()) + 1)
-            if n_classes is None
-            else int(n_classes)
-        )
-        if reference is not None:
-            std.mean_, std.scale_ = _moments(np.asarray(reference, dtype=np.float32))
-        else:
-            std.mean_, std.scale_ = _moments(X, rows=fit_rows if reference_rows is None
-                                             else np.asarray(reference_rows))  # fmt: skip
-        self.standardiser_ = std
-        self.n_classes_ = k
-        self.skip_reasons_: dict[int, str] = {}
         self.models_: dict[int, tuple[np.ndarray, np.ndarray, _ErrorAwareGMM, list[int]]] = {}
-        self.slices_ = []
-        for c, sel in enumerate(class_rows(y, fit_rows, k)):
-            wrong = pred[sel] != y[sel]
-            reason = _skip_reason(len(sel), int(wrong.sum()), self.min_examples)
-            if reason:
-                self.skip_reasons_[c] = reason
-                continue
-            z = std._standardise(np.asarray(X[sel], dtype=np.float32))
-            self.slices_ += self._fit_class(c, z, wrong, pred[sel])
-        self.n_columns_ = max([s.rank + 1 for s in self.slices_], default=1)
+        fit_per_class(
+            self, X, labels, predictions, rows=rows, reference_rows=reference_rows,
+            reference=reference, n_classes=n_classes,
+        )  # fmt: skip
         return self
 
     def _fit_class(
@@ -278,32 +248,16 @@ class MixtureSlicer(Slicer):
 
     # -- persistence
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        from failscope.slicers.directions import _slice_meta
-
-        arrays = {"std_mean": self.standardiser_.mean_, "std_scale": self.standardiser_.scale_}
-        classes = {}
+        arrays, classes = {}, {}
         for c, (mean, basis, gmm, order) in self.models_.items():
             parts = {"mean": mean, "basis": basis, "w": gmm.weights_, "mu": gmm.mean_,
                      "var": gmm.var_, "rho": gmm.rho_}  # fmt: skip
             arrays.update({f"c{c}_{name}": value for name, value in parts.items()})
             classes[str(c)] = order
-        meta = {
-            "classes": classes,
-            "n_classes": self.n_classes_,
-            "skip_reasons": {str(k): v for k, v in self.skip_reasons_.items()},
-            "slices": [_slice_meta(s) for s in self.slices_],
-            "n_columns": self.n_columns_,
-        }
-        return meta, arrays
+        return state_per_class(self, classes, arrays)
 
     def _restore(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        from failscope.slicers.directions import _slice_from_meta
-
-        std = ErrorDirections(min_examples=self.min_examples)
-        std.mean_, std.scale_ = arrays["std_mean"], arrays["std_scale"]
-        self.standardiser_ = std
-        self.n_classes_ = int(meta["n_classes"])
-        self.skip_reasons_ = {int(k): v for k, v in meta["skip_reasons"].items()}
+        restore_per_class(self, meta, arrays)
         self.models_ = {}
         for key, order in meta["classes"].items():
             c = int(key)
@@ -312,17 +266,3 @@ class MixtureSlicer(Slicer):
             gmm.weights_, gmm.mean_ = arrays[f"c{c}_w"], arrays[f"c{c}_mu"]
             gmm.var_, gmm.rho_ = arrays[f"c{c}_var"], arrays[f"c{c}_rho"]
             self.models_[c] = (arrays[f"c{c}_mean"], arrays[f"c{c}_basis"], gmm, list(order))
-        self.slices_ = [_slice_from_meta(m, None) for m in meta["slices"]]
-        self.n_columns_ = int(meta["n_columns"])
-
-
-def _skip_reason(n: int, n_err: int, min_examples: int) -> str | None:
-    from failscope.directions import REASON_FEW, REASON_NO_CORRECT, REASON_NO_ERRORS
-
-    if n < max(min_examples, _MIN_CLASS):
-        return REASON_FEW.format(n=n, k=max(min_examples, _MIN_CLASS))
-    if n_err == 0:
-        return REASON_NO_ERRORS
-    if n_err == n:
-        return REASON_NO_CORRECT
-    return None

@@ -12,6 +12,7 @@ from failscope._lazy import lazy_exports
 from failscope.world.attributes import CLASS_NAMES, FAMILIES, FAMILY_PHRASES, list_attributes
 from failscope.world.generate import (
     DEFAULT_SIZES,
+    GLYPH_BOX_COLUMNS,
     MANIFEST_COLUMNS,
     SPLITS,
     World,
@@ -28,6 +29,7 @@ __all__ = [
     "DEFAULT_SIZES",
     "FAMILIES",
     "FAMILY_PHRASES",
+    "GLYPH_BOX_COLUMNS",
     "KINDS",
     "MANIFEST_COLUMNS",
     "NOISY_TARGET",

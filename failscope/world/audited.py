@@ -29,6 +29,9 @@ from failscope.world.generate import World
 __all__ = [
     "AuditedConfig",
     "audited_cache_path",
+    "audited_cnn",
+    "audited_state_file",
+    "eager_audited_model",
     "evaluate_slices",
     "get_audited_model",
     "load_audited_model",
@@ -184,6 +187,52 @@ def load_audited_model(path: str | os.PathLike[str]) -> Any:
         model = torch.jit.load(str(path), map_location="cpu")
     model.eval()
     return model
+
+
+def audited_cnn(width: int = AuditedConfig.width) -> Any:
+    """An untrained audited CNN as an eager ``nn.Module`` (``--model
+    failscope.world.audited:audited_cnn`` with ``--checkpoint`` from :func:`audited_state_file`)."""
+    return _build_net(width)
+
+
+def audited_state_file(path: str | os.PathLike[str]) -> Path:
+    """The ``state_dict`` of the TorchScript audited model at ``path``, as a ``.pt`` file.
+
+    Written once beside it (``audited-<key>.state.pt``, plain tensors: loadable with
+    ``torch.load(weights_only=True)``), so the same network can be loaded as an eager
+    module whose layers Grad-CAM can hook.
+    """
+    import torch
+
+    path = Path(path)
+    out = path.with_name(path.stem + ".state.pt")
+    if not out.is_file():
+        from failscope.run import atomic_write
+
+        state = eager_audited_model(path).state_dict()
+        atomic_write(out, lambda tmp: torch.save(state, tmp))
+    return out
+
+
+def eager_audited_model(model: Any) -> Any:
+    """The same network as an eager ``nn.Module`` (same weights), e.g. for Grad-CAM's hooks.
+
+    Parameters
+    ----------
+    model : torch.jit.ScriptModule or path
+        An audited model saved by :func:`get_audited_model`, or its file.
+
+    Returns
+    -------
+    torch.nn.Module
+        In eval mode; ``eager(x) == model(x)``.
+    """
+    if not hasattr(model, "state_dict"):
+        model = load_audited_model(model)
+    state = model.state_dict()
+    net = _build_net(int(state["fc.weight"].shape[1]) // 4)
+    net.load_state_dict(state)
+    return net.eval()
 
 
 def get_audited_model(

@@ -36,6 +36,7 @@ from failscope.world.render import glyph_pools, load_glyphs, render_scenes
 
 __all__ = [
     "DEFAULT_SIZES",
+    "GLYPH_BOX_COLUMNS",
     "MANIFEST_COLUMNS",
     "SPLITS",
     "World",
@@ -47,6 +48,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+#: The glyph's bounding box in pixels, ``x1``/``y1`` exclusive (see ``render_scenes``):
+#: attribution inside it falls on the digit, outside it on the background.
+GLYPH_BOX_COLUMNS: tuple[str, ...] = ("glyph_x0", "glyph_y0", "glyph_x1", "glyph_y1")
 DEFAULT_SIZES: dict[str, int] = {"train": 12000, "val": 4000, "test": 4000}
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "path",
@@ -54,6 +58,7 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "split",
     *FAMILIES,
     "glyph_id",
+    *GLYPH_BOX_COLUMNS,
     "true_label",
 )  # followed by one boolean ``planted_<name>`` column per plant
 #: Layout of the world directory's files (``world.json``, ``truth.json``, the manifest).
@@ -242,7 +247,7 @@ def generate_world(
         if split == "train":
             _apply_attribute_plants(labels, attrs, plant_list, rng)
             noisy_labels = _apply_label_noise(labels, attrs, plant_list, rng)
-        images[split] = render_scenes(glyph_ids, attrs, rng=rng)
+        images[split], boxes = render_scenes(glyph_ids, attrs, rng=rng, return_boxes=True)
         frame = pd.DataFrame(
             {
                 "path": [f"images/{split}/{i:06d}.png" for i in range(n)],
@@ -250,6 +255,7 @@ def generate_world(
                 "split": split,
                 **{f: attrs[f].astype(str) for f in FAMILIES},
                 "glyph_id": glyph_ids,
+                **{c: boxes[:, j] for j, c in enumerate(GLYPH_BOX_COLUMNS)},
                 "true_label": labels.astype(np.int64),
             }
         )
@@ -311,7 +317,7 @@ def make_world(
     meta_path = root / "world.json"
     if not overwrite and meta_path.is_file() and (root / "manifest.parquet").is_file():
         meta = json.loads(meta_path.read_text())
-        if meta.get("key") == key:
+        if meta.get("key") == key and _has_columns(root / "manifest.parquet", MANIFEST_COLUMNS):
             logger.info("world %s already at %s; loading", key, root)
             return load_world(root)
     t0 = time.perf_counter()
@@ -346,6 +352,14 @@ def make_world(
         root,
     )
     return world
+
+
+def _has_columns(path: Path, columns: Sequence[str]) -> bool:
+    """Whether the Parquet file has every one of ``columns`` (a world written before the
+    glyph boxes were recorded has the same key and pixels, but is rewritten)."""
+    import pyarrow.parquet as pq
+
+    return set(columns) <= set(pq.read_schema(path).names)
 
 
 def load_world(root: str | os.PathLike[str]) -> World:

@@ -20,6 +20,7 @@ import numpy as np
 from failscope.world.attributes import BACKGROUND_RGB, CLASS_NAMES, DIGIT_RGB, FAMILIES
 
 __all__ = [
+    "GLYPH_ALPHA",
     "GLYPH_SPLIT_SEED",
     "IMAGE_SIZE",
     "SIZE_PIXELS",
@@ -38,6 +39,8 @@ _BLUR_SIGMA = 1.1
 _NOISE_STD = 24.0
 _COLOR_JITTER = 12.0
 _SPLIT_FRACTIONS = (0.6, 0.2, 0.2)
+#: A pixel belongs to the glyph when the digit's opacity there is at least this.
+GLYPH_ALPHA = 0.1
 
 
 @lru_cache(maxsize=1)
@@ -157,7 +160,8 @@ def render_scenes(
     attributes: dict[str, np.ndarray],
     *,
     rng: np.random.Generator,
-) -> np.ndarray:
+    return_boxes: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Render one RGB scene per example.
 
     Parameters
@@ -170,10 +174,17 @@ def render_scenes(
     rng : numpy.random.Generator
         Source of the per-example jitter (position, colour shade, pattern phase,
         sensor noise). The same state gives the same pixels.
+    return_boxes : bool, default False
+        Also return each glyph's bounding box.
 
     Returns
     -------
-    ndarray of shape (n, 32, 32, 3), uint8
+    images : ndarray of shape (n, 32, 32, 3), uint8
+    boxes : ndarray of shape (n, 4), int16
+        Only with ``return_boxes``: ``(x0, y0, x1, y1)`` in pixels, end exclusive, the
+        tightest box around the pixels where the digit's opacity is at least
+        :data:`GLYPH_ALPHA` (after blur); the rest of the image is background.
+        Asking for boxes does not change the pixels or the random stream.
     """
     glyphs, _ = load_glyphs()
     glyph_ids = np.asarray(glyph_ids, dtype=np.int64)
@@ -220,6 +231,7 @@ def render_scenes(
         mat = _blur_matrix(_BLUR_SIGMA)
         chw = img[blurry].transpose(0, 3, 1, 2)
         img[blurry] = (mat @ chw @ mat.T).transpose(0, 2, 3, 1)
+    boxes = _boxes(alpha) if return_boxes else None
     alpha = alpha[..., None]
     img = img * (1 - alpha) + fg[:, None, None, :] * alpha
 
@@ -227,4 +239,18 @@ def render_scenes(
     grainy = np.flatnonzero(attrs["quality"] == "grainy")
     noise = rng.normal(0.0, _NOISE_STD, size=(len(grainy), IMAGE_SIZE, IMAGE_SIZE, 3))
     img[grainy] += noise.astype(np.float32)
-    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    images = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    return images if boxes is None else (images, boxes)
+
+
+def _boxes(alpha: np.ndarray) -> np.ndarray:
+    """Tight ``(x0, y0, x1, y1)`` boxes of ``alpha >= GLYPH_ALPHA``, shape (n, 4); an
+    inkless glyph gets the empty box (0, 0, 0, 0)."""
+    ink = alpha >= GLYPH_ALPHA
+    rows, cols = ink.any(axis=2), ink.any(axis=1)  # (n, 32): which rows / columns have ink
+    has = rows.any(axis=1)
+    size = ink.shape[1]
+    y0, y1 = rows.argmax(axis=1), size - rows[:, ::-1].argmax(axis=1)
+    x0, x1 = cols.argmax(axis=1), size - cols[:, ::-1].argmax(axis=1)
+    boxes = np.stack([x0, y0, x1, y1], axis=1) * has[:, None]
+    return boxes.astype(np.int16)

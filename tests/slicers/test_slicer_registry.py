@@ -27,7 +27,7 @@ def test_specs_are_parsed_and_typed():
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("nope", "unknown slicer 'nope'; known: directions"),
+        ("nope", "unknown slicer 'nope'; known: attribution, directions"),
         ("directions:foo=1", "'foo=1' is not one of directions's"),
         ("directions:cv=two", "value 'two' should be like 2"),
         ("directions:cv", "'cv' is not one of"),

@@ -224,3 +224,40 @@ def test_blur_costs_every_size_the_same_legibility():
         corr[size] = float(r.mean())
     assert all(0.5 < c < 0.97 for c in corr.values()), corr  # blur is visible at every size
     assert max(corr.values()) - min(corr.values()) < 0.02, corr  # fixed 1.1 px blur: 0.036
+
+
+def test_glyph_boxes_hold_the_digit_and_leave_the_pixels_alone():
+    from failscope.world.render import GLYPH_ALPHA, render_scenes, sample_uniform_attributes
+
+    n = 300
+    ids = np.resize(glyph_pools()["val"], n)
+    attrs = sample_uniform_attributes(n, rng=np.random.default_rng(2))
+    images, boxes = render_scenes(ids, attrs, rng=np.random.default_rng(1), return_boxes=True)
+    np.testing.assert_array_equal(images, render_scenes(ids, attrs, rng=np.random.default_rng(1)))
+    # the same scenes with another digit colour differ only where the glyph is
+    recoloured = dict(attrs, color=np.where(attrs["color"] == "red", "green", "red"))
+    other = render_scenes(ids, recoloured, rng=np.random.default_rng(1)).astype(float)
+    diff = np.abs(other - images).max(axis=3)  # (n, 32, 32)
+    inside = np.zeros_like(diff, dtype=bool)
+    for i, (x0, y0, x1, y1) in enumerate(boxes):
+        inside[i, y0:y1, x0:x1] = True
+    assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
+    # outside the box the digit's opacity is below GLYPH_ALPHA (red vs green: 255 apart)
+    assert diff[~inside].max() <= GLYPH_ALPHA * 260
+    # the box is tight: each of its edge rows and columns holds ink
+    for i in range(0, n, 37):
+        x0, y0, x1, y1 = boxes[i]
+        ink = diff[i] >= GLYPH_ALPHA * 150  # red vs green: >= 160 apart per channel
+        assert ink[y0, x0:x1].any() and ink[y1 - 1, x0:x1].any()
+        assert ink[y0:y1, x0].any() and ink[y0:y1, x1 - 1].any()
+
+
+def test_world_written_without_glyph_boxes_is_rewritten(tmp_path):
+    from failscope.world import GLYPH_BOX_COLUMNS
+
+    a = make_world(DEFAULT_PLANTS, seed=0, root=tmp_path, sizes=SMALL)
+    assert set(GLYPH_BOX_COLUMNS) <= set(a.frame.columns)
+    a.frame.drop(columns=list(GLYPH_BOX_COLUMNS)).to_parquet(a.manifest_path, index=False)
+    b = make_world(DEFAULT_PLANTS, seed=0, root=tmp_path, sizes=SMALL)  # same key: rewritten
+    assert b.key == a.key
+    pd.testing.assert_frame_equal(pd.read_parquet(b.manifest_path), a.frame)
