@@ -161,10 +161,11 @@ def print_summary(run: Any, *, max_rows: int = 40, console: Any = None) -> None:
     skipped_classes = [c for c in run.classes if c.status == "skipped"]
     if skipped_classes:
         first = skipped_classes[0]
-        print_line(
-            console,
-            f"classes without a slice fit: {len(skipped_classes)} "
-            f"(e.g. {first.class_name}: {first.reason})",
+        console.print(  # wrapped at the console's width, user strings literal
+            literal(
+                f"classes without a slice fit: {len(skipped_classes)} "
+                f"(e.g. {first.class_name}: {first.reason})"
+            )
         )
     skipped = run.skipped
     if skipped:
