@@ -108,32 +108,28 @@ def build_world_run(plants: tuple[str, ...], *, seed: int, workdir: Path) -> tup
 
 
 def reslice(run: Any, slicer: str, *, workdir: Path) -> Any:
-    """The run's data refitted with another slicer (predictions and embeddings reused).
+    """The run's data refitted with another slicer: same world, audited model and CLIP.
 
-    ``build_world_run``'s runs use the ``directions`` slicer; this fits another on the
-    same embeddings and predictions in seconds, under ``workdir/reslice/``.
+    ``discover`` runs again with the base run's settings and its caches (embeddings and
+    predictions are read, not recomputed), so only the slicer differs; the base run's
+    truth and world record are copied. Written under ``workdir/reslice/``.
     """
     from failscope import discover, load_run
-    from failscope.data.models import Predictions
     from failscope.run import TRUTH_JSON, write_json
     from failscope.run.schema import Truth
 
     tag = hashlib.sha256(slicer.encode()).hexdigest()[:10]
     out = workdir / "reslice" / f"{run.path.name}-{tag}"
-    ex = run.examples
-    preds = Predictions(
-        pred=ex["pred"].to_numpy(np.int64),
-        confidence=ex["confidence"].to_numpy(np.float32),
-        n_outputs=None,
-        source={"kind": "predictions", "spec": None},
-    )
+    cfg = run.config
     new = discover(
-        run.config.data, out=out, predictions=preds, embeddings=np.asarray(run.embeddings()),
-        clip=run.config.clip, slicer=slicer, seed=run.info.seed, captions=False, report=False,
+        cfg.data, out=out, model=cfg.model, clip=cfg.clip, fit_split=cfg.fit_split,
+        reference_split=cfg.reference_split, cache_dir=run.path / "cache", slicer=slicer,
+        seed=run.info.seed, captions=False, report=False,
     )  # fmt: skip
     truth = Truth(format=run.info.format, seed=run.info.seed, plants=run.truth)
     write_json(new.output(TRUTH_JSON), truth.to_json())
     new.add_files(TRUTH_JSON)
+    new.update_info(world=run.info.world)
     return load_run(out)
 
 
@@ -270,8 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     for seed in args.seeds:
         for name in args.sets:
             run, truth = build_world_run(PLANT_SETS[name], seed=seed, workdir=args.workdir)
-            if slicer != "directions":
-                run = reslice(run, slicer, workdir=args.workdir)
+            run = reslice(run, slicer, workdir=args.workdir)
             for method in args.methods:
                 for row in caption_hits(run, truth, method=method, rerank=args.rerank):
                     results.setdefault((name, row["plant"], method), []).append(row)

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from caption_accuracy import build_world_run
+from caption_accuracy import build_world_run, reslice
 
 from failscope.retrain.pipeline import METHOD_GROUPS, SLICE_METHODS
 
@@ -54,14 +54,16 @@ TABLE_METHODS = (
 )
 
 
-def get_run(runs_dir: Path, seed: int, plants: list[str] | None) -> Any:
-    """The demo run for ``seed``, built once without retraining and reused.
+def get_run(runs_dir: Path, seed: int, plants: list[str] | None, slicer: str) -> Any:
+    """The demo run for ``seed``, built once without retraining and reused, with its slices
+    found by ``slicer`` (refitted on the run's embeddings and predictions).
 
     Runs are cached by world key and world CLIP identity (see
     ``caption_accuracy.build_world_run``), so a run of another world is never reused.
     """
     t = time.perf_counter()
-    run, _ = build_world_run(tuple(plants or ()), seed=seed, workdir=runs_dir)
+    base, _ = build_world_run(tuple(plants or ()), seed=seed, workdir=runs_dir)
+    run = reslice(base, slicer, workdir=runs_dir)
     print(f"seed {seed}: demo run ready in {time.perf_counter() - t:.0f} s -> {run.path}")
     return run
 
@@ -242,6 +244,9 @@ def main() -> None:
     )
     parser.add_argument("--methods", default="all,erm-mlp")
     parser.add_argument(
+        "--slicer", default="directions", help="slicer of the training slices (default: discover's)"
+    )
+    parser.add_argument(
         "--no-unweighted",
         action="store_true",
         help="skip Snorkel's unweighted SBL/MoA/oracle (master_weighting='none') rows",
@@ -256,7 +261,7 @@ def main() -> None:
     torch.set_num_threads(1)
     from failscope.retrain import RetrainConfig, retrain_run
 
-    runs = [get_run(args.runs_dir, s, args.plant) for s in args.seeds]
+    runs = [get_run(args.runs_dir, s, args.plant, args.slicer) for s in args.seeds]
     per_seed = []
     for run, seed in zip(runs, args.seeds, strict=True):
         t = time.perf_counter()

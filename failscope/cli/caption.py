@@ -42,7 +42,7 @@ templates:
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "caption",
-        help="name each failure direction with ranked text captions",
+        help="name each slice with ranked text captions",
         description=(
             "Rank candidate captions (templates x vocabulary) along each class's failure "
             "direction, check the top ones on held-out images, and write them to "
