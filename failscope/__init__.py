@@ -33,6 +33,7 @@ _EXPORTS = {
     "load_retrained": "failscope.retrain.checkpoint",
     "run_demo": "failscope.demo",
     "evaluate_run": "failscope.evaluate",
+    "annotate": "failscope.review.annotations",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

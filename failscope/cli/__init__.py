@@ -23,7 +23,9 @@ from collections.abc import Sequence
 from failscope import __version__
 
 #: Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = ("demo", "discover", "caption", "evaluate", "check", "retrain", "report")
+COMMANDS = (
+    "demo", "discover", "caption", "evaluate", "check", "review", "retrain", "select", "report",
+)  # fmt: skip
 #: Set to 1 to print the traceback of an internal failure (as ``-v`` does).
 TRACEBACK_ENV = "FAILSCOPE_TRACEBACK"
 #: Longest error line printed; longer messages are cut with an ellipsis.
