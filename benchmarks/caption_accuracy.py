@@ -92,7 +92,7 @@ def build_world_run(plants: tuple[str, ...], *, seed: int, workdir: Path) -> tup
     plants = plants or DEFAULT_PLANTS
     key = world_key(parse_plants(list(plants)), seed=seed, sizes=dict(DEFAULT_SIZES))
     out = workdir / "runs" / f"{key}-clip{_world_clip_identity()[:12]}"
-    if not ((out / "error_directions.npz").is_file() and (out / "truth.json").is_file()):
+    if not ((out / "slices.json").is_file() and (out / "truth.json").is_file()):
         run_demo(
             out=out, plants=list(plants), seed=seed, captions=False, retrain=False,
             report=False, cache_dir=workdir / "models",

@@ -71,7 +71,8 @@ def test_two_concurrent_saves_both_land(server):
         results[sid] = _call(server, "api/annotations", body)[0]
 
     threads = [
-        threading.Thread(target=save, args=(i, lab)) for i, lab in zip(ids, ("core", "noisy"))
+        threading.Thread(target=save, args=(i, lab))
+        for i, lab in zip(ids, ("core", "noisy"), strict=True)
     ]
     for t in threads:
         t.start()
