@@ -41,6 +41,7 @@ import argparse
 import logging
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +85,7 @@ def build_world_run(plants: tuple[str, ...], *, seed: int, workdir: Path) -> tup
 
     Returns the run and its planted truth entries.
     """
-    from failscope import load_run
+    from failscope import InputError, load_run
     from failscope.demo import run_demo
     from failscope.world import DEFAULT_PLANTS, DEFAULT_SIZES, parse_plants
     from failscope.world.generate import world_key
@@ -92,12 +93,16 @@ def build_world_run(plants: tuple[str, ...], *, seed: int, workdir: Path) -> tup
     plants = plants or DEFAULT_PLANTS
     key = world_key(parse_plants(list(plants)), seed=seed, sizes=dict(DEFAULT_SIZES))
     out = workdir / "runs" / f"{key}-clip{_world_clip_identity()[:12]}"
-    if not ((out / "slices.json").is_file() and (out / "truth.json").is_file()):
+    try:  # a cached run of this world, written by this run format
+        run = load_run(out)
+        if run.truth is None:
+            raise InputError("no truth")
+    except InputError:
         run_demo(
             out=out, plants=list(plants), seed=seed, captions=False, retrain=False,
             report=False, cache_dir=workdir / "models",
         )  # fmt: skip
-    run = load_run(out)
+        run = load_run(out)
     return run, run.truth
 
 
@@ -116,7 +121,7 @@ def use_world_clip_weights(path: Path) -> None:
 
 def caption_hits(
     run: Any,
-    truth: list[dict[str, Any]],
+    truth: Sequence[Any],
     *,
     method: str,
     top_k: int = 5,
@@ -124,37 +129,41 @@ def caption_hits(
 ) -> list[dict[str, Any]]:
     """Rank the world vocabulary with ``method``; one row per planted slice.
 
-    ``rerank`` is passed to ``caption_run`` (None: its default).
+    Each plant is named by the captions of its best-matching slice (the one
+    ``failscope evaluate`` matches it to). ``rerank`` is passed to ``caption_run``
+    (None: its default).
     """
     from failscope.caption import caption_run
-    from failscope.evaluate import caption_names_value
+    from failscope.evaluate import caption_names_value, match_plant
 
     extra = {} if rerank is None else {"rerank": rerank}
-    slices = caption_run(run, vocab="world", method=method, top_k=top_k, checks=False, **extra)
+    caption_run(run, vocab="world", method=method, top_k=top_k, checks=False, **extra)
     ex = run.examples
+    scores = np.asarray(run.slice_score_matrix())
     test = (ex["split"] == "test").to_numpy()
     rows = []
-    for entry in truth:
-        s = slices[int(entry["class"])]
-        in_class = test & (ex["label"] == int(entry["class"])).to_numpy()
-        members = ex.loc[in_class, entry["column"]].to_numpy(bool)
+    for plant in truth:
+        in_class = test & (ex["label"] == plant.class_index).to_numpy()
+        members = ex.loc[in_class, plant.column].to_numpy(bool)
         ok = ex.loc[in_class, "correct"].to_numpy(bool)
         gap = float(ok[~members].mean() - ok[members].mean())
-        end = "success" if entry.get("polarity") == "absent" else "failure"
-        rival, rival_acc, value_acc = strongest_rival(ex.loc[in_class], entry, end=end)
+        end = "success" if plant.polarity == "absent" else "failure"
+        rival, rival_acc, value_acc = strongest_rival(ex.loc[in_class], plant, end=end)
         ambiguous = (
             rival_acc <= value_acc + AMBIGUOUS_MARGIN
             if end == "failure"
             else rival_acc >= value_acc - AMBIGUOUS_MARGIN
         )
-        caps = (s.get("captions") or {}).get(end) or []
-        texts = [c["text"] for c in caps]
-        hits = [caption_names_value(t, str(entry["value"])) for t in texts[:top_k]]
+        matched, _ = match_plant(members, scores[in_class], run.slices_of(plant.class_index))
+        caps = () if matched is None or matched.captions is None else getattr(matched.captions, end)
+        texts = [c.text for c in caps]
+        hits = [caption_names_value(t, plant.value) for t in texts[:top_k]]
         rows.append(
             {
-                "plant": entry["spec"],
+                "plant": plant.spec,
                 "end": end,
-                "status": s.get("status"),
+                "slice": None if matched is None else matched.id,
+                "status": None if matched is None else matched.status,
                 "gap": gap,
                 "effective": gap >= MIN_GAP,
                 "value_acc": value_acc,
@@ -169,9 +178,7 @@ def caption_hits(
     return rows
 
 
-def strongest_rival(
-    class_rows: Any, entry: dict[str, Any], *, end: str
-) -> tuple[str, float, float]:
+def strongest_rival(class_rows: Any, plant: Any, *, end: str) -> tuple[str, float, float]:
     """The non-planted value most like the planted one at ``end``, on the class's test rows.
 
     Returns ``(rival value, its accuracy, the planted value's accuracy)``: accuracy
@@ -188,7 +195,7 @@ def strongest_rival(
         for v in values
         if (class_rows[fam] == v).any()
     }
-    value = str(entry["value"])
+    value = plant.value
     others = {v: a for v, a in acc.items() if v != value}
     pick = min if end == "failure" else max
     rival = pick(others, key=others.__getitem__)

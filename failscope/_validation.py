@@ -202,3 +202,17 @@ def open_npy(path: str | PathLike[str], *, what: str) -> np.ndarray:
     if arr.ndim == 0:
         raise fail(f"{what} {p} holds a single value (a 0-d array), not one row per example")
     return arr
+
+
+def check_rows(rows: Any, n: int, *, name: str = "rows") -> np.ndarray:
+    """Return row indices into an array of ``n`` rows as int64 1-D; raise if out of range."""
+    arr = np.asarray(rows)
+    if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+        raise fail(f"{name} must be a 1-D array of integer row indices, got shape {arr.shape}")
+    arr = arr.astype(np.int64)
+    if arr.size == 0:
+        raise fail(f"{name} is empty; pass at least one row to fit on")
+    if arr.min() < 0 or arr.max() >= n:
+        bad = int(arr.min()) if arr.min() < 0 else int(arr.max())
+        raise fail(f"{name} holds row {bad} but there are only {n} rows")
+    return arr

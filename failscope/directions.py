@@ -13,26 +13,42 @@ of the d x d Gram matrix per fold gives every C.
 Either way, choosing C costs a handful of dense linear-algebra calls per class
 instead of ``|grid| * k + 1`` iterative SVM fits. ``benchmarks/directions_speed.py``
 compares it with the original libsvm recipe on the same features (speed, AUROC).
+
+When the best C lies at an end of the grid, the grid is widened by decades (up to
+``C_LIMITS``). Every direction gets a p-value from a permutation test on its own
+out-of-fold scores (:mod:`failscope.evidence`), which costs no refit. Classes are
+fitted one at a time, each from its own rows (gathered from a memory map and
+standardised on the fly), optionally in parallel worker processes (``n_jobs``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from sklearn.base import BaseEstimator
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from failscope._validation import (
     check_choice,
     check_embeddings,
+    check_fraction,
     check_int,
     check_labels,
+    check_rows,
     check_same_length,
     fail,
+)
+from failscope.evidence import (
+    CORRECTIONS,
+    combine_fold_p_values,
+    fold_test,
+    significant,
+    warn_bh_resolution,
 )
 
 logger = logging.getLogger(__name__)
@@ -42,6 +58,7 @@ __all__ = ["ErrorDirections"]
 SOLVERS = ("lssvm", "logistic", "svc")
 SCORINGS = ("balanced_accuracy", "roc_auc")
 DEFAULT_CS = tuple(float(c) for c in np.logspace(-3, 3, 7))
+C_LIMITS = (1e-6, 1e6)  # how far widening may take C
 
 # Reasons recorded for classes that get no direction.
 REASON_FEW = "only {n} examples of this class (need at least {k})"
@@ -66,15 +83,19 @@ def _balanced_weights(y: np.ndarray) -> np.ndarray:
     return np.where(pos, n / (2.0 * n_pos), n / (2.0 * (n - n_pos)))
 
 
-def _lssvm_path(
-    x: np.ndarray, y: np.ndarray, sw: np.ndarray, lambdas: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted ridge on +/-1 targets for every lambda at once.
+class _Factor(NamedTuple):
+    """One eigendecomposition of a weighted, centred LS-SVM problem (see :func:`_lssvm_factor`)."""
 
-    One symmetric eigendecomposition of the smaller Gram matrix (n x n when n <= d,
-    else d x d) serves the whole grid. Returns ``W`` of shape (n_lambdas, d) and
-    intercepts ``b`` of shape (n_lambdas,).
-    """
+    evals: np.ndarray
+    evecs: np.ndarray
+    proj: np.ndarray
+    xm: np.ndarray
+    ym: float
+    xc: np.ndarray | None  # the weighted, centred examples in the dual (n <= d), else None
+
+
+def _lssvm_factor(x: np.ndarray, y: np.ndarray, sw: np.ndarray) -> _Factor:
+    """Eigendecompose the smaller Gram matrix (n x n when n <= d, else d x d) once."""
     wsum = sw.sum()
     xm = sw @ x / wsum
     ym = float(sw @ y / wsum)
@@ -84,14 +105,30 @@ def _lssvm_path(
     n, d = xc.shape
     if n <= d:  # dual: w = Xc^T (Xc Xc^T + lambda I)^-1 yc
         evals, evecs = np.linalg.eigh(xc @ xc.T)
-        proj = evecs.T @ yc
-        alpha = (proj / (np.maximum(evals, 0.0) + lambdas[:, None])) @ evecs.T
-        w = alpha @ xc
-    else:  # primal: w = (Xc^T Xc + lambda I)^-1 Xc^T yc
-        evals, evecs = np.linalg.eigh(xc.T @ xc)
-        proj = evecs.T @ (xc.T @ yc)
-        w = (proj / (np.maximum(evals, 0.0) + lambdas[:, None])) @ evecs.T
-    return w, ym - w @ xm
+        return _Factor(evals, evecs, evecs.T @ yc, xm, ym, xc)
+    evals, evecs = np.linalg.eigh(xc.T @ xc)  # primal: w = (Xc^T Xc + lambda I)^-1 Xc^T yc
+    return _Factor(evals, evecs, evecs.T @ (xc.T @ yc), xm, ym, None)
+
+
+def _lssvm_solve(f: _Factor, lambdas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``W`` (n_lambdas, d) and intercepts ``b`` (n_lambdas,) from one :class:`_Factor`."""
+    filtered = f.proj / (np.maximum(f.evals, 0.0) + lambdas[:, None])
+    w = filtered @ f.evecs.T
+    if f.xc is not None:
+        w = w @ f.xc
+    return w, f.ym - w @ f.xm
+
+
+def _lssvm_path(
+    x: np.ndarray, y: np.ndarray, sw: np.ndarray, lambdas: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted ridge on +/-1 targets for every lambda at once.
+
+    One symmetric eigendecomposition of the smaller Gram matrix (n x n when n <= d,
+    else d x d) serves the whole grid. Returns ``W`` of shape (n_lambdas, d) and
+    intercepts ``b`` of shape (n_lambdas,).
+    """
+    return _lssvm_solve(_lssvm_factor(x, y, sw), lambdas)
 
 
 _BIAS = 10.0  # constant feature that carries the intercept (penalty on it is 1/_BIAS**2)
@@ -130,7 +167,7 @@ def _solve_shifted(
 
     # Fortran order: LAPACK factorises it in place, with no hidden copy.
     a = np.array(kernel, dtype=np.float32, order="F")
-    a[np.diag_indices(len(a))] += shift.astype(np.float32)
+    a.flat[:: len(a) + 1] += shift.astype(np.float32)
     chol, info = lapack.spotrf(a, lower=1, clean=0, overwrite_a=1)
     if info == 0:
         alpha = lapack.spotrs(chol, y.astype(np.float32), lower=1)[0].astype(np.float64)
@@ -143,31 +180,24 @@ def _solve_shifted(
     return np.linalg.lstsq(k64, y, rcond=None)[0]
 
 
-def _lssvm_dual_cv(
-    kernel: np.ndarray,
-    y: np.ndarray,
-    cs: np.ndarray,
-    splits: list[tuple[np.ndarray, np.ndarray]],
-    metric: str,
+def _dual_decisions(
+    kernel: np.ndarray, y: np.ndarray, tr: np.ndarray, te: np.ndarray, cs: np.ndarray
 ) -> np.ndarray:
-    """CV scores of the class-balanced LS-SVM in the dual, for n <= d.
+    """Out-of-fold decision values of the class-balanced LS-SVM in the dual, for n <= d.
 
-    Every fold's fit uses a submatrix of the class's ``kernel`` (see
+    The fold's fit uses a submatrix of the class's ``kernel`` (see
     :func:`_class_kernel`): ``alpha = (K_TT + diag(lambda / s_T))^-1 y_T`` with
     balanced weights ``s``, one float32 Cholesky factorisation per C.
 
     Returns
     -------
-    ndarray of shape (n_folds, n_C)
+    ndarray of shape (len(cs), len(te)), float32
     """
-    scores = np.zeros((len(splits), len(cs)))
-    for f, (tr, te) in enumerate(splits):
-        k_tt = _block(kernel, tr, tr)
-        inv_w = 1.0 / _balanced_weights(y[tr])
-        lambdas = _lambdas(cs, len(tr))
-        alpha = np.stack([_solve_shifted(k_tt, lam * inv_w, y[tr]) for lam in lambdas])
-        scores[f] = _score(metric, alpha.astype(np.float32) @ _block(kernel, te, tr).T, y[te])
-    return scores
+    k_tt = _block(kernel, tr, tr)
+    inv_w = 1.0 / _balanced_weights(y[tr])
+    lambdas = _lambdas(cs, len(tr))
+    alpha = np.stack([_solve_shifted(k_tt, lam * inv_w, y[tr]) for lam in lambdas])
+    return alpha.astype(np.float32) @ _block(kernel, te, tr).T
 
 
 def _lssvm_dual_fit(
@@ -262,12 +292,147 @@ def _score(metric: str, scores: np.ndarray, y: np.ndarray) -> np.ndarray:
     return (ranks[:, pos].sum(axis=1) - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
 
 
+class _CVFolds:
+    """One class's CV folds: out-of-fold decision values at any C.
+
+    In the primal LS-SVM each fold's eigendecomposition is cached, so C values
+    added when the grid is widened cost a matrix product each.
+    """
+
+    def __init__(
+        self,
+        solver: str,
+        z: np.ndarray,
+        y: np.ndarray,
+        splits: list[tuple[np.ndarray, np.ndarray]],
+        kernel: np.ndarray | None,
+        seed: int,
+    ) -> None:
+        self.solver, self.z, self.y, self.splits, self.kernel, self.seed = (
+            solver, z, y, splits, kernel, seed,
+        )  # fmt: skip
+        self._factors: dict[int, _Factor] = {}
+
+    def decisions(self, cs: np.ndarray) -> list[np.ndarray]:
+        """One array of shape (len(cs), n_test) per fold."""
+        out = []
+        for f, (tr, te) in enumerate(self.splits):
+            if self.kernel is not None:
+                out.append(_dual_decisions(self.kernel, self.y, tr, te, cs))
+                continue
+            if self.solver == "lssvm":
+                if f not in self._factors:
+                    y_tr = self.y[tr]
+                    self._factors[f] = _lssvm_factor(self.z[tr], y_tr, _balanced_weights(y_tr))
+                ws, bs = _lssvm_solve(self._factors[f], _lambdas(cs, len(tr)))
+            else:
+                ws, bs = _path(self.solver, self.z[tr], self.y[tr], cs, self.seed)
+            out.append(ws @ self.z[te].T + bs[:, None])
+        return out
+
+
+class _Search(NamedTuple):
+    """The C search of one class (see :func:`_search_C`)."""
+
+    grid: np.ndarray  # every C tried, ascending
+    scores: np.ndarray  # (n_folds, len(grid)) CV score per fold and C
+    decisions: list[np.ndarray]  # per fold, (len(grid), n_test) out-of-fold decision values
+    best: int  # index into grid of the chosen C
+    user: slice  # where the user's grid lies in grid
+    at_edge: bool
+
+
+def _search_C(
+    folds: _CVFolds, cs: np.ndarray, *, scoring: str, selection: str, widen: bool
+) -> _Search:
+    """Score ``cs`` by CV; widen by decades while the best mean score is at an end.
+
+    The best mean is "at an end" when it is at the largest C, or at the smallest C
+    and strictly above the next one (a plateau of strong regularisation is not an
+    edge). A decade beyond the end is kept as a candidate only if its mean score is
+    strictly higher than the best so far (a plateau stops the search); it is
+    recorded either way. Widening stops at ``C_LIMITS``.
+    """
+    held_out = [folds.y[te] for _, te in folds.splits]
+
+    def run(c_values: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        dec = folds.decisions(c_values)
+        return dec, np.stack([_score(scoring, d, t) for d, t in zip(dec, held_out, strict=True)])
+
+    decisions, scores = run(cs)
+    grid, candidate, lo = cs.copy(), np.ones(len(cs), dtype=bool), 0
+    mean = scores.mean(axis=0)
+    top = int(np.argmax(mean))  # the first maximum: a tie with the next C is a plateau
+    edge = len(cs) > 1 and (top == len(cs) - 1 or (top == 0 and mean[0] > mean[1]))
+    limited = edge and not widen
+    while edge and widen:
+        up = top == len(grid) - 1
+        c_new = grid[-1] * 10.0 if up else grid[0] / 10.0
+        if not C_LIMITS[0] * (1 - 1e-9) <= c_new <= C_LIMITS[1] * (1 + 1e-9):
+            limited = True
+            break
+        dec, sc = run(np.array([c_new]))
+        better = bool(sc.mean() > scores[:, top].mean())
+        at = len(grid) if up else 0
+        grid = np.insert(grid, at, c_new)
+        scores = np.insert(scores, at, sc[:, 0], axis=1)
+        decisions = [np.insert(d, at, e[0], axis=0) for d, e in zip(decisions, dec, strict=True)]
+        candidate = np.insert(candidate, at, better)
+        lo += not up
+        top = at if better else top + (not up)
+        edge = better
+    keep = np.flatnonzero(candidate)
+    best = int(keep[_select(scores[:, keep], selection)])
+    return _Search(grid, scores, decisions, best, slice(lo, lo + len(cs)), bool(limited))
+
+
+class _ClassFit(NamedTuple):
+    """What one class's fit hands back to :meth:`ErrorDirections.fit`."""
+
+    direction: np.ndarray | None
+    intercept: float = math.nan
+    grid: np.ndarray = np.empty(0)  # every C whose CV score was computed, ascending
+    grid_scores: np.ndarray = np.empty(0)  # mean CV score at each
+    best_C: float = math.nan
+    cv_score: float = math.nan
+    cv_auroc: float = math.nan
+    p_value: float = math.nan
+    at_edge: bool = False
+    skip: str | None = None
+
+
+class _Task(NamedTuple):
+    """One class to fit: its standardised embeddings and +/-1 targets, or why it is skipped."""
+
+    c: int
+    z: np.ndarray | None
+    y_or_reason: np.ndarray | str
+
+
+_BATCH_BYTES = 16 << 20  # embeddings per batch handed to a worker process
+
+
+def _run_task(est: ErrorDirections, task: _Task, cs: np.ndarray) -> _ClassFit:
+    if task.z is None:
+        return _ClassFit(None, skip=str(task.y_or_reason))
+    return est._fit_class(task.c, task.z, np.asarray(task.y_or_reason), cs)
+
+
+def _run_batch(est: ErrorDirections, batch: list[_Task], cs: np.ndarray) -> list[_ClassFit]:
+    """Fit a batch of classes in a worker process (one BLAS thread, as in the parent)."""
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        return [_run_task(est, t, cs) for t in batch]
+
+
 class ErrorDirections(BaseEstimator):
     """Per-class linear classifiers that separate a model's errors from its successes.
 
     Embeddings are standardised (mean and scale from ``reference`` if given, else
     from the fitting embeddings) and L2-normalised. For each class, C is chosen by
-    stratified k-fold CV over ``Cs`` and the classifier is refit once at the best C.
+    stratified k-fold CV over ``Cs`` (widened by decades while the best C is at an
+    end of the grid), the classifier is refit once at the chosen C, and a
+    permutation test on the out-of-fold scores gives a p-value for the direction
+    (:func:`failscope.evidence.fold_test`).
 
     Parameters
     ----------
@@ -278,15 +443,30 @@ class ErrorDirections(BaseEstimator):
     scoring : {"balanced_accuracy", "roc_auc"}, default="balanced_accuracy"
         CV metric used to choose C.
     solver : {"lssvm", "logistic", "svc"}, default="lssvm"
-        ``"lssvm"`` is a class-balanced least-squares SVM solved for the whole C grid
-        by closed form for the whole grid at once; ``"svc"`` is the original libsvm recipe.
+        ``"lssvm"`` is a class-balanced least-squares SVM solved in closed form for
+        the whole C grid at once; ``"svc"`` is the original libsvm recipe.
     selection : {"best", "one_se"}, default="best"
         How C is chosen from the CV scores: the best mean, or the strongest
         regularisation within one standard error of it (steadier with 2 folds).
+    widen_Cs : bool, default=True
+        While the best mean CV score is at the largest (smallest) C of a grid of two
+        or more values, try the next decade up (down), up to ``C_LIMITS`` = (1e-6,
+        1e6), and keep it if it scores strictly higher.
+    n_permutations : int, default=499
+        Label shuffles per CV fold in the significance test; the smallest p-value
+        it can give is ``cv / (n_permutations + 1)``.
+    alpha : float, default=0.05
+        Level at which ``significant_`` is decided.
+    correction : {"none", "bh"}, default="none"
+        ``"bh"``: Benjamini-Hochberg across the fitted classes (false discovery
+        rate ``alpha``) instead of a per-class test at level ``alpha``.
     min_examples : int, default=10
         Classes with fewer examples than this get no direction.
+    n_jobs : int or None, default=None
+        Worker processes that fit classes in parallel (joblib, each single-threaded).
+        None is 1 (no workers), -1 is every core. Results do not depend on it.
     random_state : int, default=0
-        Seed of the CV fold assignment.
+        Seed of the CV fold assignment and of the permutations.
 
     Attributes
     ----------
@@ -298,11 +478,24 @@ class ErrorDirections(BaseEstimator):
     intercepts_ : ndarray of shape (n_classes,)
         Offsets so that ``failure_score = directions_[y] @ z + intercepts_[y]`` is the
         signed distance to the hyperplane (positive: failure side).
+    Cs_ : ndarray
+        Every C whose CV score was computed for some class: ``Cs`` and the decades
+        added by widening, ascending.
+    cv_results_ : ndarray of shape (n_classes, len(Cs_))
+        Mean CV score for every C; NaN where it was not computed for that class.
     cv_scores_ : ndarray of shape (n_classes,)
         Mean CV score at the chosen C; NaN for skipped classes.
-    cv_results_ : ndarray of shape (n_classes, len(Cs))
-        Mean CV score for every C.
+    cv_auroc_ : ndarray of shape (n_classes,)
+        Mean over folds of the out-of-fold AUROC (errors vs successes) at the chosen C.
     best_C_ : ndarray of shape (n_classes,)
+    C_at_edge_ : ndarray of shape (n_classes,), bool
+        The chosen C is at an end of the searched grid and the CV score was still
+        rising there (widening hit ``C_LIMITS``, or was off).
+    p_values_ : ndarray of shape (n_classes,)
+        Permutation p-value of H0 "the embeddings carry no information about this
+        class's errors"; NaN for skipped classes.
+    significant_ : ndarray of shape (n_classes,), bool
+        ``p_values_`` judged at ``alpha`` with ``correction`` (:func:`significant`).
     skip_reasons_ : dict of int to str
         Why each skipped class got no direction.
     n_fit_, n_errors_ : ndarray of shape (n_classes,)
@@ -317,7 +510,12 @@ class ErrorDirections(BaseEstimator):
         scoring: str = "balanced_accuracy",
         solver: str = "lssvm",
         selection: str = "best",
+        widen_Cs: bool = True,
+        n_permutations: int = 499,
+        alpha: float = 0.05,
+        correction: str = "none",
         min_examples: int = 10,
+        n_jobs: int | None = None,
         random_state: int = 0,
     ) -> None:
         self.Cs = Cs
@@ -325,7 +523,12 @@ class ErrorDirections(BaseEstimator):
         self.scoring = scoring
         self.solver = solver
         self.selection = selection
+        self.widen_Cs = widen_Cs
+        self.n_permutations = n_permutations
+        self.alpha = alpha
+        self.correction = correction
         self.min_examples = min_examples
+        self.n_jobs = n_jobs
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fitting
@@ -333,8 +536,13 @@ class ErrorDirections(BaseEstimator):
         check_choice(self.scoring, SCORINGS, name="scoring")
         check_choice(self.solver, SOLVERS, name="solver")
         check_choice(self.selection, ("one_se", "best"), name="selection")
+        check_choice(self.correction, CORRECTIONS, name="correction")
         check_int(self.cv, name="cv", low=2)
         check_int(self.min_examples, name="min_examples", low=2)
+        check_int(self.n_permutations, name="n_permutations", low=1)
+        check_fraction(self.alpha, name="alpha")
+        if self.n_jobs is not None and (check_int(self.n_jobs, name="n_jobs") == 0):
+            raise fail("n_jobs=0 is not allowed; use None or 1 (serial), N cores, or -1 (all)")
         cs = np.asarray(self.Cs, dtype=np.float64).ravel()
         if cs.size == 0 or not np.all(np.isfinite(cs)) or np.any(cs <= 0):
             raise fail(f"Cs must be a non-empty list of positive numbers, got {self.Cs!r}")
@@ -348,13 +556,18 @@ class ErrorDirections(BaseEstimator):
         *,
         reference: Any | None = None,
         n_classes: int | None = None,
+        rows: Any | None = None,
+        reference_rows: Any | None = None,
     ) -> ErrorDirections:
         """Fit one failure direction per class.
+
+        Memory stays bounded for memory-mapped ``embeddings``: each class's rows are
+        gathered and standardised when that class is fitted.
 
         Parameters
         ----------
         embeddings : array-like of shape (n, d)
-            Image embeddings of the fitting split (usually validation).
+            Image embeddings (usually of the validation split); may be a memory map.
         labels : array-like of shape (n,)
             True class indices.
         predictions : array-like of shape (n,) or (n, n_classes)
@@ -363,6 +576,11 @@ class ErrorDirections(BaseEstimator):
             Embeddings whose statistics standardise the space (e.g. the train split).
         n_classes : int, optional
             Number of classes; inferred from ``labels`` and ``predictions`` if omitted.
+        rows : array-like of int, optional
+            Fit on these rows of ``embeddings``, ``labels`` and ``predictions`` only
+            (the same result as passing ``embeddings[rows]`` etc., without the copy).
+        reference_rows : array-like of int, optional
+            Rows of ``embeddings`` to use as ``reference`` (without the copy).
 
         Returns
         -------
@@ -377,40 +595,122 @@ class ErrorDirections(BaseEstimator):
         k = int(max(y.max(), pred.max()) + 1) if n_classes is None else int(n_classes)
         if pred.max() >= k:
             raise fail(f"predictions hold class index {int(pred.max())} but n_classes={k}")
-        ref = x if reference is None else check_embeddings(reference, name="reference")
-        if ref.shape[1] != d:
-            raise fail(f"reference has {ref.shape[1]} dimensions but embeddings have {d}")
-        self.mean_, self.scale_ = _moments(ref)
-        z = self._standardise(x)
+        rows = np.arange(n) if rows is None else check_rows(rows, n)
+        if reference is not None and reference_rows is not None:
+            raise fail("pass reference or reference_rows, not both")
+        if reference_rows is not None:
+            ref_rows = check_rows(reference_rows, n, name="reference_rows")
+            self.mean_, self.scale_ = _moments(x, rows=ref_rows)
+        elif reference is None:
+            self.mean_, self.scale_ = _moments(x, rows=None if len(rows) == n else rows)
+        else:
+            ref = check_embeddings(reference, name="reference")
+            if ref.shape[1] != d:
+                raise fail(f"reference has {ref.shape[1]} dimensions but embeddings have {d}")
+            self.mean_, self.scale_ = _moments(ref)
+        y, pred = y[rows], pred[rows]
         wrong = pred != y
 
         self.n_classes_ = k
         self.n_features_in_ = d
-        self.directions_ = np.full((k, d), np.nan, dtype=np.float32)
-        self.intercepts_ = np.full(k, np.nan, dtype=np.float32)
-        self.cv_scores_ = np.full(k, np.nan)
-        self.cv_results_ = np.full((k, len(cs)), np.nan)
-        self.best_C_ = np.full(k, np.nan)
         self.n_fit_ = np.bincount(y, minlength=k)
         self.n_errors_ = np.bincount(y[wrong], minlength=k)
-        self.skip_reasons_: dict[int, str] = {}
-        self.Cs_ = cs
-        with threadpool_limits(limits=1, user_api="blas"):
-            self._fit_classes(z, y, wrong, cs)
-        self.p_values_ = np.where(np.isfinite(self.cv_scores_), 0.001, np.nan)  # TEMP-SHIM
-        return self
-
-    def _fit_classes(self, z: np.ndarray, y: np.ndarray, wrong: np.ndarray, cs: np.ndarray) -> None:
         # Per-class problems are small: BLAS threads only spin against each other
         # (measured 10x slower with 2 threads on a busy 2-core machine).
-        for c in range(self.n_classes_):
-            idx = np.flatnonzero(y == c)
-            reason = self._skip_reason(len(idx), int(wrong[idx].sum()))
+        with _blas_controller().limit(limits=1, user_api="blas"):
+            fits = self._fit_classes(x, rows, y, wrong, cs)
+        self._collect(fits, cs, d)
+        return self
+
+    def _fit_classes(
+        self, x: np.ndarray, rows: np.ndarray, y: np.ndarray, wrong: np.ndarray, cs: np.ndarray
+    ) -> list[_ClassFit]:
+        """Fit every class; in worker processes when ``n_jobs`` asks for them.
+
+        This process gathers and standardises one class's rows at a time and hands
+        them out in batches of about ``_BATCH_BYTES``; at most two batches per worker
+        are in flight, so memory stays bounded.
+        """
+        order = np.argsort(y, kind="stable")  # each class's rows, in input order
+        ends = np.cumsum(self.n_fit_)
+
+        def task(c: int) -> _Task:
+            at = order[ends[c] - self.n_fit_[c] : ends[c]]
+            reason = self._skip_reason(len(at), int(wrong[at].sum()))
             if reason:
-                self.skip_reasons_[c] = reason
-                logger.info("class %d skipped: %s", c, reason)
+                return _Task(c, None, reason)
+            return _Task(c, self._standardise(x[rows[at]]), np.where(wrong[at], 1.0, -1.0))
+
+        if self.n_jobs in (None, 1):
+            return [_run_task(self, task(c), cs) for c in range(self.n_classes_)]
+        from joblib import Parallel, delayed
+
+        def batches() -> Any:
+            batch: list[_Task] = []
+            size = 0
+            for c in range(self.n_classes_):
+                batch.append(task(c))
+                size += self.n_fit_[c] * x.shape[1] * 4
+                if size >= _BATCH_BYTES or c == self.n_classes_ - 1:
+                    yield batch
+                    batch, size = [], 0
+
+        # Processes, not threads: numpy's OpenBLAS serialises concurrent calls from
+        # threads (measured: no speedup with 2 threads). max_nbytes=None: batches are
+        # pickled to the workers, not dumped to disk.
+        done = Parallel(n_jobs=self.n_jobs, max_nbytes=None, pre_dispatch="2*n_jobs")(
+            delayed(_run_batch)(self, b, cs) for b in batches()
+        )
+        return [f for fits in done for f in fits]
+
+    def _collect(self, fits: list[_ClassFit], cs: np.ndarray, d: int) -> None:
+        """Gather the per-class results into the fitted attributes."""
+        k = self.n_classes_
+        grid = np.unique(np.concatenate([cs, *(f.grid for f in fits)]))
+        self.Cs_ = grid
+        self.directions_ = np.full((k, d), np.nan, dtype=np.float32)
+        self.intercepts_ = np.full(k, np.nan, dtype=np.float32)
+        self.cv_results_ = np.full((k, len(grid)), np.nan)
+        for name in ("cv_scores_", "cv_auroc_", "best_C_", "p_values_"):
+            setattr(self, name, np.full(k, np.nan))
+        self.C_at_edge_ = np.zeros(k, dtype=bool)
+        self.skip_reasons_: dict[int, str] = {}
+        for c, f in enumerate(fits):
+            if f.skip is not None:
+                self.skip_reasons_[c] = f.skip
+                logger.info("class %d skipped: %s", c, f.skip)
                 continue
-            self._fit_class(c, z[idx], np.where(wrong[idx], 1.0, -1.0), cs)
+            self.directions_[c] = f.direction
+            self.intercepts_[c] = f.intercept
+            self.cv_results_[c, np.searchsorted(grid, f.grid)] = f.grid_scores
+            self.cv_scores_[c], self.cv_auroc_[c] = f.cv_score, f.cv_auroc
+            self.best_C_[c], self.p_values_[c] = f.best_C, f.p_value
+            self.C_at_edge_[c] = f.at_edge
+        self.significant_ = significant(
+            self.p_values_, alpha=self.alpha, correction=self.correction
+        )
+        self._warn_edges(cs)
+        if self.correction == "bh":
+            warn_bh_resolution(
+                int(np.isfinite(self.p_values_).sum()), cv=self.cv,
+                n_permutations=self.n_permutations, alpha=self.alpha,
+            )  # fmt: skip
+
+    def _warn_edges(self, cs: np.ndarray) -> None:
+        edge = np.flatnonzero(self.C_at_edge_)
+        if not len(edge):
+            return
+        lo, hi = C_LIMITS if self.widen_Cs else (cs[0], cs[-1])
+        logger.warning(
+            "%d of %d fitted classes chose C at an end of %s [%g, %g] with the CV score still "
+            "rising there (classes %s%s); %s",
+            len(edge), self.n_classes_ - len(self.skip_reasons_),
+            "the widened grid, limited to" if self.widen_Cs else "Cs", lo, hi,
+            ", ".join(map(str, edge[:10])), " ..." if len(edge) > 10 else "",
+            "their directions may be under- or over-regularised"
+            if self.widen_Cs
+            else "pass widen_Cs=True or a wider Cs grid",
+        )  # fmt: skip
 
     def _skip_reason(self, n: int, n_err: int) -> str | None:
         if n < self.min_examples:
@@ -424,7 +724,7 @@ class ErrorDirections(BaseEstimator):
                 return REASON_FEW_GROUP.format(n=m, group=group, k=self.cv)
         return None
 
-    def _fit_class(self, c: int, z: np.ndarray, y: np.ndarray, cs: np.ndarray) -> None:
+    def _fit_class(self, c: int, z: np.ndarray, y: np.ndarray, cs: np.ndarray) -> _ClassFit:
         # Sort the class's examples by fold so that, with 2 folds, every kernel block
         # a fold needs is a view rather than a gathered copy.
         fold = _stratified_folds(y, self.cv, seed=self.random_state + c)
@@ -432,31 +732,77 @@ class ErrorDirections(BaseEstimator):
         z, y, fold = z[order], y[order], fold[order]
         splits = [(np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in range(self.cv)]
         dual = self.solver == "lssvm" and len(z) <= z.shape[1]
-        if dual:
-            kernel = _class_kernel(z)
-            fold_scores = _lssvm_dual_cv(kernel, y, cs, splits, self.scoring)
-        else:
+        kernel = _class_kernel(z) if dual else None
+        if not dual:
             z = z.astype(np.float64)
-            fold_scores = np.zeros((len(splits), len(cs)))
-            for f, (tr, te) in enumerate(splits):
-                ws, bs = _path(self.solver, z[tr], y[tr], cs, self.random_state)
-                fold_scores[f] = _score(self.scoring, ws @ z[te].T + bs[:, None], y[te])
-        best = _select(fold_scores, self.selection)
+        folds = _CVFolds(self.solver, z, y, splits, kernel, self.random_state)
+        search = _search_C(
+            folds, cs, scoring=self.scoring, selection=self.selection, widen=self.widen_Cs
+        )
+        c_best = float(search.grid[search.best])
         if dual:
-            w, b = _lssvm_dual_fit(kernel, z, y, float(cs[best]))
+            w, b = _lssvm_dual_fit(kernel, z, y, c_best)
         else:
-            ws, bs = _path(self.solver, z, y, cs[best : best + 1], self.random_state)
+            ws, bs = _path(self.solver, z, y, np.array([c_best]), self.random_state)
             w, b = ws[0], float(bs[0])
         norm = float(np.linalg.norm(w))
         if norm == 0.0:
-            self.skip_reasons_[c] = "the fitted direction is zero (errors not separable)"
-            return
-        scores = fold_scores.mean(axis=0)
-        self.directions_[c] = w / norm
-        self.intercepts_[c] = b / norm
-        self.cv_scores_[c] = scores[best]
-        self.cv_results_[c] = scores
-        self.best_C_[c] = cs[best]
+            return _ClassFit(None, skip="the fitted direction is zero (errors not separable)")
+        held_out = [y[te] for _, te in splits]
+        rng = np.random.default_rng([self.random_state, c])
+        tests = [  # over the user's grid only: fixed before the labels were seen
+            fold_test(d[search.user], t, rng=rng, n_permutations=self.n_permutations)
+            for d, t in zip(search.decisions, held_out, strict=True)
+        ]
+        user = range(search.user.start, search.user.stop)
+        aurocs = [
+            a[search.best - user.start]
+            if search.best in user
+            else _score("roc_auc", d[search.best][None], t)[0]
+            for (_, a), d, t in zip(tests, search.decisions, held_out, strict=True)
+        ]
+        return _ClassFit(
+            direction=w / norm,
+            intercept=b / norm,
+            grid=search.grid,
+            grid_scores=search.scores.mean(axis=0),
+            best_C=c_best,
+            cv_score=float(search.scores[:, search.best].mean()),
+            cv_auroc=float(np.mean(aurocs)),
+            p_value=combine_fold_p_values([p for p, _ in tests]),
+            at_edge=search.at_edge,
+        )
+
+    def fit_class(self, c: int, z: np.ndarray, wrong: np.ndarray) -> _ClassFit:
+        """Fit one more direction for class ``c`` on rows already in the fitted space.
+
+        Used by slicers that look for further failure modes of a class (on a subset of
+        its rows, or with found directions projected out). The fitted attributes are
+        not changed.
+
+        Parameters
+        ----------
+        c : int
+            The class (seeds its CV folds and permutations, as in :meth:`fit`).
+        z : ndarray of shape (m, d)
+            Rows of the class, standardised by :meth:`transform` (or projected after it).
+        wrong : ndarray of bool, shape (m,)
+            Whether the audited model got each row wrong.
+
+        Returns
+        -------
+        ClassFit
+            ``direction`` (unit, or None with ``skip`` saying why), ``intercept``,
+            ``best_C``, ``cv_score``, ``cv_auroc``, ``p_value``, ``at_edge``.
+        """
+        self._check_fitted()
+        wrong = np.asarray(wrong, dtype=bool)
+        reason = self._skip_reason(len(z), int(wrong.sum()))
+        if reason:
+            return _ClassFit(None, skip=reason)
+        with _blas_controller().limit(limits=1, user_api="blas"):
+            y = np.where(wrong, 1.0, -1.0)
+            return self._fit_class(c, np.asarray(z, dtype=np.float32), y, self._validate_params())
 
     # ------------------------------------------------------------------ using
     def _check_fitted(self) -> None:
@@ -522,7 +868,8 @@ class ErrorDirections(BaseEstimator):
     # ------------------------------------------------------------------ persistence
     _ARRAYS = (
         "mean_", "scale_", "directions_", "intercepts_", "cv_scores_", "cv_results_",
-        "best_C_", "n_fit_", "n_errors_", "Cs_",
+        "best_C_", "n_fit_", "n_errors_", "Cs_", "cv_auroc_", "C_at_edge_", "p_values_",
+        "significant_",
     )  # fmt: skip
 
     def state_meta(self) -> dict[str, Any]:
@@ -547,6 +894,7 @@ class ErrorDirections(BaseEstimator):
         est.n_classes_ = int(meta["n_classes"])
         est.n_features_in_ = int(est.mean_.shape[0])
         est.skip_reasons_ = {int(k): v for k, v in meta["skip_reasons"].items()}
+        est.significant_ = significant(est.p_values_, alpha=est.alpha, correction=est.correction)
         return est
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -567,21 +915,43 @@ class ErrorDirections(BaseEstimator):
         """Load an estimator written by :meth:`save`."""
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
+            missing = [k for k in cls._ARRAYS if k not in data.files]
+            if missing:
+                raise fail(
+                    f"{path} lacks {', '.join(missing)}: it was written by an older failscope; "
+                    "run discover again"
+                )
             arrays = {k: data[k] for k in cls._ARRAYS}
         return cls.from_state(meta, arrays)
 
 
-def _moments(x: np.ndarray, chunk: int = 16384) -> tuple[np.ndarray, np.ndarray]:
-    """Column mean and std of ``x``, streamed in chunks (memory maps welcome).
+_CONTROLLER: list[ThreadpoolController] = []
+
+
+def _blas_controller() -> ThreadpoolController:
+    """One threadpoolctl controller per process (building one scans the loaded libraries,
+    measured 5-19 ms, as long as fitting a few classes)."""
+    if not _CONTROLLER:
+        import scipy.linalg  # noqa: F401  (load scipy's BLAS before the scan)
+
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0]
+
+
+def _moments(
+    x: np.ndarray, *, rows: np.ndarray | None = None, chunk: int = 16384
+) -> tuple[np.ndarray, np.ndarray]:
+    """Column mean and std of ``x`` (or of its ``rows``), streamed in chunks (memory maps welcome).
 
     Each chunk is centred on its own float64 mean before its float32 sum of squares,
     and chunks are merged with Chan et al.'s pairwise update in float64, so the
     result stays accurate when the mean is large next to the spread.
     """
-    n, d = x.shape
+    n, d = x.shape if rows is None else (len(rows), x.shape[1])
     count, mean, m2 = 0, np.zeros(d), np.zeros(d)
     for s in range(0, n, chunk):
-        block = np.asarray(x[s : s + chunk], dtype=np.float32)
+        part = x[s : s + chunk] if rows is None else x[rows[s : s + chunk]]
+        block = np.asarray(part, dtype=np.float32)
         k = len(block)
         block_mean = block.mean(axis=0, dtype=np.float64)
         centred = block - block_mean.astype(np.float32)

@@ -162,7 +162,7 @@ def _check_config(config: DiscoverConfig) -> Any:
     slicer = make_slicer(
         config.slicer, threshold=config.threshold, Cs=tuple(config.Cs), cv=config.cv,
         scoring=config.scoring, solver=config.solver, min_examples=config.min_examples,
-        alpha=config.alpha, random_state=config.seed,
+        alpha=config.alpha, n_jobs=config.n_jobs, random_state=config.seed,
     )  # fmt: skip
     slicer._validate_params()
     return slicer
@@ -301,6 +301,8 @@ def _discover_locked(
                 n_classes=ds.n_classes,
             )  # fmt: skip
 
+            warnings = _run_warnings(slicer, x[fit_rows], labels[fit_rows], pred[fit_rows], cfg)
+
         with timings.stage("score"):
             scores = slicer.score(x, labels)
             correct = pred == labels
@@ -341,6 +343,7 @@ def _discover_locked(
                 ),
                 slicer={"name": slicer.name, "params": _jsonable(slicer.get_params())},
                 files=(),
+                warnings=warnings,
             )
             _write(
                 writer, ds=ds, ids=ids, pred=pred, correct=correct,
@@ -365,6 +368,32 @@ def _discover_locked(
 
         build_report(run)  # records its own timing
     return run
+
+
+def _run_warnings(
+    slicer: Any, x: np.ndarray, labels: np.ndarray, pred: np.ndarray, cfg: DiscoverConfig
+) -> tuple[str, ...]:
+    """Findings about the run as a whole, for ``run.json`` and the report (also logged)."""
+    from failscope.evidence import tautology_check
+
+    out = []
+    check = tautology_check(x, labels, pred, random_state=cfg.seed)
+    if check.tautological:
+        out.append(
+            f"the embeddings reproduce the audited model's own wrong predictions "
+            f"({check.mimicry:.0%} of held-out errors): they look like the model's own "
+            "features, so the slices describe its decision boundary, not the data; use "
+            "independent embeddings (a CLIP) instead"
+        )
+    edges = sum(bool(s.metrics.get("C_at_edge")) for s in slicer.slices_)
+    if edges:
+        out.append(
+            f"{edges} slice direction(s) chose C at an end of the widened grid with the CV "
+            "score still rising; they may be under- or over-regularised (--C-grid)"
+        )
+    for w in out:
+        logger.warning("%s", w)
+    return tuple(out)
 
 
 def _reference_rows(split: np.ndarray, ref_split: str | None, *, seed: int) -> np.ndarray | None:

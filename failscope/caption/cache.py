@@ -146,7 +146,9 @@ class TextEmbeddingCache:
         texts = np.array(self._texts, dtype=str)
         emb = self._emb
         identity = np.array(self.identity)
-        atomic_write(
-            self.path,
-            lambda tmp: np.savez(tmp, texts=texts, embeddings=emb, identity=identity),
-        )
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:  # a handle: np.savez would append ".npz" to the name
+                np.savez(fh, texts=texts, embeddings=emb, identity=identity)
+
+        atomic_write(self.path, write)

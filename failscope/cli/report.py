@@ -23,16 +23,20 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "report",
         help="write the self-contained HTML report of a run",
         description=(
-            "Write RUN/report.html: every class's failure slice, captions, thumbnails and "
-            "plots in one file that opens from disk (images and plots are embedded). "
-            "The plots are also saved under RUN/plots/."
+            "Write RUN/report.html: every slice, most severe first (weak ones marked), and "
+            "each class's slices with their captions, checks, mosaics and plots, in one file "
+            "that opens from disk (images and plots are embedded). The plots are also saved "
+            "under RUN/plots/; failscope replaces only files it wrote there."
         ),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("run", metavar="RUN", help="run directory written by `failscope discover`")
     p.add_argument(
-        "--out", metavar="FILE", help="where to write the HTML (default RUN/report.html)"
+        "--out",
+        metavar="FILE",
+        help="where to write the HTML (default RUN/report.html); an existing file is "
+        "replaced only if failscope wrote it",
     )
     p.add_argument(
         "--max-classes-expanded",

@@ -2,200 +2,137 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
 from typing import Any
 
+from failscope.run.schema import Evaluation, EvaluationRow
+
 from ._html import Markup, fmt_num, fmt_pct, tag
-from ._pieces import badge
-from ._views import ClassView
+from ._pieces import WEAK_TEXT, badge
+from ._views import ClassView, SliceView
 
 __all__ = ["evaluation_section"]
-
-
-def _scalar(v: Any) -> bool:
-    return v is None or isinstance(v, (str, int, float, bool))
-
-
-def _generic_table(rows: list[Mapping[str, Any]]) -> Markup:
-    cols: list[str] = []
-    for r in rows:
-        for k, v in r.items():
-            if k not in cols and _scalar(v):
-                cols.append(k)
-    head = tag(
-        "tr",
-        [
-            tag("th", c.replace("_", " "), class_="num" if _numeric_col(rows, c) else None)
-            for c in cols
-        ],
-    )
-    body = []
-    for r in rows:
-        cells = []
-        for c in cols:
-            v = r.get(c)
-            num = isinstance(v, (int, float)) and not isinstance(v, bool)
-            cells.append(
-                tag(
-                    "td",
-                    fmt_num(v) if (num or isinstance(v, bool)) else (v if v is not None else "–"),
-                    class_="num" if num else None,
-                )
-            )
-        body.append(tag("tr", cells))
-    return tag("div", tag("table", tag("thead", head), tag("tbody", body)), class_="tablewrap")
-
-
-def _numeric_col(rows: list[Mapping[str, Any]], col: str) -> bool:
-    vals = [r.get(col) for r in rows if r.get(col) is not None]
-    return bool(vals) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals)
-
 
 _SUMMARY_LABELS = {
     "n_plants": "planted slices",
     "mean_average_precision": "mean AP",
     "top1_caption_hit_rate": "top-1 caption hit rate",
     "top5_caption_hit_rate": "top-5 caption hit rate",
+    "distinct_rate": "plants with a slice of their own",
 }
 
 
 def _summary_label(key: str) -> str:
     if key in _SUMMARY_LABELS:
         return _SUMMARY_LABELS[key]
-    m = re.fullmatch(r"mean_precision_at_(\d+)", key)
-    return f"mean precision@{m.group(1)}" if m else key.replace("_", " ")
+    if key.startswith("mean_precision_at_"):
+        return f"mean P@{key.removeprefix('mean_precision_at_')}"
+    return key.replace("_", " ")
 
 
-def _hit(value: Any) -> Markup:
+def _yes_no(value: bool | None, *, bad: str = "bad") -> Markup:
     if value is None:
         return tag("span", "–", class_="empty")
-    return badge("yes", "ok") if value else badge("no", "bad")
+    return badge("yes", "ok") if value else badge("no", bad)
 
 
-def _plants_table(rows: list[Mapping[str, Any]], ks: list[int], views: list[ClassView]) -> Markup:
-    """The planted-slice table of ``failscope evaluate``'s rows."""
-    by_index = {v.index: v for v in views}
+def _matched(r: EvaluationRow, slices: dict[str, SliceView]) -> Any:
+    if r.matched_slice is None:
+        return tag("span", "no slice in this class", class_="empty")
+    view = slices.get(r.matched_slice)
+    link = tag("a", r.matched_slice, href=f"#{view.anchor}") if view else r.matched_slice
+    weak = badge("weak", "weak") if r.matched_status == "weak" else ""
+    return [link, " ", weak]
+
+
+def _plant_row(
+    r: EvaluationRow, ks: tuple[int, ...], classes: dict[int, ClassView], slices: dict[str, Any]
+) -> Markup:
+    view = classes.get(r.class_index)
+    cls = tag("a", view.name, href=f"#{view.anchor}") if view else str(r.class_index)
+    absent = " (absent)" if r.polarity == "absent" else ""
+    plant = [
+        tag("div", r.plant),
+        tag("div", f"{r.kind} · {r.family}={r.value}{absent}", class_="note"),
+    ]
+    caps = r.top_captions
+    hits = tag("div", _yes_no(r.top1_hit), " ", _yes_no(r.top5_hit), class_="nowrap")
+    top = (
+        tag("div", caps[0], tag("span", f" ({r.caption_end} end)", class_="note"))
+        if caps
+        else tag("div", "not captioned", class_="empty")
+    )
+    return tag(
+        "tr",
+        tag("td", plant),
+        tag("td", cls, class_="name"),
+        tag("td", f"{fmt_num(r.n_members)} / {fmt_num(r.n_class)}", class_="num"),
+        tag("td", f"{fmt_pct(r.acc_in_slice)} vs {fmt_pct(r.acc_overall)}", class_="num"),
+        tag("td", _matched(r, slices)),
+        tag("td", fmt_num(r.average_precision), class_="num"),
+        [tag("td", fmt_num(r.precision_at[str(k)]), class_="num") for k in ks],
+        tag("td", _yes_no(r.distinct)),
+        tag("td", f"{fmt_pct(r.slice_precision)} / {fmt_pct(r.slice_recall)}", class_="num"),
+        tag("td", hits, top, class_="cap"),
+    )
+
+
+def evaluation_section(
+    evaluation: Evaluation, classes: list[ClassView], slices: list[SliceView]
+) -> Markup:
+    """The planted-slices section of ``evaluation.json``: one row per planted slice."""
+    ks = evaluation.ks
+    by_class = {c.index: c for c in classes}
+    by_id = {v.entry.id: v for v in slices}
+    intro = tag(
+        "p",
+        f"The world's planted failure modes against what failscope discovered (on the "
+        f"{evaluation.split!r} split). Each planted slice is matched to the slice of its class "
+        "whose scores rank the plant's examples best (highest average precision, AP); P@k "
+        "is the share of plant members among that slice's k highest-scored examples. "
+        f"A matched slice marked “weak” is {WEAK_TEXT}. "
+        "“Own slice” says whether no other plant matched the same slice. Slice precision / "
+        "recall treat the matched slice as a set; a caption hit means its top caption "
+        "(top-1) or one of its top five names the planted value.",
+        class_="note",
+    )
+    cards = [
+        tag(
+            "div",
+            tag("div", _summary_label(k), class_="k"),
+            tag(
+                "div",
+                fmt_num(int(v)) if k == "n_plants" and v is not None else fmt_num(v),
+                class_="v",
+            ),
+            class_="card",
+        )
+        for k, v in evaluation.summary.items()
+    ]
     head = tag(
         "tr",
         tag("th", "planted slice"),
         tag("th", "class"),
         tag("th", "members", class_="num"),
         tag("th", "acc. on plant vs all", class_="num"),
+        tag("th", "matched slice"),
         tag("th", "AP", class_="num"),
         [tag("th", f"P@{k}", class_="num") for k in ks],
-        tag("th", "slice precision / recall", class_="num"),
-        tag("th", "caption hit (top-1 / top-5)"),
-        tag("th", "top caption"),
+        tag("th", "own slice"),
+        tag("th", "precision / recall", class_="num"),
+        tag("th", "caption hits (top-1 / top-5)"),
     )
-    body = []
-    for r in rows:
-        c = r.get("class")
-        view = by_index.get(int(c)) if isinstance(c, int) else None
-        cls = tag("a", view.name, href=f"#{view.anchor}") if view else (c if c is not None else "–")
-        plant = [tag("div", r.get("name", "–"))]
-        if r.get("family") is not None:
-            plant.append(
-                tag(
-                    "div",
-                    f"{r.get('kind', '')} · {r['family']}={r.get('value', '')}"
-                    + (" (absent)" if r.get("polarity") == "absent" else ""),
-                    class_="note",
-                )
-            )
-        caps = r.get("top_captions") or []
-        body.append(
-            tag(
-                "tr",
-                tag("td", plant),
-                tag("td", cls),
-                tag(
-                    "td",
-                    f"{fmt_num(r.get('n_members'))} / {fmt_num(r.get('n_class'))}",
-                    class_="num",
-                ),
-                tag(
-                    "td",
-                    f"{fmt_pct(r.get('acc_in_slice'))} vs {fmt_pct(r.get('acc_overall'))}",
-                    class_="num",
-                ),
-                tag("td", fmt_num(r.get("average_precision")), class_="num"),
-                [tag("td", fmt_num(r.get(f"precision_at_{k}")), class_="num") for k in ks],
-                tag(
-                    "td",
-                    f"{fmt_pct(r.get('slice_precision'))} / {fmt_pct(r.get('slice_recall'))}",
-                    class_="num",
-                ),
-                tag("td", _hit(r.get("top1_hit")), " ", _hit(r.get("top5_hit")), class_="nowrap"),
-                tag(
-                    "td",
-                    caps[0] if caps else tag("span", "not captioned", class_="empty"),
-                    tag("div", f"{r.get('caption_end')} end", class_="note")
-                    if caps and r.get("caption_end")
-                    else "",
-                    class_="cap",
-                ),
-            )
-        )
-    return tag("div", tag("table", tag("thead", head), tag("tbody", body)), class_="tablewrap")
-
-
-def evaluation_section(evaluation: Mapping[str, Any], views: list[ClassView]) -> Markup:
-    """The planted-slices section of ``evaluation.json``."""
-    rows: list[Mapping[str, Any]] = []
-    for key in ("plants", "planted", "slices", "results", "per_plant"):
-        v = evaluation.get(key)
-        if isinstance(v, list) and v and all(isinstance(r, Mapping) for r in v):
-            rows = v
-            break
-        if isinstance(v, Mapping) and v and all(isinstance(r, Mapping) for r in v.values()):
-            rows = [{"plant": k, **r} for k, r in v.items()]
-            break
-    summary = evaluation.get("summary")
-    if not isinstance(summary, Mapping):
-        summary = {}
-    summary = {
-        **{k: v for k, v in evaluation.items() if _scalar(v) and k not in ("format", "split")},
-        **{k: v for k, v in summary.items() if _scalar(v)},
-    }
-    split = evaluation.get("split")
-    parts: list[Any] = [
-        tag(
-            "p",
-            "The world's planted failure modes against what failscope discovered"
-            + (f" (on the {split!r} split)" if split else "")
-            + ": the average precision (AP) and precision@k of the class's failure score at "
-            "ranking the plant's examples first, the precision and recall of the discovered "
-            "slice, and whether the top caption (top-1) or one of the top five names the "
-            "planted value.",
-            class_="note",
-        )
-    ]
-    if summary:
-        cards = [
-            tag(
-                "div",
-                tag("div", _summary_label(k), class_="k"),
-                tag("div", fmt_num(v) if not isinstance(v, str) else v, class_="v"),
-                class_="card",
-            )
-            for k, v in summary.items()
-        ]
-        parts.append(tag("div", cards, class_="cards"))
-    if rows:
-        parts.append(tag("h3", "Planted slices vs discovered"))
-        if any("average_precision" in r for r in rows):
-            ks = [int(k) for k in evaluation.get("ks") or []] or sorted(
-                {
-                    int(m.group(1))
-                    for r in rows
-                    for k in r
-                    if (m := re.fullmatch(r"precision_at_(\d+)", k))
-                }
-            )
-            parts.append(_plants_table(list(rows), ks, views))
-        else:
-            parts.append(_generic_table(list(rows)))
-    if not summary and not rows:
-        parts.append(tag("p", "evaluation.json holds nothing to show.", class_="empty"))
-    return tag("section", tag("h2", "Planted slices"), parts, id="evaluation")
+    rows = [_plant_row(r, ks, by_class, by_id) for r in evaluation.plants]
+    table = (
+        tag("div", tag("table", tag("thead", head), tag("tbody", rows)), class_="tablewrap")
+        if rows
+        else tag("p", "evaluation.json lists no planted slice.", class_="empty")
+    )
+    return tag(
+        "section",
+        tag("h2", "Planted slices"),
+        intro,
+        tag("div", cards, class_="cards") if cards else "",
+        tag("h3", "Planted slices vs discovered"),
+        table,
+        id="evaluation",
+    )

@@ -1,4 +1,9 @@
-"""Thumbnails as base64 data URIs (Pillow), with a placeholder for unreadable files."""
+"""Image files of the report: file-safe slice ids, thumbnails as base64 data URIs.
+
+Files of a slice under ``RUN/plots/`` are named by :func:`slice_file_id`; the
+optional attribution mosaic that another stage may write for a slice lives at
+:func:`attribution_mosaic_path` (``plots/mosaic-8-1.png`` for slice ``"8/1"``).
+"""
 
 from __future__ import annotations
 
@@ -6,33 +11,42 @@ import base64
 import io
 import logging
 import os
+import re
 import warnings
 from pathlib import Path
 
+from failscope.run import PLOTS_DIR
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["data_uri", "make_readable", "resolve_image", "thumbnail_uri"]
+__all__ = [
+    "attribution_mosaic_path",
+    "data_uri",
+    "resolve_image",
+    "slice_file_id",
+    "thumbnail_uri",
+]
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.]")
 
 
-def make_readable(path: Path) -> None:
-    """Give a freshly written file the usual ``0o666 & ~umask`` mode.
+def slice_file_id(slice_id: str) -> str:
+    """A slice id as a file-name part: ``"8/1"`` -> ``"8-1"``.
 
-    Atomic writes go through ``tempfile.mkstemp``, which creates files readable by
-    their owner only; a report is meant to be shared (served, attached, copied).
+    Every character but letters, digits, ``_`` and ``.`` becomes ``-`` (slice ids
+    are ``"<class index>/<rank>"``, so distinct ids stay distinct).
     """
-    umask = 0o022
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    umask = int(line.split()[1], 8)
-                    break
-    except (OSError, ValueError):
-        pass
-    try:
-        os.chmod(path, 0o666 & ~umask)
-    except OSError as exc:
-        logger.debug("cannot chmod %s: %s", path, exc)
+    return _UNSAFE.sub("-", str(slice_id))
+
+
+def attribution_mosaic_path(slice_id: str) -> str:
+    """Run-relative path of a slice's attribution mosaic, e.g. ``plots/mosaic-8-1.png``.
+
+    The report embeds that PNG beside the slice's image mosaic when it exists; the
+    stage that writes it records it with ``Run.add_files``. The report never
+    writes or deletes it.
+    """
+    return f"{PLOTS_DIR}/mosaic-{slice_file_id(slice_id)}.png"
 
 
 def data_uri(data: bytes, mime: str) -> str:

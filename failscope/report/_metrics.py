@@ -1,110 +1,110 @@
-"""Reading ``retrain/metrics.json``: per-method overall and per-slice accuracies."""
+"""Reading ``retrain/metrics.json`` (written by :func:`failscope.retrain_run`).
+
+The file is retrain's own untyped dict; this module is the one place the report
+reads it, and it reads exactly the layout retrain writes::
+
+    {"format": ..., "status": "ok" | "no-slices", "message": str (no-slices only),
+     "methods": {NAME: {"test_accuracy": float | null,
+                        "slice_accuracy": {GROUP: {SLICE: float | null}},
+                        "mean_<GROUP>_accuracy": float | null,
+                        "worst_<GROUP>_accuracy": float | null,
+                        "worst_slice_accuracy": float | null, ...}}}
+
+``GROUP`` is ``"discovered"`` (slice ids), ``"planted"`` (plant names) or
+``"user"``; method ``"audited"`` is the model before retraining.
+"""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
+from failscope._validation import fail
 
-__all__ = ["baseline_first", "parse_retrain_metrics"]
+__all__ = ["BASELINE", "GroupAccuracy", "MethodAccuracy", "RetrainMetrics", "parse_retrain_metrics"]
 
-
-_OVERALL_KEYS = ("test_accuracy", "overall", "overall_accuracy", "accuracy", "acc")
-_SLICES_KEYS = ("slice_accuracy", "slices", "per_slice", "slice_accuracies", "per_slice_accuracy")
-_BASELINES = ("audited", "erm", "baseline", "original", "before")
-
-
-def _number(v: Any) -> float | None:
-    if isinstance(v, Mapping):
-        v = v.get("accuracy", v.get("acc"))
-    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v)):
-        return float(v)
-    return None
+#: The method name retrain gives the audited model before retraining.
+BASELINE = "audited"
+_WHERE = "retrain/metrics.json"
 
 
-def _accs(v: Any) -> dict[str, float | None]:
-    """``{slice: accuracy}`` from a mapping or a list of ``{"slice"/"id"/"name", "accuracy"}``."""
-    if isinstance(v, Mapping):
-        return {str(k): _number(a) for k, a in v.items()}
-    out: dict[str, float | None] = {}
-    for item in v if isinstance(v, list) else []:
-        if isinstance(item, Mapping):
-            name = item.get("slice", item.get("id", item.get("name")))
-            if name is not None:
-                out[str(name)] = _number(item)
-    return out
+@dataclass(frozen=True)
+class GroupAccuracy:
+    """Test accuracy on one group of slices: mean, worst and per slice."""
+
+    mean: float | None
+    worst: float | None
+    slices: dict[str, float | None]
 
 
-def _slice_groups(d: Mapping[str, Any]) -> dict[str, dict[str, float | None]]:
-    for key in _SLICES_KEYS:
-        v = d.get(key)
-        if isinstance(v, Mapping) and v and all(isinstance(x, Mapping) for x in v.values()):
-            if all(_number(x) is None for x in v.values()):  # {group: {slice: acc}}
-                return {str(g): _accs(x) for g, x in v.items()}
-        if isinstance(v, (Mapping, list)) and v:
-            return {"slices": _accs(v)}
-    return {}
+@dataclass(frozen=True)
+class MethodAccuracy:
+    """One method's test accuracy overall, on its worst slice and per slice group."""
+
+    overall: float | None
+    worst: float | None
+    groups: dict[str, GroupAccuracy]
 
 
-def parse_retrain_metrics(metrics: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Normalise ``retrain/metrics.json`` for the report.
+@dataclass(frozen=True)
+class RetrainMetrics:
+    """What the report shows of ``retrain/metrics.json``; methods in file order."""
 
-    Reads ``{"methods": {name: {...}}}`` (as written by ``failscope retrain``) or a bare
-    ``{name: {...}}``. Each method has an overall accuracy (``test_accuracy``, or
-    ``overall``/``accuracy``) and per-slice accuracies under ``slice_accuracy``: either
-    ``{group: {slice: acc}}`` (groups such as ``"discovered"`` and ``"planted"``) or a
-    flat ``{slice: acc}``. ``mean_<group>_accuracy``/``worst_<group>_accuracy`` and
-    ``worst_slice_accuracy`` are used when present, else computed.
+    status: str
+    message: str | None
+    methods: dict[str, MethodAccuracy]
 
-    Returns
-    -------
-    dict
-        ``{method: {"overall": float|None, "worst": float|None,
-        "groups": {group: {"mean", "worst", "slices": {slice: acc}}}}}``, in file order.
+
+def _number(d: Mapping[str, Any], key: str, where: str) -> float | None:
+    if key not in d:
+        raise fail(f"{_WHERE}: {where} has no key {key!r}; re-run `failscope retrain`")
+    v = d[key]
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise fail(f"{_WHERE}: {where}.{key} must be a number or null, got {v!r}")
+    return float(v)
+
+
+def _mapping(v: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(v, Mapping):
+        raise fail(f"{_WHERE}: {where} must be an object, got {type(v).__name__}")
+    return v
+
+
+def parse_retrain_metrics(metrics: Mapping[str, Any]) -> RetrainMetrics:
+    """Read ``retrain/metrics.json`` (as parsed JSON) into typed accuracies.
+
+    Raises
+    ------
+    InputError
+        The file does not have the layout in the module docstring.
     """
-    methods = metrics.get("methods", metrics)
-    if isinstance(methods, list):
-        methods = {
-            str(m.get("method", m.get("name", i))): m
-            for i, m in enumerate(methods)
-            if isinstance(m, Mapping)
-        }
-    out: dict[str, dict[str, Any]] = {}
-    if not isinstance(methods, Mapping):
-        return out
-    for name, d in methods.items():
-        if not isinstance(d, Mapping):
-            continue
-        overall = next(
-            (_number(d.get(k)) for k in _OVERALL_KEYS if _number(d.get(k)) is not None), None
-        )
+    metrics = _mapping(metrics, "the file")
+    status = metrics.get("status")
+    if status == "no-slices":
+        return RetrainMetrics(str(status), str(metrics.get("message") or ""), {})
+    if status != "ok":
+        raise fail(f"{_WHERE}: status must be 'ok' or 'no-slices', got {status!r}")
+    methods = {}
+    for name, d in _mapping(metrics.get("methods"), "methods").items():
+        where = f"methods.{name}"
+        d = _mapping(d, where)
         groups = {}
-        for g, accs in _slice_groups(d).items():
-            vals = [a for a in accs.values() if a is not None]
-            mean = _number(d.get(f"mean_{g}_accuracy"))
-            worst = _number(d.get(f"worst_{g}_accuracy"))
-            groups[g] = {
-                "mean": mean if mean is not None else (float(np.mean(vals)) if vals else None),
-                "worst": worst if worst is not None else (min(vals) if vals else None),
-                "slices": accs,
-            }
-        worst = _number(d.get("worst_slice_accuracy", d.get("worst_slice")))
-        if worst is None:
-            ws = [g["worst"] for g in groups.values() if g["worst"] is not None]
-            worst = min(ws) if ws else None
-        if overall is None and worst is None and not groups:
-            continue
-        out[str(name)] = {"overall": overall, "worst": worst, "groups": groups}
-    return out
-
-
-def baseline_first(methods: dict[str, dict[str, Any]], preferred: Any) -> list[str]:
-    """Method names with the baseline (``preferred``, else a usual name) first."""
-    names = list(methods)
-    for cand in [preferred, *_BASELINES]:
-        if isinstance(cand, str) and cand in methods:
-            names.remove(cand)
-            return [cand, *names]
-    return names
+        slice_acc = _mapping(d.get("slice_accuracy"), f"{where}.slice_accuracy")
+        for g, accs in slice_acc.items():
+            accs = _mapping(accs, f"{where}.slice_accuracy.{g}")
+            groups[str(g)] = GroupAccuracy(
+                mean=_number(d, f"mean_{g}_accuracy", where),
+                worst=_number(d, f"worst_{g}_accuracy", where),
+                slices={str(k): _number(accs, k, f"{where}.slice_accuracy.{g}") for k in accs},
+            )
+        methods[str(name)] = MethodAccuracy(
+            overall=_number(d, "test_accuracy", where),
+            worst=_number(d, "worst_slice_accuracy", where),
+            groups=groups,
+        )
+    if BASELINE not in methods:
+        raise fail(f"{_WHERE}: methods has no {BASELINE!r} entry; re-run `failscope retrain`")
+    return RetrainMetrics("ok", None, methods)

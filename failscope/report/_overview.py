@@ -1,55 +1,52 @@
-"""The run-level sections: header and cards, skipped inputs, overview table, run details."""
+"""The run-level sections: header and cards, warnings, the overview table of slices."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from failscope.run import Run
 
 from ._html import Markup, escape, fmt_num, fmt_pct, join, tag
-from ._pieces import badge, confirmed_badge, rate_bars
-from ._runinfo import clip_desc, dataset_desc, describe, lookup, model_desc, when
-from ._views import ClassView, Context, check_for, top_caption
+from ._pieces import WEAK_TEXT, badge, confirmed_badge, fmt_p, rate_bars, weak_badge
+from ._runinfo import clip_desc, dataset_desc, model_desc, when
+from ._views import ClassView, SliceView, check_for, top_caption
 
-__all__ = ["overview_section", "page_header", "run_details_section", "skipped_inputs"]
+__all__ = ["overview_section", "page_header", "warnings_panel"]
 
-
-#: run.json timing keys of the stages after discovery (left out of "Discovery took").
-_LATER_STAGES = frozenset({"report", "caption", "captions", "evaluate", "retrain", "total"})
+#: run.json timings of the stages after discovery (left out of "Discovery took").
+_LATER_STAGES = frozenset({"captions", "report", "evaluate", "retrain"})
 
 
 def page_header(
-    run: Run, views: list[ClassView], examples: Any, *, n_expanded: int
+    run: Run,
+    slices: list[SliceView],
+    classes: list[ClassView],
+    *,
+    n_expanded: int,
+    nav: list[tuple[str, str]],
 ) -> tuple[Markup, Markup]:
     """The page's top bar (title, subtitle, navigation) and its summary cards."""
     info = run.info
     dataset, model, clip = dataset_desc(info), model_desc(info), clip_desc(info)
-    n_examples = len(examples) if examples is not None else lookup(info, "n_examples")
-    n_ok = sum(not v.skipped for v in views)
-    n_skipped = len(views) - n_ok
-    created = lookup(info, "created", "created_at", "finished", "finished_at", "time", "date")
-    timings = info.get("timings")
-    total = None
-    if isinstance(timings, Mapping):
-        secs = [
-            float(v)
-            for k, v in timings.items()
-            if k not in _LATER_STAGES and isinstance(v, (int, float)) and not isinstance(v, bool)
-        ]
-        total = timings.get("total", sum(secs) if secs else None)
-    n_text = fmt_num(n_examples) if isinstance(n_examples, int) else describe(n_examples)
+    n_weak = sum(v.weak for v in slices)
+    n_skipped = sum(c.skipped for c in classes)
+    discovery = sum(t for k, t in info.timings.items() if k not in _LATER_STAGES)
+    examples = f"{info.n_scored:,}"
+    if info.n_scored != info.n_examples:
+        examples += f" of {info.n_examples:,}"
     cards = [
         ("Dataset", *dataset),
         ("Audited model", *model),
         ("CLIP", *clip),
-        ("Examples", n_text, None),
-        ("Classes", f"{len(run.class_names or views):,}", None),
-        ("Slices fit", f"{n_ok:,}" + (f" ({n_skipped:,} skipped)" if n_skipped else ""), None),
-        ("Created", when(created) if created else "–", None),
+        ("Examples", examples, None),
+        ("Classes", f"{len(classes):,}", None),
+        ("Slices", f"{len(slices):,}" + (f" ({n_weak:,} weak)" if n_weak else ""), None),
+        ("Classes skipped", f"{n_skipped:,}", None),
+        ("Slicer", str(info.slicer["name"]), None),
+        ("Created", when(info.created), None),
     ]
-    if total is not None:
-        cards.append(("Discovery took", f"{float(total):.1f} s", None))
+    if info.timings:
+        cards.append(("Discovery took", f"{discovery:.1f} s", None))
     card_html = join(
         tag(
             "div",
@@ -60,22 +57,15 @@ def page_header(
         )
         for k, v, full in cards
     )
-    nav = [("#overview", "Overview"), ("#classes", "Classes")]
-    if run.retrain_metrics is not None:
-        nav.append(("#retrain", "Retraining"))
-    if run.evaluation is not None:
-        nav.append(("#evaluation", "Planted slices"))
-    nav.append(("#run", "Run details"))
-    title = f"failscope report: {dataset[0]}" if dataset[0] != "–" else "failscope report"
     sub = (
-        f"{run.path.name} · {len(views):,} classes · heavy parts (thumbnails, plots) "
-        f"for the top {n_expanded:,} by severity"
+        f"{run.path.name} · {len(classes):,} classes · {len(slices):,} slices · heavy parts "
+        f"(thumbnails, plots) for the top {n_expanded:,} classes by severity"
     )
     return tag(
         "header",
         tag(
             "div",
-            tag("h1", title),
+            tag("h1", f"failscope report: {dataset[0]}"),
             tag("div", sub, class_="sub"),
             tag("nav", join(tag("a", label, href=href) for href, label in nav)),
             class_="inner",
@@ -84,130 +74,117 @@ def page_header(
     ), tag("div", card_html, class_="cards")
 
 
-def skipped_inputs(run: Run, *, limit: int = 1000) -> Markup:
-    """The inputs skipped as missing or corrupt (at most ``limit`` rows)."""
-    skipped = [s for s in run.skipped if isinstance(s, Mapping)]
-    if not skipped:
-        return tag("p", "No inputs were skipped: every image could be read.", class_="note")
-    rows = [
-        tag("tr", tag("td", s.get("path", ""), class_="mono"), tag("td", s.get("reason", "")))
-        for s in skipped[:limit]
-    ]
-    more = len(skipped) - limit
-    if more > 0:
-        rows.append(tag("tr", tag("td", f"… and {more:,} more", colspan="2", class_="empty")))
-    table = tag(
-        "div",
+def warnings_panel(run: Run) -> Markup:
+    """The run's warnings (``run.info.warnings``) and skipped inputs, at the top of the page."""
+    items = [tag("li", w) for w in run.info.warnings]
+    n = len(run.info.skipped)
+    if n:
+        items.append(
+            tag(
+                "li",
+                f"{n:,} input{'s' if n != 1 else ''} skipped as unreadable ",
+                tag("a", "(listed in the run details)", href="#skipped-inputs"),
+            )
+        )
+    if not items:
+        return Markup("")
+    return tag("div", tag("h3", "Warnings"), tag("ul", items), class_="panel warn", id="warnings")
+
+
+def _slice_row(v: SliceView, classes: dict[int, ClassView]) -> Markup:
+    s = v.entry
+    c = classes[s.class_index]
+    top = top_caption(s)
+    cap = (
+        [top, " ", confirmed_badge(check_for(s, top), weak=v.weak)]
+        if top
+        else [tag("span", "not captioned", class_="empty")]
+    )
+    rin, rout = s.error_rate_in, s.error_rate_out
+    p = s.support.p_value
+    return tag(
+        "tr",
+        tag("td", v.rank, class_="num rank", data_v=v.rank),
+        tag("td", tag("a", s.id, href=f"#{v.anchor}"), class_="nowrap"),
+        tag("td", tag("a", s.class_name, href=f"#{c.anchor}"), class_="name"),
+        tag("td", cap, class_="cap"),
+        tag("td", fmt_num(s.n_errors_in), class_="num", data_v=s.n_errors_in),
+        tag("td", f"{s.size:,} / {c.entry.n_fit:,}", class_="num", data_v=s.size),
         tag(
-            "table",
-            tag("thead", tag("tr", tag("th", "path"), tag("th", "reason"))),
-            tag("tbody", rows),
+            "td",
+            f"{fmt_pct(rin)} vs {fmt_pct(rout)}",
+            rate_bars(rin, rout),
+            class_="num",
+            data_v="" if rin is None else f"{rin:.6g}",
         ),
-        class_="tablewrap tall",
+        tag("td", fmt_p(p), class_="num", data_v="" if p is None else f"{p:.6g}"),
+        tag("td", weak_badge() if v.weak else badge("supported", "ok"), data_v=s.status),
+        class_="weak" if v.weak else None,
+        data_name=f"{s.class_name} {s.id}".lower(),
     )
-    summary = (
-        f"{len(skipped):,} input{'s' if len(skipped) != 1 else ''} skipped as missing or corrupt"
-    )
-    if len(skipped) <= 10:
-        return tag("p", summary, class_="note") + table
-    return tag("details", tag("summary", summary + " (click to list)"), table, class_="panel")
 
 
-def overview_section(views: list[ClassView], ctx: Context, plot: Markup) -> Markup:
-    """The overview: a sortable, filterable table of every class, most severe first."""
-    fit = f" (split {ctx.fit_split!r})" if ctx.fit_split else ""
+def _class_row(c: ClassView) -> Markup:
+    if c.skipped:
+        note = [badge("skipped", "skip"), " ", c.entry.reason or "no reason recorded"]
+    else:
+        note = [badge("no slice", "skip"), " the slicer found no failure slice in this class"]
+    return tag(
+        "tr",
+        tag("td", "–", class_="num rank", data_v=""),
+        tag("td", "–", data_v=""),
+        tag("td", tag("a", c.name, href=f"#{c.anchor}"), class_="name"),
+        tag("td", note, class_="cap", colspan="6"),
+        class_="skipped",
+        data_name=c.name.lower(),
+    )
+
+
+def overview_section(
+    slices: list[SliceView], classes: list[ClassView], *, fit_split: str, plot: Markup
+) -> Markup:
+    """The overview: a sortable, filterable table of every slice, most severe first,
+    then the classes without a slice and the skipped classes."""
     intro = tag(
         "p",
         Markup(
-            "Every class, most severe first. <b>Severity</b> = error rate inside the slice "
-            "&times; slice size, i.e. the number of the audited model's mistakes that fall "
-            f"inside the class's slice on the fitting split{escape(fit)}. Ties are broken by "
-            "CV score. The <b>slice</b> is the class's examples on the failure side of its "
-            "failure direction; <b>CV score</b> says how well that direction separates errors "
-            "from correct predictions on held-out folds. Classes skipped by the fit are listed "
-            "last with the reason. Click a class to open its section."
+            "Every slice, most severe first. <b>Severity</b> = the number of the audited "
+            "model's mistakes inside the slice on the fitting split "
+            f"{escape(repr(fit_split))} (error rate inside &times; size). A class can have "
+            "several slices, one per failure mode (ids <code>class/rank</code>). <b>p</b> is "
+            "the p-value of the slice's significance test; slices it does not support are "
+            f"marked <b>{escape(WEAK_TEXT)}</b> and listed after the supported ones, and "
+            "their captions are never shown as confirmed. Classes without a slice and "
+            "classes the slicer skipped are listed last with the reason. Click a slice to "
+            "open it."
         ),
         class_="note",
     )
     head = tag(
         "tr",
         tag("th", "#", class_="num", data_sort="num"),
+        tag("th", "slice", data_sort="text"),
         tag("th", "class", data_sort="text"),
         tag("th", "top failure caption", data_sort="text"),
         tag("th", "severity", class_="num", data_sort="num"),
-        tag("th", "slice size", class_="num", data_sort="num"),
-        tag("th", "error in slice vs outside", class_="num", data_sort="num"),
-        tag("th", "CV score", class_="num", data_sort="num"),
+        tag("th", "size / class", class_="num", data_sort="num"),
+        tag("th", "error in slice vs rest of class", class_="num", data_sort="num"),
+        tag("th", "p", class_="num", data_sort="num", title="p-value of the slice's test"),
+        tag("th", "support", data_sort="text"),
     )
-    rows = []
-    for v in views:
-        e = v.entry
-        link = tag("a", v.name, href=f"#{v.anchor}")
-        if v.skipped:
-            rows.append(
-                tag(
-                    "tr",
-                    tag("td", v.rank, class_="num rank", data_v=v.rank),
-                    tag("td", link),
-                    tag(
-                        "td",
-                        badge("skipped", "skip"),
-                        " ",
-                        e.get("reason") or "no reason recorded",
-                        class_="cap",
-                        colspan="5",
-                    ),
-                    class_="skipped",
-                    data_name=v.name.lower(),
-                )
-            )
-            continue
-        top = top_caption(e)
-        check = check_for(e, top)
-        cap = (
-            [top, " ", confirmed_badge(check)]
-            if top
-            else [tag("span", "not captioned", class_="empty")]
-        )
-        size, n_fit = e.get("size"), e.get("n_fit")
-        size_txt = fmt_num(size) + (f" / {n_fit:,}" if isinstance(n_fit, int) else "")
-        rin, rout = e.get("error_rate_in"), e.get("error_rate_out")
-        cv = e.get("cv_score")
-        rows.append(
-            tag(
-                "tr",
-                tag("td", v.rank, class_="num rank", data_v=v.rank),
-                tag("td", link),
-                tag("td", cap, class_="cap"),
-                tag("td", fmt_num(v.severity, 1), class_="num", data_v=f"{v.severity:.6g}"),
-                tag("td", size_txt, class_="num", data_v=size if size is not None else ""),
-                tag(
-                    "td",
-                    f"{fmt_pct(rin)} vs {fmt_pct(rout)}",
-                    rate_bars(rin, rout),
-                    class_="num",
-                    data_v="" if rin is None else f"{float(rin):.6g}",
-                ),
-                tag(
-                    "td",
-                    fmt_num(cv),
-                    class_="num",
-                    title=str(e.get("cv_metric") or ""),
-                    data_v="" if cv is None else f"{float(cv):.6g}",
-                ),
-                data_name=v.name.lower(),
-            )
-        )
+    by_index = {c.index: c for c in classes}
+    rows: list[Any] = [_slice_row(v, by_index) for v in slices]
+    rows += [_class_row(c) for c in classes if not c.slices]
     toolbar = tag(
         "div",
         tag(
             "input",
             type="search",
             id="class-filter",
-            placeholder="Filter classes…",
-            aria_label="Filter classes",
+            placeholder="Filter by class or slice id…",
+            aria_label="Filter by class or slice id",
         ),
-        tag("span", f"{len(views):,} classes", class_="note"),
+        tag("span", f"{len(slices):,} slices in {len(classes):,} classes", class_="note"),
         class_="toolbar",
     )
     table = tag(
@@ -219,46 +196,7 @@ def overview_section(views: list[ClassView], ctx: Context, plot: Markup) -> Mark
             id="overview-table",
             class_="sortable",
         ),
-        class_="tablewrap tall" if len(views) > 25 else "tablewrap",
+        class_="tablewrap tall" if len(rows) > 25 else "tablewrap",
     )
-    return tag("section", tag("h2", "Overview"), intro, plot, toolbar, table, id="overview")
-
-
-def _flatten(d: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out += _flatten(v, key + ".")
-        elif isinstance(v, list) and len(v) > 12:
-            out.append((key, f"[{len(v)} items]"))
-        else:
-            out.append((key, v))
-    return out
-
-
-def run_details_section(run: Run) -> Markup:
-    """run.json, flattened into a collapsed key/value table."""
-    info = run.info
-    shown = {k: v for k, v in info.items() if k not in ("classes", "skipped")}
-    items = _flatten(shown)[:400]
-    rows = [
-        tag(
-            "tr",
-            tag("td", k, class_="mono"),
-            tag("td", describe(v) if not isinstance(v, str) else v, class_="mono"),
-        )
-        for k, v in items
-    ]
-    table = tag("div", tag("table", tag("tbody", rows)), class_="tablewrap tall")
-    return tag(
-        "section",
-        tag("h2", "Run details"),
-        tag(
-            "details",
-            tag("summary", "run.json (configuration, versions, timings)"),
-            table,
-            class_="panel",
-        ),
-        id="run",
-    )
+    empty = tag("p", "The run has no slice.", class_="empty") if not slices else ""
+    return tag("section", tag("h2", "Overview"), intro, plot, empty, toolbar, table, id="overview")

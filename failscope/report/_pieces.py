@@ -1,14 +1,27 @@
-"""Small HTML pieces the report sections share: images, badges, rate bars."""
+"""Small HTML pieces the report sections share: images, badges, rate bars, p-values."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
+
+from failscope.run.schema import CaptionCheck
 
 from ._html import Markup, tag
 from ._images import data_uri
 
-__all__ = ["badge", "confirmed_badge", "img_tag", "plot_uri", "rate_bars"]
+__all__ = [
+    "WEAK_TEXT",
+    "badge",
+    "confirmed_badge",
+    "fmt_p",
+    "img_tag",
+    "plot_uri",
+    "rate_bars",
+    "weak_badge",
+]
+
+#: How a weak slice is marked wherever it appears.
+WEAK_TEXT = "weak: not statistically supported"
 
 
 def plot_uri(png: bytes) -> str:
@@ -41,12 +54,24 @@ def rate_bars(rate_in: Any, rate_out: Any) -> Markup:
     )
 
 
-def confirmed_badge(check: Mapping[str, Any] | None) -> Markup:
-    """A "confirmed"/"unconfirmed" badge for a caption check; empty without a verdict."""
-    if check is None or check.get("confirmed") is None:
+def weak_badge() -> Markup:
+    """The mark of a weak slice."""
+    return badge(WEAK_TEXT, "weak")
+
+
+def confirmed_badge(check: CaptionCheck | None, *, weak: bool) -> Markup:
+    """A caption check's verdict: "confirmed" (the images nearest the caption are less
+    accurate than the class), "unconfirmed", or for a caption of a weak slice "not
+    confirmed (weak slice)" whatever its check says; empty without a check."""
+    if check is None:
         return Markup("")
-    if check["confirmed"]:
-        return badge(
-            "confirmed", "ok", "images nearest the caption are less accurate than the class"
-        )
-    return badge("unconfirmed", "no", "images nearest the caption are not clearly worse")
+    if weak:
+        return badge("not confirmed (weak slice)", "no")
+    return badge("confirmed", "ok") if check.confirmed else badge("unconfirmed", "no")
+
+
+def fmt_p(p: float | None) -> str:
+    """A p-value to two significant digits, ``<0.001`` below that; None -> an en dash."""
+    if p is None:
+        return "–"
+    return f"{p:.2g}" if p >= 0.001 else "<0.001"

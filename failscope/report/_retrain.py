@@ -2,40 +2,48 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from ._html import Markup, fmt_pct, tag
-from ._metrics import baseline_first, parse_retrain_metrics
+from ._images import slice_file_id
+from ._metrics import BASELINE, MethodAccuracy, RetrainMetrics
 from ._pieces import badge, img_tag, plot_uri
-from ._views import ClassView, Context
+from ._views import Context, SliceView
 
 __all__ = ["retrain_section"]
 
+_MAX_PLOTTED = 20
 
-def retrain_section(ctx: Context, metrics: Mapping[str, Any], views: list[ClassView]) -> Markup:
+
+def retrain_section(ctx: Context, metrics: RetrainMetrics, slices: list[SliceView]) -> Markup:
     """The retraining table (best value per column marked) and per-slice plots."""
     from . import plots
 
-    methods = parse_retrain_metrics(metrics)
-    if not methods:
-        msg = metrics.get("message") or "retrain/metrics.json holds no per-method accuracies."
+    if not metrics.methods:
+        msg = metrics.message or "retrain/metrics.json holds no per-method accuracies."
         return tag("section", tag("h2", "Retraining"), tag("p", msg, class_="empty"), id="retrain")
-    order = baseline_first(methods, metrics.get("baseline"))
-    groups = list(dict.fromkeys(g for m in order for g in methods[m]["groups"]))
-    names_by_id = {str(v.entry.get("id", v.anchor)): v.name for v in views}
+    methods = metrics.methods
+    order = list(methods)
+    groups = list(dict.fromkeys(g for m in order for g in methods[m].groups))
+    names_by_id = {v.entry.id: f"{v.entry.class_name} · {v.entry.id}" for v in slices}
 
     def slice_name(group: str, sid: str) -> str:
-        return names_by_id.get(sid, sid) if group != "planted" else sid
+        return names_by_id.get(sid, sid) if group == "discovered" else sid
+
+    def group_stat(g: str, stat: str) -> Any:
+        def get(d: MethodAccuracy) -> float | None:
+            acc = d.groups.get(g)
+            return None if acc is None else getattr(acc, stat)
+
+        return get
 
     # numeric columns: (group, header, getter); two header rows, grouped
-    cols: list[tuple[str, str, Any]] = [("", "overall accuracy", lambda d: d["overall"])]
+    cols: list[tuple[str, str, Any]] = [("", "overall accuracy", lambda d: d.overall)]
     for g in groups:
-        label = "slices" if g == "slices" else f"{g} slices"
-        cols.append((label, "mean", lambda d, g=g: d["groups"].get(g, {}).get("mean")))
-        cols.append((label, "worst", lambda d, g=g: d["groups"].get(g, {}).get("worst")))
+        cols.append((f"{g} slices", "mean", group_stat(g, "mean")))
+        cols.append((f"{g} slices", "worst", group_stat(g, "worst")))
     if len(groups) != 1:
-        cols.append(("all slices", "worst", lambda d: d["worst"]))
+        cols.append(("all slices", "worst", lambda d: d.worst))
     best = [
         max((v for m in order if (v := get(methods[m])) is not None), default=None)
         for _, _, get in cols
@@ -52,28 +60,23 @@ def retrain_section(ctx: Context, metrics: Mapping[str, Any], views: list[ClassV
     top_row.append(tag("th", "worst slice", rowspan="2"))
     head = [tag("tr", top_row), tag("tr", sub_row)]
     rows = []
-    for i, m in enumerate(order):
+    for m in order:
         d = methods[m]
         worst_at = None
-        for g, info in d["groups"].items():
-            for sid, acc in info["slices"].items():
-                if acc is not None and (worst_at is None or acc < worst_at[0]):
-                    worst_at = (acc, slice_name(g, sid))
+        for g, acc in d.groups.items():
+            for sid, a in acc.slices.items():
+                if a is not None and (worst_at is None or a < worst_at[0]):
+                    worst_at = (a, slice_name(g, sid))
         cells = []
         for (_, _, get), b in zip(cols, best, strict=True):
             v = get(d)
             top = len(order) > 1 and v is not None and b is not None and abs(v - b) < 1e-12
             cells.append(tag("td", fmt_pct(v), class_="num best" if top else "num"))
+        before = badge("before", "info") if m == BASELINE and len(order) > 1 else ""
         rows.append(
             tag(
                 "tr",
-                tag(
-                    "td",
-                    m,
-                    " ",
-                    badge("before", "info") if i == 0 and len(order) > 1 else "",
-                    class_="nowrap",
-                ),
+                tag("td", m, " ", before, class_="nowrap"),
                 cells,
                 tag("td", worst_at[1] if worst_at else "–"),
             )
@@ -81,47 +84,40 @@ def retrain_section(ctx: Context, metrics: Mapping[str, Any], views: list[ClassV
     table = tag("div", tag("table", tag("thead", head), tag("tbody", rows)), class_="tablewrap")
     figs = []
     for g in groups:
-        base = methods[order[0]]["groups"].get(g, {}).get("slices", {})
-        known = {s: a for s, a in base.items() if a is not None}
+        base = methods[BASELINE].groups.get(g)
+        known = {s: a for s, a in (base.slices if base else {}).items() if a is not None}
         if not known:
             continue
-        sids = sorted(known, key=known.get)[:20]
-        safe = "".join(ch if ch.isalnum() else "-" for ch in g)[:40]
-        path = ctx.plots_dir / f"retrain-{safe}.png"
+        sids = sorted(known, key=known.__getitem__)[:_MAX_PLOTTED]
+        rel = f"plots/retrain-{slice_file_id(g)[:40]}.png"
         png = plots.retrain_plot(
             [slice_name(g, s) for s in sids],
             {
-                m: [methods[m]["groups"].get(g, {}).get("slices", {}).get(s) for s in sids]
+                m: [
+                    methods[m].groups[g].slices.get(s) if g in methods[m].groups else None
+                    for s in sids
+                ]
                 for m in order
             },
-            path=path,
+            path=ctx.output(rel),
         )
-        ctx.plots_written.add(path)
-        title = "slices" if g == "slices" else f"{g} slices"
         figs.append(
             tag(
                 "div",
-                tag("h3", f"Per-slice accuracy before and after: {title}"),
+                tag("h3", f"Per-slice accuracy before and after: {g} slices"),
                 tag(
                     "p",
-                    f"The {len(sids)} {title} where {order[0]} does worst (test split); "
+                    f"The {len(sids)} {g} slices where {BASELINE} does worst (test split); "
                     "one bar per method.",
                     class_="note",
                 ),
-                img_tag(plot_uri(png), f"per-slice accuracy before and after retraining, {title}"),
+                img_tag(plot_uri(png), f"per-slice accuracy before and after retraining, {g}"),
             )
         )
     note = tag(
         "p",
-        f"From retrain/metrics.json. The first row ({order[0]}) is the model before "
-        "slice-aware retraining; the best value in each column is highlighted in green.",
+        f"From retrain/metrics.json. The {BASELINE} row is the model before slice-aware "
+        "retraining; the best value in each column is highlighted in green.",
         class_="note",
     )
-    return tag(
-        "section",
-        tag("h2", "Retraining"),
-        note,
-        table,
-        figs,
-        id="retrain",
-    )
+    return tag("section", tag("h2", "Retraining"), note, table, figs, id="retrain")

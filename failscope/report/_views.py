@@ -1,14 +1,13 @@
-"""The per-class view of a run: severity order, shown rows, caption readers.
+"""The report's view of a run: slices ranked by severity, classes in that order.
 
-What the sections render comes from here: a :class:`ClassView` per ``slices.json``
-entry (ranked by :func:`severity`), the build's shared :class:`Context`, and
-readers of an entry's captions and caption checks.
+What the sections render comes from here: a :class:`SliceView` per slice of
+``slices.json`` (ranked by :func:`slice_order`), a :class:`ClassView` per class
+(ordered by its most severe slice, classes without a slice and skipped classes
+last), and the build's shared :class:`Context`.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,107 +15,139 @@ from typing import Any
 import numpy as np
 
 from failscope.run import Run
+from failscope.run.schema import CaptionCheck, ClassEntry, SliceEntry
+
+from ._images import slice_file_id
 
 __all__ = [
     "ClassView",
     "Context",
-    "acc_at",
+    "SliceView",
     "check_for",
     "class_frame",
-    "entry_captions",
-    "entry_checks",
-    "order_classes",
-    "severity",
+    "order_views",
+    "slice_order",
     "top_caption",
 ]
 
 
-def severity(entry: Mapping[str, Any]) -> float | None:
-    """Severity of one ``slices.json`` entry: ``error_rate_in * size``.
+def slice_order(s: SliceEntry) -> tuple[Any, ...]:
+    """Sort key of the overview: supported slices before weak ones, then most severe
+    (``n_errors_in``, the audited model's mistakes inside the slice on the fitting
+    split) first; ties by error rate inside, then by id."""
+    rate = s.error_rate_in if s.error_rate_in is not None else -1.0
+    return (s.status == "weak", -s.n_errors_in, -rate, s.class_index, s.rank)
 
-    That is the number of the audited model's errors that fall inside the class's
-    slice on the fitting split. None for skipped classes; 0 when the slice is empty
-    or its error rate is unknown.
-    """
-    if entry.get("status", "ok") != "ok":
-        return None
-    rate, size = entry.get("error_rate_in"), entry.get("size")
-    if rate is None or size is None or not math.isfinite(float(rate)):
-        return 0.0
-    return float(rate) * float(size)
+
+@dataclass
+class SliceView:
+    """One slice as the report shows it: its entry and its place in the overview."""
+
+    entry: SliceEntry
+    rank: int  # 1-based position in the overview
+
+    @property
+    def weak(self) -> bool:
+        """Not statistically supported: shown last, its captions never confirmed."""
+        return self.entry.status == "weak"
+
+    @property
+    def anchor(self) -> str:
+        """HTML id of the slice's block, e.g. ``slice-8-1``."""
+        return f"slice-{slice_file_id(self.entry.id)}"
 
 
 @dataclass
 class ClassView:
-    """One class's ``slices.json`` entry as the report shows it: rank, anchor, expanded."""
+    """One class: its summary, its slices (by rank), its place and whether it is drawn."""
 
-    entry: dict[str, Any]
-    index: int
-    name: str
-    severity: float | None
+    entry: ClassEntry
+    slices: list[SliceView]
     rank: int = 0
     expanded: bool = False
-    anchor: str = ""
+
+    @property
+    def index(self) -> int:
+        return self.entry.class_index
+
+    @property
+    def name(self) -> str:
+        return self.entry.class_name
 
     @property
     def skipped(self) -> bool:
-        return self.severity is None
+        """The slicer could not fit this class (``entry.reason`` says why)."""
+        return self.entry.status == "skipped"
+
+    @property
+    def anchor(self) -> str:
+        return f"class-{self.index}"
+
+
+def order_views(
+    classes: tuple[ClassEntry, ...], slices: tuple[SliceEntry, ...]
+) -> tuple[list[SliceView], list[ClassView]]:
+    """Slices in overview order, and classes in the order of their most severe slice.
+
+    Classes whose slices are all weak follow the others (their best slice is weak);
+    classes without a slice come next and skipped classes last, each by index.
+    """
+    ranked = sorted(slices, key=slice_order)
+    views = [SliceView(s, r) for r, s in enumerate(ranked, start=1)]
+    by_class: dict[int, list[SliceView]] = {}
+    for v in sorted(views, key=lambda v: v.entry.rank):
+        by_class.setdefault(v.entry.class_index, []).append(v)
+    cls = [ClassView(c, by_class.get(c.class_index, [])) for c in classes]
+
+    def key(c: ClassView) -> tuple[Any, ...]:
+        if c.slices:
+            return (0, min(v.rank for v in c.slices), c.index)
+        return (2 if c.skipped else 1, 0, c.index)
+
+    cls.sort(key=key)
+    for r, c in enumerate(cls, start=1):
+        c.rank = r
+    return views, cls
 
 
 @dataclass
 class Context:
     """What the sections share while one report is built.
 
-    ``plots_written`` collects the PNGs this build wrote (the rest are stale);
+    ``output(relpath)`` gives the path a plot may be written to (a file of the run
+    that failscope owns, or a new one) and records it as written by this build.
     ``painter`` and ``rows_by_class`` are caches filled on first use.
     """
 
     run: Run
-    plots_dir: Path
     thumbs_per_mosaic: int
     thumb_size: int
     class_names: list[str]
-    examples: Any  # DataFrame or None
+    examples: Any  # DataFrame
+    scores: np.ndarray  # slice_scores.npy, (n_examples, K)
     view_split: str | None
     view_note: str
-    fit_split: str | None
     image_roots: list[Path]
     meta_columns: list[str]
-    plots_written: set[Path] = field(default_factory=set)
+    written: list[str] = field(default_factory=list)
     painter: Any = None
     rows_by_class: dict[int, np.ndarray] | None = None
 
-
-def order_classes(slices: Sequence[Mapping[str, Any]], class_names: list[str]) -> list[ClassView]:
-    """Views of ``slices``, most severe first (ties by CV score), skipped classes last."""
-    views = []
-    for pos, entry in enumerate(slices):
-        idx = int(entry.get("class_index", pos))
-        name = entry.get("class_name")
-        if name is None:
-            name = class_names[idx] if idx < len(class_names) else str(idx)
-        views.append(ClassView(dict(entry), idx, str(name), severity(entry)))
-
-    def key(v: ClassView) -> tuple[Any, ...]:
-        if v.skipped:
-            return (1, 0.0, 0.0, v.index)
-        cv = v.entry.get("cv_score")
-        cv = float(cv) if cv is not None and math.isfinite(float(cv)) else -math.inf
-        return (0, -float(v.severity or 0.0), -cv, v.index)
-
-    views.sort(key=key)
-    for rank, v in enumerate(views, start=1):
-        v.rank = rank
-        v.anchor = f"class-{v.index}"
-    return views
+    def output(self, relpath: str) -> Path:
+        """Where to write the run file ``relpath`` (refuses files failscope did not write)."""
+        path = self.run.output(relpath)
+        if relpath not in self.written:
+            self.written.append(relpath)
+        return path
 
 
-def class_frame(ctx: Context, index: int) -> Any:
-    """The examples of class ``index`` in the shown split (rows located once, then cached)."""
-    df = ctx.examples
-    if df is None or "label" not in df.columns:
-        return None
+def class_frame(ctx: Context, index: int) -> tuple[Any, np.ndarray]:
+    """Class ``index``'s examples in the shown split, and their row numbers.
+
+    Rows of every class are located once, then cached.
+    """
     if ctx.rows_by_class is None:
+        df = ctx.examples
         labels = df["label"].to_numpy()
         keep = np.ones(len(df), bool)
         if ctx.view_split is not None:
@@ -129,60 +160,20 @@ def class_frame(ctx: Context, index: int) -> Any:
         ctx.rows_by_class = {
             int(c): rows[a:b] for c, a, b in zip(uniq, starts, bounds, strict=True)
         }
-    return df.iloc[ctx.rows_by_class.get(index, np.zeros(0, np.int64))]
+    rows = ctx.rows_by_class.get(index, np.zeros(0, np.int64))
+    return ctx.examples.iloc[rows], rows
 
 
-def entry_captions(entry: Mapping[str, Any], kind: str) -> list[dict[str, Any]]:
-    """The ``kind`` (``"failure"`` or ``"success"``) captions of an entry that have text."""
-    caps = entry.get("captions")
-    if not isinstance(caps, Mapping):
-        return []
-    out = caps.get(kind) or []
-    return [c for c in out if isinstance(c, Mapping) and c.get("text") is not None]
+def top_caption(s: SliceEntry) -> str | None:
+    """The slice's first failure caption, or None."""
+    if s.captions is None or not s.captions.failure:
+        return None
+    return s.captions.failure[0].text
 
 
-def top_caption(entry: Mapping[str, Any]) -> str | None:
-    """The entry's first failure caption, or None."""
-    caps = entry_captions(entry, "failure")
-    return str(caps[0]["text"]) if caps else None
-
-
-def entry_checks(entry: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The entry's caption checks (``caption_checks``), mappings only."""
-    checks = entry.get("caption_checks")
-    if not isinstance(checks, list):
-        return []
-    return [c for c in checks if isinstance(c, Mapping)]
-
-
-def acc_at(check: Mapping[str, Any]) -> dict[int, float | None]:
-    """``{K: accuracy of the K images nearest the caption}`` from a caption check."""
-    out: dict[int, float | None] = {}
-    k, acc = check.get("k"), check.get("acc_at_k")
-    if isinstance(acc, Mapping):
-        for kk, v in acc.items():
-            try:
-                out[int(kk)] = None if v is None else float(v)
-            except (TypeError, ValueError):
-                continue
-    elif isinstance(k, list) and isinstance(acc, list) and len(k) == len(acc):
-        out.update(
-            {int(kk): (None if v is None else float(v)) for kk, v in zip(k, acc, strict=True)}
-        )
-    elif isinstance(k, (int, float)) and isinstance(acc, (int, float)):
-        out[int(k)] = float(acc)
-    curve = check.get("curve")
-    if isinstance(curve, Mapping):
-        ck, ca = curve.get("k") or [], curve.get("acc") or []
-        for kk, v in zip(ck, ca, strict=False):
-            if int(kk) in (25, 50, 100) and int(kk) not in out:
-                out[int(kk)] = None if v is None else float(v)
-    return out
-
-
-def check_for(entry: Mapping[str, Any], text: str | None) -> dict[str, Any] | None:
-    """The caption check of caption ``text``, or None."""
-    for check in entry_checks(entry):
-        if text is not None and check.get("text") == text:
+def check_for(s: SliceEntry, text: str | None) -> CaptionCheck | None:
+    """The caption check of caption ``text`` on slice ``s``, or None."""
+    for check in s.caption_checks or ():
+        if text is not None and check.text == text:
             return check
     return None

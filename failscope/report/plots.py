@@ -16,16 +16,7 @@ import numpy as np
 
 from failscope.run import atomic_open
 
-from ._images import make_readable
-
-__all__ = [
-    "PALETTE",
-    "ClassPlots",
-    "accuracy_curve_plot",
-    "retrain_plot",
-    "score_histogram",
-    "severity_plot",
-]
+__all__ = ["PALETTE", "SlicePlots", "retrain_plot", "severity_plot"]
 
 #: Colours shared by the page's CSS and the plots.
 PALETTE = {
@@ -85,29 +76,21 @@ def _save(fig: Any, path: Path | None) -> bytes:
     if path is not None:
         with atomic_open(path, "wb") as fh:
             fh.write(data)
-        make_readable(path)
     return data
 
 
-class ClassPlots:
-    """Draws the per-class plots, reusing two figures across classes.
+class SlicePlots:
+    """Draws the per-slice score histograms, reusing one figure across slices.
 
     Building a matplotlib figure (axes, ticks, legend) costs more than drawing it,
-    so the report keeps one histogram figure and one curve figure and only updates
-    their data for each class: about twice as fast as fresh figures.
-
-    Parameters
-    ----------
-    max_curves : int, default 4
-        Most caption curves drawn in one accuracy plot.
+    so the report keeps one histogram figure and only updates its data for each
+    slice: about twice as fast as fresh figures.
     """
 
-    def __init__(self, *, max_curves: int = 4) -> None:
-        self.max_curves = max_curves
+    def __init__(self) -> None:
         self._hist: dict[str, Any] | None = None
-        self._curve: dict[str, Any] | None = None
 
-    # -- failure score histogram
+    # -- slice score histogram
     def _hist_fig(self) -> dict[str, Any]:
         if self._hist is None:
             fig = _figure(4.2, 2.4)
@@ -142,7 +125,7 @@ class ClassPlots:
             from matplotlib.ticker import MaxNLocator
 
             ax.yaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
-            ax.set_xlabel("failure score", fontsize=8)
+            ax.set_xlabel("slice score", fontsize=8)
             ax.set_ylabel("examples", fontsize=8)
             fig.subplots_adjust(left=0.13, right=0.98, bottom=0.19, top=0.88)
             self._hist = dict(
@@ -158,12 +141,12 @@ class ClassPlots:
         cutoff: float | None = None,
         path: Path | None = None,
     ) -> bytes:
-        """Histogram of failure scores, correct vs wrong predictions, as PNG bytes.
+        """Histogram of one slice's scores, correct vs wrong predictions, as PNG bytes.
 
         Parameters
         ----------
         scores : ndarray of float, shape (n,)
-            Failure scores of one class's examples (non-finite values are dropped).
+            The slice's scores of its class's examples (non-finite values are dropped).
         correct : ndarray of bool, shape (n,)
             Whether the audited model got each example right.
         cutoff : float, optional
@@ -204,101 +187,11 @@ class ClassPlots:
         h["ax"].set_ylim(0, max(1, int((n_ok + n_bad).max(initial=0))) * 1.15)
         return _save(h["fig"], path)
 
-    # -- accuracy near the captions
-    def _curve_fig(self) -> dict[str, Any]:
-        if self._curve is None:
-            fig = _figure(4.2, 2.4)
-            ax = fig.add_subplot()
-            _style(ax)
-            lines = [
-                ax.plot([], [], color=_SERIES[(i + 1) % len(_SERIES)], linewidth=1.6)[0]
-                for i in range(self.max_curves)
-            ]
-            base = ax.axhline(0, color=PALETTE["muted"], linestyle="--", linewidth=1)
-            note = ax.annotate(
-                "class accuracy",
-                xy=(1, 0),
-                xycoords=("axes fraction", "data"),
-                xytext=(-3, 3),
-                textcoords="offset points",
-                ha="right",
-                fontsize=7,
-                color=PALETTE["muted"],
-            )
-            ax.set_ylim(-0.02, 1.02)
-            ax.set_xlabel("K nearest images to the caption", fontsize=8)
-            ax.set_ylabel("accuracy of top K", fontsize=8)
-            fig.subplots_adjust(left=0.13, right=0.98, bottom=0.19, top=0.95)
-            self._curve = dict(fig=fig, ax=ax, lines=lines, base=base, note=note)
-        return self._curve
-
-    def accuracy_curves(
-        self, checks: Sequence[Mapping[str, Any]], *, path: Path | None = None
-    ) -> bytes:
-        """Accuracy of the top-K images nearest each checked caption, vs K, as PNG bytes.
-
-        Parameters
-        ----------
-        checks : sequence of dict
-            ``caption_checks`` entries with ``"text"``, ``"class_acc"`` and
-            ``"curve": {"k": [...], "acc": [...]}``; entries without a usable curve are
-            skipped, and at most ``max_curves`` are drawn.
-        path : Path, optional
-            Where to write the PNG as well.
-        """
-        c = self._curve_fig()
-        ax = c["ax"]
-        drawn, class_acc, k_max = [], None, 1.0
-        for check in checks:
-            curve = check.get("curve") or {}
-            k, acc = list(curve.get("k") or []), list(curve.get("acc") or [])
-            if not k or len(k) != len(acc) or len(drawn) >= self.max_curves:
-                continue
-            line = c["lines"][len(drawn)]
-            line.set_data(k, [np.nan if a is None else float(a) for a in acc])
-            line.set_label(_text(check.get("text", ""), 40))
-            drawn.append(line)
-            k_max = max(k_max, float(max(k)))
-            if class_acc is None and check.get("class_acc") is not None:
-                class_acc = float(check["class_acc"])
-        for line in c["lines"][len(drawn) :]:
-            line.set_data([], [])
-            line.set_label("_hidden")
-        for line in c["lines"]:
-            line.set_visible(line in drawn)
-        c["base"].set_visible(class_acc is not None)
-        c["note"].set_visible(class_acc is not None)
-        if class_acc is not None:
-            c["base"].set_ydata([class_acc, class_acc])
-            c["note"].xy = (1, class_acc)
-        ax.set_xlim(0, k_max * 1.03)
-        if ax.get_legend() is not None:
-            ax.get_legend().remove()
-        if drawn:
-            ax.legend(handles=drawn, fontsize=7, frameon=False, loc="lower right")
-        return _save(c["fig"], path)
-
-
-def score_histogram(
-    scores: np.ndarray,
-    correct: np.ndarray,
-    *,
-    cutoff: float | None = None,
-    path: Path | None = None,
-) -> bytes:
-    """One-off :meth:`ClassPlots.score_histogram` (PNG bytes)."""
-    return ClassPlots().score_histogram(scores, correct, cutoff=cutoff, path=path)
-
-
-def accuracy_curve_plot(checks: Sequence[Mapping[str, Any]], *, path: Path | None = None) -> bytes:
-    """One-off :meth:`ClassPlots.accuracy_curves` (PNG bytes)."""
-    return ClassPlots().accuracy_curves(checks, path=path)
-
 
 def severity_plot(
     names: Sequence[str], severities: Sequence[float], *, path: Path | None = None
 ) -> bytes:
-    """Horizontal bars of the most severe classes (given in order), as PNG bytes."""
+    """Horizontal bars of the most severe slices (given in order), as PNG bytes."""
     n = len(names)
     fig = _figure(6.0, 0.6 + 0.22 * max(n, 1))
     ax = fig.add_subplot()

@@ -3,7 +3,9 @@
   function openTarget() {
     var id = decodeURIComponent(location.hash.slice(1));
     var el = id && document.getElementById(id);
-    if (el && el.tagName === "DETAILS") { el.open = true; el.scrollIntoView(); }
+    if (!el) return;
+    for (var d = el; d; d = d.parentElement) { if (d.tagName === "DETAILS") d.open = true; }
+    el.scrollIntoView();
   }
   window.addEventListener("hashchange", openTarget);
   openTarget();

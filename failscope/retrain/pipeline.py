@@ -62,7 +62,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["METHODS", "METHOD_GROUPS", "RetrainConfig", "expand_methods", "retrain_run"]
 
-METRICS_FORMAT = 1
+METRICS_FORMAT = 2  # the run format (Run.retrain_metrics reads this version)
 METHODS = (
     "erm",
     "erm-mlp",

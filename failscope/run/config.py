@@ -283,6 +283,15 @@ class DiscoverConfig(Record):
             type=int,
         ),
     )
+    n_jobs: int | None = field(
+        default=None,
+        metadata=_cli(
+            "worker processes for the per-class fits (default 1; -1: every core)",
+            group="compute",
+            metavar="N",
+            type=int,
+        ),
+    )
     seed: int = field(
         default=0,
         metadata=_cli(

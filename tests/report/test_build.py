@@ -1,33 +1,38 @@
-"""The report's pieces: ordering, mosaics, optional sections, escaping, scale, CLI."""
+"""The HTML report of planted multi-mode runs built by the real stages (no hand-written JSON)."""
 
 from __future__ import annotations
 
 import base64
 import html
-import json
+import io
 import re
 import time
 from html.parser import HTMLParser
 
+import numpy as np
 import pytest
-from synthetic_run import HOSTILE_CAPTIONS, HOSTILE_NAMES
+from synthetic_run import HOSTILE_CAPTIONS, HOSTILE_NAMES, ModeSlicer
 
 import failscope
-from failscope.report import build_report, parse_retrain_metrics, severity
+from failscope.report import (
+    attribution_mosaic_path,
+    build_report,
+    parse_retrain_metrics,
+    slice_file_id,
+)
 from failscope.report._html import Markup, escape, render, tag
+from failscope.report._pieces import WEAK_TEXT, fmt_p
+from failscope.report._views import slice_order
 from failscope.run import load_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 class _Collect(HTMLParser):
-    """Tags with their attributes, and all text, as a browser's parser would see them."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: list[tuple[str, dict[str, str | None]]] = []
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
         self.text: list[str] = []
-        self._stack: list[str] = []
 
     def handle_starttag(self, tag, attrs):
         self.tags.append((tag, dict(attrs)))
@@ -42,12 +47,36 @@ def parse(text: str) -> _Collect:
     return p
 
 
-def overview_order(text: str) -> list[str]:
-    """Class anchors in the order of the overview table's rows."""
-    table = text[
-        text.index('id="overview-table"') : text.index("</table>", text.index("overview-table"))
-    ]
-    return re.findall(r'<a href="#(class-\d+)">', table)
+def between(text: str, start: str, end: str) -> str:
+    """The part of ``text`` from ``start`` to the next ``end`` after it."""
+    i = text.index(start)
+    return text[i : text.index(end, i)]
+
+
+def overview_rows(text: str) -> list[str]:
+    """Slice ids, then class anchors of rows without a slice, in overview order."""
+    table = between(text, 'id="overview-table"', "</table>")
+    out = []
+    for row in table.split("<tr")[2:]:
+        m = re.search(r'href="#slice-[^"]+">([^<]+)</a>', row)
+        out.append(m.group(1) if m else re.search(r'href="#(class-\d+)"', row).group(1))
+    return out
+
+
+def slice_block(text: str, slice_id: str) -> str:
+    """The HTML of one slice's block."""
+    start = f'id="slice-{slice_file_id(slice_id)}"'
+    i = text.index(start)
+    j = min(k for k in (text.find('<div class="slice', i + 1), text.find("</details>", i)) if k > 0)
+    return text[i:j]
+
+
+def png_bytes(color: tuple[int, int, int]) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (24, 12), color).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -58,28 +87,28 @@ def test_markup_escapes_by_default():
     assert escape(raw) == "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#x27;q&#x27;"
     assert tag("td", raw, title=raw).count("<script>") == 0
     assert tag("b", Markup("<i>ok</i>")) == "<b><i>ok</i></b>"
-    # concatenation keeps escaping: Markup + str escapes the str
-    joined = Markup("<p>") + raw
+    joined = Markup("<p>") + raw  # concatenation keeps escaping
     assert isinstance(joined, Markup) and "<script>" not in joined
     assert isinstance(raw + Markup("<p>"), Markup)
     assert render("<p>$x</p>", x=raw) == f"<p>{html.escape(raw)}</p>"
     assert tag("a", "t", href="#a", hidden=False, open=True) == '<a href="#a" open>t</a>'
 
 
-def test_severity_definition():
-    assert severity({"status": "ok", "error_rate_in": 0.5, "size": 10}) == 5.0
-    assert severity({"status": "ok", "error_rate_in": None, "size": 10}) == 0.0
-    assert severity({"status": "ok", "error_rate_in": 0.9, "size": 0}) == 0.0
-    assert severity({"status": "skipped", "error_rate_in": None, "size": 0}) is None
+def test_slice_file_ids():
+    assert slice_file_id("8/1") == "8-1"
+    assert attribution_mosaic_path("8/1") == "plots/mosaic-8-1.png"
+    assert slice_file_id("a b/<c>.x") == "a-b--c-.x"
+    ids = [f"{c}/{r}" for c in range(120) for r in range(4)]
+    assert len({slice_file_id(i) for i in ids}) == len(ids)
 
 
 # --------------------------------------------------------------------------- the page
 
 
-def test_report_is_self_contained_and_complete(run_factory):
-    run = run_factory("full", n_classes=5, skipped_classes=(3,), retrain=True, evaluation=True)
+def test_report_is_self_contained_and_complete(full_run):
+    run = full_run
     out = build_report(run)
-    assert out == run / "report.html"
+    assert out == run.path / "report.html"
     text = out.read_text(encoding="utf-8")
     p = parse(text)
     # no external resources: every src is a data URI, no link/remote script, a strict CSP
@@ -90,191 +119,334 @@ def test_report_is_self_contained_and_complete(run_factory):
     assert not re.search(r"https?://", text)
     csp = next(a["content"] for t, a in p.tags if a.get("http-equiv") == "Content-Security-Policy")
     assert "default-src 'none'" in csp and "img-src data:" in csp
-    # header: dataset, model, CLIP, example and class counts, skipped inputs
+    # the cards read run.json's typed fields
+    info = load_run(run.path).info
     cards = dict(re.findall(r'<div class="k">([^<]+)</div><div class="v[^"]*">([^<]*)</div>', text))
-    assert cards["Dataset"].endswith("run-images (synthetic)")
-    assert cards["Audited model"] == "toy-mlp.pt (torchscript)"
-    assert cards["CLIP"] == "ViT-T-world (world)"
-    assert cards["Examples"] == "200" and cards["Classes"] == "5"
-    assert cards["Slices fit"] == "4 (1 skipped)"
-    assert cards["Created"] == "2025-01-01 12:00 UTC"
-    assert "2 inputs skipped" in " ".join(p.text)
-    assert cards["Discovery took"] == "2.0 s"  # embed 1.5 + fit 0.5
-    timings = load_run(run).info["timings"]
-    assert set(timings) == {"embed", "fit", "report"} and 0 < timings["report"] < 60
-    # one overview row and one section per class; sections link from the rows
+    n_weak = sum(s.status == "weak" for s in run.slices)
+    assert cards["Dataset"] == "run-data/manifest.csv (manifest)"
+    assert cards["Audited model"] == "predictions"
+    assert cards["CLIP"] == "precomputed (array)"
+    assert cards["Examples"] == f"{6 * 60:,} of {6 * 60 + 15:,}"
+    assert cards["Classes"] == "6" and cards["Classes skipped"] == "1"
+    assert cards["Slices"] == f"{len(run.slices)} ({n_weak} weak)"
+    assert cards["Slicer"] == ModeSlicer.name
+    assert set(info.timings) >= {"fit", "captions", "report"} and 0 < info.timings["report"] < 60
+    # one section per class, one block per slice inside its class's section
     ids = [a["id"] for t, a in p.tags if t == "details" and "cls" in (a.get("class") or "")]
-    assert sorted(ids) == sorted(f"class-{c}" for c in range(5))
-    assert sorted(overview_order(text)) == sorted(ids)
-    assert "Severity</b> = error rate inside the slice &times; slice size" in text
-    # plots sit in RUN/plots and the page embeds exactly those bytes
-    plots = sorted((run / "plots").glob("*.png"))
+    assert sorted(ids) == sorted(f"class-{c}" for c in range(6))
+    for s in run.slices:
+        section = between(text, f'id="class-{s.class_index}"', "</details>")
+        assert f'id="slice-{slice_file_id(s.id)}"' in section
+    assert sorted(overview_rows(text)) == sorted(
+        [s.id for s in run.slices] + ["class-4", "class-5"]
+    )
+    # plots sit in RUN/plots, are the run's own files, and the page embeds exactly those bytes
+    plots = sorted((run.path / "plots").glob("*.png"))
     names = {q.name for q in plots}
-    assert {"severity.png", "class-0000-scores.png", "class-0000-captions.png"} <= names
-    assert "class-0003-scores.png" not in names  # skipped class: no plots
+    expected = {f"slice-{slice_file_id(s.id)}-scores.png" for s in run.slices}
+    assert names == {"severity.png", "retrain-discovered.png", "retrain-planted.png"} | expected
     for q in plots:
         data = q.read_bytes()
         assert data.startswith(PNG_MAGIC)
         assert base64.b64encode(data).decode() in text, q.name
-    assert not list((run / "plots").glob(".*"))  # no temporary files left behind
+        assert info.files.count(f"plots/{q.name}") == 1
+    assert "report.html" in info.files
+    assert not list((run.path / "plots").glob(".*"))  # no temporary files left behind
     # shareable like any file the user writes (mkstemp alone would give 0o600)
     assert (out.stat().st_mode & 0o044) == 0o044 and (plots[0].stat().st_mode & 0o044) == 0o044
-    # sections for optional parts
-    assert 'id="retrain"' in text and 'id="evaluation"' in text
+    assert 'id="retrain"' in text and 'id="evaluation"' in text and 'id="run"' in text
 
 
-def test_overview_is_sorted_by_severity_with_skipped_last(run_factory):
-    run = run_factory("order", n_classes=7, skipped_classes=(1, 5), captions=False)
+def test_overview_ranks_slices_by_severity_weak_last(full_run):
+    run = full_run
     text = build_report(run, max_classes_expanded=0).read_text()
-    slices = load_run(run).slices
-    ok = [s for s in slices if s["status"] == "ok"]
-    expected = sorted(ok, key=lambda s: (-severity(s), -s["cv_score"], s["class_index"]))
-    expected_ids = [s["id"] for s in expected] + ["class-1", "class-5"]
-    assert overview_order(text) == expected_ids
-    sev = [severity(s) for s in expected]
-    assert sev == sorted(sev, reverse=True) and sev[0] > sev[-1]
-    # skipped classes carry their reason; no captions -> "not captioned"
-    rows = text[text.index('id="overview-table"') :]
-    assert rows.count("too few errors in the fitting split") >= 2
-    assert "not captioned" in rows
-    # sections appear in the same order
-    sec = re.findall(r'<details class="cls[^"]*" id="(class-\d+)"', text)
-    assert sec == expected_ids
+    ok = sorted((s for s in run.slices if s.status == "ok"), key=slice_order)
+    weak = sorted((s for s in run.slices if s.status == "weak"), key=slice_order)
+    assert ok and weak
+    # classes without a slice, then skipped classes, come last
+    assert overview_rows(text) == [s.id for s in ok + weak] + ["class-5", "class-4"]
+    severities = [s.n_errors_in for s in ok]
+    assert severities == sorted(severities, reverse=True) and severities[0] > severities[-1]
+    # weak rows are marked, supported ones are not
+    table = between(text, 'id="overview-table"', "</table>")
+    rows = table.split("<tr")[2:]
+    assert [WEAK_TEXT in r for r in rows[: len(ok) + len(weak)]] == [False] * len(ok) + [
+        True
+    ] * len(weak)
+    assert all('class="weak"' in r for r in rows[len(ok) : len(ok) + len(weak)])
+    # the reason of the skipped class, the class without a slice
+    assert "the model makes no errors on this class" in rows[-1]
+    assert "found no failure slice" in rows[-2]
+    # class sections follow their most severe slice: supported first, weak-only after
+    sections = re.findall(r'<details class="cls[^"]*" id="class-(\d+)"', text)
+    best = {}
+    for rank, s in enumerate(ok + weak):
+        best.setdefault(s.class_index, rank)
+    assert [int(c) for c in sections] == [*sorted(best, key=best.get), 5, 4]
 
 
-def test_mosaics_with_missing_and_corrupt_images(run_factory):
-    run = run_factory("missing", n_classes=3, n_per_class=12, missing_images=2, corrupt_images=1)
+def test_slice_block_shows_its_evidence(full_run):
+    run = full_run
+    text = build_report(run).read_text()
+    names = run.class_names
+    for s in run.slices[:6]:
+        block = slice_block(text, s.id)
+        assert f"<code>{s.id}</code>" in block
+        assert f"{s.size:,} of {run.classes[s.class_index].n_fit:,}" in block
+        for rate in (s.error_rate_in, s.error_rate_out):
+            assert f"{100 * rate:.1f}%" in block
+        assert f"{fmt_p(s.support.p_value)} (α = 0.05)" in block
+        for wrong, n in s.confusion.items():
+            assert f"<span>→ {escape(wrong)}</span><b> × {n}</b>" in block
+            assert wrong in names
+        for c in s.captions.failure + s.captions.success:
+            assert escape(c.text) in block
+        checks = between(block, "Caption checks", "</table>")
+        assert checks.count("<tr>") == 1 + len(s.caption_checks)  # head + one per check
+        assert "null p" in checks
+        for ch in s.caption_checks:
+            assert f'<td class="num">{fmt_p(ch.null_p_value)}</td>' in checks
+        assert (WEAK_TEXT in block) == (s.status == "weak")
+        assert f"slice-{slice_file_id(s.id)}-scores.png" not in block  # embedded, not linked
+        assert block.count('<img src="data:image/png') == 1  # its histogram
+
+
+def test_weak_slices_are_never_shown_confirmed(run_factory):
+    run = run_factory("confirm", n_classes=3)
+    # every check says confirmed; only the supported slices' captions may show it
+    run.save_slices(
+        [
+            s.replace(caption_checks=tuple(c.replace(confirmed=True) for c in s.caption_checks))
+            for s in run.slices
+        ]
+    )
+    text = build_report(run).read_text()
+    for s in run.slices:
+        block = slice_block(text, s.id)
+        n_checks = len(s.caption_checks)
+        if s.status == "weak":
+            assert ">confirmed<" not in block
+            assert block.count("not confirmed (weak slice)") == n_checks
+        else:
+            assert block.count(">confirmed<") == n_checks
+    table = between(text, 'id="overview-table"', "</table>")
+    n_ok = sum(s.status == "ok" for s in run.slices)
+    assert table.count(">confirmed<") == n_ok
+    assert table.count("not confirmed (weak slice)") == len(run.slices) - n_ok
+
+
+def test_members_mosaic_failures_first_with_missing_images(run_factory):
+    run = run_factory("mosaic", n_classes=3, missing_images=2, corrupt_images=1, captions=False)
     text = build_report(run, split="all", thumbs_per_mosaic=8).read_text()
-    p = parse(text)
-    figures = [a for t, a in p.tags if t == "figure"]
-    # 12 examples per class, all shown: 6 failure-aligned + 6 success-aligned tiles
-    assert len(figures) == 3 * 12
-    placeholders = text.count('class="missing"')
-    assert placeholders == 3 * 3  # 2 missing + 1 corrupt per class
-    thumbs = [a for t, a in p.tags if t == "img" and a["src"].startswith("data:image/jpeg")]
-    assert len(thumbs) == 3 * 12 - placeholders
-    # each tile is marked correct or wrong, with label/prediction in its caption
-    assert all(set(a["class"].split()) & {"ok", "bad"} for a in figures)
-    ex = load_run(run).examples
-    n_wrong = int((~ex["correct"]).sum())
-    assert sum("bad" in a["class"].split() for a in figures) == n_wrong
-    assert text.count("<figcaption><span>✗ class-") == n_wrong
-    assert text.count("<span>→ class-") == n_wrong
-    # failure mosaic is ordered by descending failure score
-    c0 = ex[ex.label == 0].sort_values("failure_score", ascending=False)
-    first = text[text.index('id="class-0"') :]
-    first = first[first.index("Most failure-aligned") :]
-    titles = re.findall(r'<figure class="th (?:ok|bad)" title="([^"]*)"', first)[:6]
-    shown_paths = [html.unescape(t).split("\n")[0] for t in titles]
-    assert shown_paths == list(c0["path"].iloc[:6])
+    ex = run.examples
+    scores = run.slice_score_matrix()
+    for s in run.slices:
+        block = slice_block(text, s.id)
+        members = np.flatnonzero(run.members(s))
+        wrong = ~ex["correct"].to_numpy()[members]
+        score = scores[members, s.column]
+        order = members[np.lexsort((-score, ~wrong))][:8]
+        titles = re.findall(r'<figure class="th (ok|bad)" title="([^"]*)"', block)
+        assert [html.unescape(t).split("\n")[0] for _, t in titles] == list(ex["path"].iloc[order])
+        kinds = [k for k, _ in titles]
+        assert kinds == sorted(kinds)  # every wrong ("bad") tile before the correct ones
+        assert f"{int(wrong.sum())}/{len(members)} wrong" in block
+    # missing and corrupt files show a placeholder tile, never a broken image
+    n_missing = text.count('class="missing"')
+    assert n_missing > 0
+    paths = re.findall(r'<figure class="th (?:ok|bad)" title="([^\n"]*)', text)
+    bad = [q for q in paths if q.startswith("missing/") or q == "corrupt.png"]
+    assert n_missing == len(bad)
+    jpegs = text.count('<img src="data:image/jpeg')
+    assert jpegs == len(paths) - n_missing
 
 
-def test_heavy_parts_only_for_top_classes_and_capped(run_factory):
-    run = run_factory("cap", n_classes=6, n_per_class=40)
-    text = build_report(run, max_classes_expanded=2, thumbs_per_mosaic=4, split="val").read_text()
-    assert text.count("<figure") == 2 * 2 * 4
-    scored = sorted((run / "plots").glob("class-*-scores.png"))
-    assert len(scored) == 2
-    top2 = overview_order(text)[:2]
-    assert {f"class-{int(q.name[6:10])}" for q in scored} == set(top2)
-    assert "the fitting split (&#x27;val&#x27;)" in text
-    assert text.count("Compact section") == 4
-    # a rebuild with fewer expanded classes removes the stale plots
+def test_attribution_mosaic_slot(run_factory):
+    run = run_factory("attribution", n_classes=2, captions=False)
+    first, second = run.slices[0].id, run.slices[1].id
+    mosaic = png_bytes((200, 30, 30))
+    rel = attribution_mosaic_path(first)
+    (run.path / rel).parent.mkdir(exist_ok=True)
+    (run.path / rel).write_bytes(mosaic)
+    run.add_files(rel)  # as the attribution stage does
+    (run.path / attribution_mosaic_path(second)).write_bytes(b"not a png")
+    text = build_report(run).read_text()
+    assert base64.b64encode(mosaic).decode() in slice_block(text, first)
+    assert f"{attribution_mosaic_path(second)} is not a PNG file" in slice_block(text, second)
+    for s in run.slices[2:]:
+        assert f"No attribution mosaic ({attribution_mosaic_path(s.id)}" in slice_block(text, s.id)
+    # rebuilding never deletes or rewrites it
+    build_report(run, max_classes_expanded=0)
+    assert (run.path / rel).read_bytes() == mosaic
+    assert (run.path / attribution_mosaic_path(second)).read_bytes() == b"not a png"
+
+
+def test_rebuild_replaces_only_failscopes_plots(run_factory):
+    run = run_factory("rebuild", n_classes=4, captions=False)
+    user = run.path / "plots" / "my-notes.png"
+    user.parent.mkdir(exist_ok=True)
+    user.write_bytes(b"the user's own file")
+    build_report(run, max_classes_expanded=3)
+    drawn = {q.name for q in (run.path / "plots").glob("slice-*-scores.png")}
+    assert len(drawn) == sum(len(run.slices_of(c)) for c in range(3) if run.slices_of(c))
     build_report(run, max_classes_expanded=1)
-    assert len(list((run / "plots").glob("class-*-scores.png"))) == 1
+    now = {q.name for q in (run.path / "plots").glob("slice-*-scores.png")}
+    first = re.findall(
+        r'<details class="cls" id="class-(\d+)"', (run.path / "report.html").read_text()
+    )
+    assert now == {f"slice-{slice_file_id(s.id)}-scores.png" for s in run.slices_of(int(first[0]))}
+    assert now < drawn
+    files = load_run(run.path).info.files
+    assert {f for f in files if f.startswith("plots/slice-")} == {f"plots/{n}" for n in now}
+    assert user.read_bytes() == b"the user's own file" and "plots/my-notes.png" not in files
+    # a file of the user's where the report would write a plot: refused, left as it was
+    gone = sorted(drawn - now)[0]
+    (run.path / "plots" / gone).write_bytes(b"mine")
+    with pytest.raises(failscope.InputError, match=f"{gone} exists and failscope did not write"):
+        build_report(run, max_classes_expanded=3)
+    assert (run.path / "plots" / gone).read_bytes() == b"mine"
+    files = load_run(run.path).info.files
+    assert f"plots/{gone}" not in files
+    assert all((run.path / f).is_file() for f in files if f.startswith("plots/"))
 
 
-def test_caption_checks_table(run_factory):
-    run = run_factory("checks", n_classes=2)
+def test_out_elsewhere_and_inside_the_run(run_factory, tmp_path):
+    run = run_factory("out", n_classes=2, captions=False)
+    target = tmp_path / "sub" / "r.html"
+    target.parent.mkdir()
+    assert build_report(run, out=target) == target
+    assert target.read_text().startswith("<!DOCTYPE html>")
+    assert not (run.path / "report.html").exists()
+    assert (run.path / "plots" / "severity.png").is_file()  # plots stay with the run
+    build_report(run, out=target)  # its own earlier report is replaced
+    other = tmp_path / "notes.html"
+    other.write_text("<p>my notes</p>")
+    with pytest.raises(failscope.InputError, match="exists and is not a failscope report"):
+        build_report(run, out=other)
+    assert other.read_text() == "<p>my notes</p>"
+    with pytest.raises(failscope.InputError, match="is a folder"):
+        build_report(run, out=tmp_path)
+    # inside the run: a run file, listed as failscope's; a user's file there is refused
+    inside = build_report(run, out=run.path / "custom.html")
+    assert inside.is_file() and "custom.html" in load_run(run.path).info.files
+    (run.path / "mine.html").write_text("x")
+    with pytest.raises(failscope.InputError, match="failscope did not write it"):
+        build_report(run, out=run.path / "mine.html")
+    assert (run.path / "mine.html").read_text() == "x"
+
+
+def test_retrain_section(full_run, run_factory):
+    run = full_run
     text = build_report(run).read_text()
-    sec = text[text.index('id="class-0"') :]
-    sec = sec[sec.index("Caption checks") : sec.index("</table>", sec.index("Caption checks"))]
-    heads = re.findall(r"<th[^>]*>([^<]+)</th>", sec)
-    # acc@50/acc@100 are None for every caption: no empty columns
-    assert heads == ["caption", "acc@25", "acc@K*", "class acc", "p", "verdict"]
-    rows = sec.split("<tr>")[2:]
-    assert "40.0%" in rows[0] and "30.0%" in rows[0] and "(K*=12)" in rows[0]
-    assert "&lt;0.001" in rows[0] and ">confirmed<" in rows[0]
-    assert "0.31" in rows[1] and ">unconfirmed<" in rows[1]
-    assert "(test split)" in sec
-
-
-def test_retrain_section_only_when_metrics_exist(run_factory):
-    run = run_factory("noretrain", n_classes=3, retrain=False)
-    text = build_report(run).read_text()
-    assert 'id="retrain"' not in text and "Retraining" not in text
-    assert not list((run / "plots").glob("retrain*.png"))
-
-    run = run_factory("retrain", n_classes=3, retrain=True)
-    text = build_report(run).read_text()
-    section = text[text.index('id="retrain"') :]
-    section = section[: section.index("</section>")]
-    for method in ("audited", "erm", "sbl"):
-        assert f'<td class="nowrap">{method}' in section
-    # audited first (the 'before' row), best worst-slice accuracy highlighted (sbl)
-    rows = re.findall(r"<td class=\"nowrap\">(\w+)", section)
+    section = between(text, 'id="retrain"', "</section>")
+    rows = re.findall(r'<td class="nowrap">([\w-]+)', section)
     assert rows == ["audited", "erm", "sbl"]
     assert "discovered slices</th>" in section and "planted slices</th>" in section
-    sbl_row = section[section.index(">sbl") :].split("</tr>")[0]
-    assert "num best" in sbl_row
-    assert {q.name for q in (run / "plots").glob("retrain*.png")} == {
-        "retrain-discovered.png",
-        "retrain-planted.png",
+    metrics = parse_retrain_metrics(run.retrain_metrics)
+    best = max(m.overall for m in metrics.methods.values())
+    for name, m in metrics.methods.items():
+        row = section[section.index(f">{name}") :].split("</tr>")[0]
+        css, value = re.findall(r'<td class="(num(?: best)?)">([^<]*)</td>', row)[0]
+        assert value == f"{100 * m.overall:.1f}%"
+        assert (css == "num best") == (m.overall == best)
+    # slices are named by class and id in the plot's caption and the worst-slice column
+    assert any(f"{s.class_name} · {s.id}" in section for s in run.slices)
+    no = run_factory("noretrain", n_classes=2, captions=False)
+    text = build_report(no).read_text()
+    assert 'id="retrain"' not in text and not list((no.path / "plots").glob("retrain*.png"))
+
+
+def test_parse_retrain_metrics_reads_retrains_layout(full_run):
+    raw = full_run.retrain_metrics
+    got = parse_retrain_metrics(raw)
+    assert got.status == "ok" and list(got.methods) == ["audited", "erm", "sbl"]
+    for name, m in got.methods.items():
+        d = raw["methods"][name]
+        assert m.overall == d["test_accuracy"] and m.worst == d["worst_slice_accuracy"]
+        assert m.groups["discovered"].slices == d["slice_accuracy"]["discovered"]
+        assert m.groups["discovered"].mean == d["mean_discovered_accuracy"]
+    assert set(got.methods["audited"].groups["discovered"].slices) == {
+        s.id for s in full_run.slices
     }
+    empty = parse_retrain_metrics({"status": "no-slices", "message": "nothing to retrain"})
+    assert empty.methods == {} and empty.message == "nothing to retrain"
+    broken = {**raw, "methods": {**raw["methods"], "sbl": {**raw["methods"]["sbl"]}}}
+    del broken["methods"]["sbl"]["test_accuracy"]
+    with pytest.raises(failscope.InputError, match=r"methods\.sbl has no key 'test_accuracy'"):
+        parse_retrain_metrics(broken)
+    broken["methods"]["sbl"]["test_accuracy"] = "0.9"
+    with pytest.raises(failscope.InputError, match="test_accuracy must be a number"):
+        parse_retrain_metrics(broken)
+    with pytest.raises(failscope.InputError, match="status must be"):
+        parse_retrain_metrics({"methods": {}})
 
 
-def test_parse_retrain_metrics_reads_the_pipeline_layout():
-    metrics = {
-        "format": 1,
-        "status": "ok",
-        "methods": {
-            "audited": {
-                "test_accuracy": 0.8,
-                "val_accuracy": 0.81,
-                "slice_accuracy": {
-                    "discovered": {"class-1": 0.4, "class-2": 0.6},
-                    "planted": {"red": 0.2},
-                },
-                "worst_discovered_accuracy": 0.4,
-                "mean_discovered_accuracy": 0.5,
-                "worst_slice_accuracy": 0.2,
-            },
-            "sbl": {"test_accuracy": 0.85, "slice_accuracy": {"class-1": 0.7, "class-2": 0.9}},
-        },
-    }
-    got = parse_retrain_metrics(metrics)
-    assert list(got) == ["audited", "sbl"]
-    assert got["audited"]["overall"] == 0.8 and got["audited"]["worst"] == 0.2
-    assert got["audited"]["groups"]["discovered"]["mean"] == 0.5
-    assert got["audited"]["groups"]["planted"]["slices"] == {"red": 0.2}
-    assert got["sbl"]["groups"]["slices"]["worst"] == 0.7
-    assert got["sbl"]["groups"]["slices"]["mean"] == pytest.approx(0.8)
-    assert parse_retrain_metrics({"status": "no-slices", "message": "x"}) == {}
-
-
-def test_evaluation_table(run_factory):
-    run = run_factory("eval", n_classes=3, evaluation=True)
+def test_evaluation_table(full_run):
+    run = full_run
     text = build_report(run).read_text()
-    section = text[text.index('id="evaluation"') :]
-    section = section[: section.index("</section>")]
-    assert "spurious-red &lt;i&gt;bg&lt;/i&gt;" in section and "<i>bg" not in section
-    assert "0.830" in section and "0.590" in section and "0.730" in section  # AP, P@10
-    assert "mean AP" in section and "top-1 caption hit rate" in section
-    assert section.count('<span class="badge ok">yes</span>') == 3  # top-1 once, top-5 twice
-    assert '<a href="#class-0">class-0</a>' in section
-    assert "spurious · color=red (absent)" in section
+    section = between(text, 'id="evaluation"', "</section>")
+    evaluation = run.evaluation
+    assert len(evaluation.plants) == 3
+    rows = section.split("<tr>")[2:]
+    assert len(rows) == 3
+    for r, row in zip(evaluation.plants, rows, strict=True):
+        assert escape(r.plant) in row
+        assert f'<a href="#slice-{slice_file_id(r.matched_slice)}">{r.matched_slice}</a>' in row
+        assert f"{r.average_precision:.3f}" in row
+        assert f"{r.precision_at['10']:.3f}" in row
+        assert row.count('<span class="badge ok">yes</span>') == sum(
+            bool(x) for x in (r.distinct, r.top1_hit, r.top5_hit)
+        )
+        assert ('<span class="badge weak">weak</span>' in row) == (r.matched_status == "weak")
+    assert "rare-red &lt;i&gt;bg&lt;/i&gt;" in section and "<i>bg" not in section
+    assert "mean AP" in section and "plants with a slice of their own" in section
+    assert "mean P@10" in section
 
 
-def test_partial_run_without_examples_or_captions(run_factory):
-    run = run_factory("partial", n_classes=3, captions=False)
-    (run / "examples.parquet").unlink()
+def test_run_details(full_run):
+    run = full_run
     text = build_report(run).read_text()
-    assert text.count('<details class="cls"') == 3
-    assert "No scored examples" in text and "not captioned" in text
+    section = between(text, 'id="run"', "</section>")
+    assert f"<code>{ModeSlicer.name}</code>" in section
+    for key, value in run.info.slicer["params"].items():
+        assert f'<td class="mono key">{key}</td><td class="mono">{value:g}</td>' in section
+    cfg = run.config
+    assert f'<td class="mono key">fit_split</td><td class="mono">{cfg.fit_split}</td>' in section
+    assert f'<td class="mono key">slicer</td><td class="mono">{cfg.slicer}</td>' in section
+    # skipped inputs (NaN embeddings) with their paths, escaped
+    assert "15 inputs skipped" in section and section.count("embedding is NaN or inf") == 15
+    assert "bad/&lt;b&gt;broken_0&lt;/b&gt;.png" in section
+    # the run's warnings: at the top of the page and here
+    warning = escape(run.info.warnings[0])
+    assert warning in between(text, 'id="warnings"', "</div>") and warning in section
+
+
+def test_report_of_a_directions_run(tmp_path):
+    """The default slicer: one slice per class, with its CV score and C."""
+    from runbuilder import build_run, planted_world
+
+    w = planted_world(n_classes=3, d=16)
+    run = build_run(
+        tmp_path / "run",
+        embeddings=w["embeddings"],
+        labels=w["labels"],
+        predictions=w["predictions"],
+        splits=w["splits"],
+        class_names=["a", "b", "c"],
+        images=12,
+    )
+    text = build_report(run).read_text()
+    assert sorted(overview_rows(text)) == ["0/0", "1/0", "2/0"]
+    for s in run.slices:
+        block = slice_block(text, s.id)
+        assert f"CV {s.support.cv_metric}: </span><b>{s.support.cv_score:.3f}" in block
+        assert f"C: </span><b>{s.support.C:g}" in block
+    cards = dict(re.findall(r'<div class="k">([^<]+)</div><div class="v[^"]*">([^<]*)</div>', text))
+    assert cards["Slicer"] == "directions" and cards["Slices"] == "3"
 
 
 def test_hostile_strings_render_as_text(hostile_run):
-    text = (hostile_run / "report.html").read_text(encoding="utf-8")
+    text = (hostile_run.path / "report.html").read_text(encoding="utf-8")
     p = parse(text)
     # the only script element is ours; no event handler attribute anywhere
     assert [t for t, _ in p.tags].count("script") == 1
@@ -284,10 +456,11 @@ def test_hostile_strings_render_as_text(hostile_run):
     # every hostile string shows up escaped, and the parsed text holds it verbatim
     body = "".join(p.text)
     strings = HOSTILE_NAMES + [c for caps in HOSTILE_CAPTIONS.values() for c in caps]
+    strings.append(hostile_run.info.warnings[0])
     for s in strings:
         assert html.escape(s) in text, s
         assert s in body, s
-    for raw in ("<script>window", "<img src=x", "<svg", "<!-- comment", "<b>bold"):
+    for raw in ("<script>window", "<img src=x", "<svg", "<!-- comment", "<b>bold", "<i>bg"):
         assert raw not in text
     assert "&amp;amp;" in text  # "fish &amp; chips" keeps its literal ampersand entity
     assert "bad/&lt;b&gt;broken_0&lt;/b&gt;.png" in text  # skipped-input paths too
@@ -315,43 +488,60 @@ def test_bidi_controls_are_neutralised_in_every_user_string(run_factory):
 
 
 def test_build_report_validates_arguments(run_factory, tmp_path):
-    run = run_factory("args", n_classes=2)
+    run = run_factory("args", n_classes=2, captions=False)
     with pytest.raises(failscope.InputError, match="split 'nope'"):
         build_report(run, split="nope")
     with pytest.raises(failscope.InputError, match="thumbs_per_mosaic"):
         build_report(run, thumbs_per_mosaic=0)
     with pytest.raises(failscope.InputError, match="run directory not found"):
         build_report(tmp_path / "missing")
-    out = build_report(run, out=tmp_path / "sub" / "r.html")
-    assert out.is_file() and not (run / "report.html").exists()
     assert failscope.build_report is build_report
 
 
 def test_cli_report(run_factory, tmp_path, capsys):
     from failscope.cli import main
 
-    run = run_factory("cli", n_classes=2)
+    run = run_factory("cli", n_classes=2, captions=False)
     target = tmp_path / "cli.html"
-    assert main(["report", str(run), "--out", str(target), "--thumbs", "3"]) == 0
+    assert main(["report", str(run.path), "--out", str(target), "--thumbs", "3"]) == 0
     assert capsys.readouterr().out.strip() == str(target)
-    assert target.read_text().count("<figure") == 2 * 2 * 3
+    test = (run.examples["split"] == "test").to_numpy()
+    shown = [min(3, int((run.members(s) & test).sum())) for s in run.slices]
+    assert target.read_text().count("<figure") == sum(shown) > 0
     assert main(["report", str(tmp_path / "nope")]) == 2
     assert "run directory not found" in capsys.readouterr().err
+    (tmp_path / "taken.html").write_text("mine")
+    assert main(["report", str(run.path), "--out", str(tmp_path / "taken.html")]) == 2
+    assert "is not a failscope report" in capsys.readouterr().err
 
 
 def test_thousand_classes_build_fast_and_small(run_factory):
-    run = run_factory("big", n_classes=1000, n_per_class=10, skipped_classes=range(0, 1000, 50))
+    # captions off to keep the test fast (benchmarks/report_size.py measures with them)
+    run = run_factory("big", n_classes=1000, n_per_class=24, skipped_classes=range(0, 1000, 50),
+                      captions=False)  # fmt: skip
     t0 = time.perf_counter()
     out = build_report(run, max_classes_expanded=10)
     seconds = time.perf_counter() - t0
     size = out.stat().st_size
     text = out.read_text()
     assert text.count('<details class="cls') == 1000
-    assert text.count("<figure") <= 10 * 2 * 16
-    assert len(list((run / "plots").glob("class-*.png"))) == 2 * 10
+    expanded = re.findall(r'<details class="cls" id="class-(\d+)"', text)[:10]
+    n_expanded_slices = sum(len(run.slices_of(int(c))) for c in expanded)
+    assert text.count("<figure") <= n_expanded_slices * 16
+    assert len(list((run.path / "plots").glob("slice-*.png"))) == n_expanded_slices
     # generous bounds: a shared 2-core machine; the benchmark reports the real numbers
-    assert seconds < 45, seconds
-    assert size < 4_000_000, size
-    ok = [s for s in json.loads((run / "slices.json").read_text())["slices"] if s["cv_score"]]
-    top = max(ok, key=lambda s: (severity(s), s["cv_score"], -s["class_index"]))
-    assert overview_order(text)[0] == top["id"]
+    assert seconds < 60, seconds
+    assert size < 1_500 * len(run.slices) + 1_000_000, (size, len(run.slices))
+    top = min(run.slices, key=slice_order)
+    assert overview_rows(text)[0] == top.id
+
+
+def test_report_of_a_run_without_slices(run_factory):
+    run = run_factory("noslices", n_classes=2, skipped_classes=(0, 1), captions=False)
+    assert run.slices == ()
+    text = build_report(run).read_text()
+    assert "The run has no slice." in text
+    assert overview_rows(text) == ["class-0", "class-1"]
+    # each class: its overview row, its section's summary and body
+    assert text.count("the model makes no errors on this class") == 2 * 3
+    assert not list((run.path / "plots").glob("*.png"))

@@ -26,7 +26,7 @@ def test_walkthrough_notebook_runs(tmp_path, monkeypatch):
     run = work / "run"
     html = (run / "report.html").read_text(encoding="utf-8")
     assert 'id="retrain"' in html and 'id="evaluation"' in html
-    assert len(list((run / "plots").glob("class-*-scores.png"))) >= 5
+    assert len(list((run / "plots").glob("slice-*-scores.png"))) >= 5
     # the small world still shows the planted failures
     evaluation = json.loads((run / "evaluation.json").read_text())
     plants = {p["name"]: p for p in evaluation["plants"]}
