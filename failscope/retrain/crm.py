@@ -178,35 +178,34 @@ def train_crm(
     Parameters
     ----------
     run : Run
-        A run whose audited model can be reloaded (and whose images preprocess to
-        [0, 1] tensors, as the world's do).
+        A run whose audited model can be reloaded and takes images in [0, 1] (its
+        normalisation inside, as the world's CNN does).
     slice_ids : sequence of str
         Slices annotated as spurious.
     labels : ndarray of shape (n_examples,)
     train_rows : ndarray of int
     config : CrmConfig, optional
     train_config : TrainConfig
-        Its ``seed`` and ``threads`` are used.
+        Its ``seed`` is used.
 
     Returns
     -------
     model : LinearHead
         The fine-tuned model (head with its backbone attached).
     info : dict
-        Method facts, ``train_seconds`` (attributions and training) included.
+        Method facts; ``train_seconds`` covers attributions and training.
     images : Tensor
         Every example's image, for prediction.
     """
     import torch
+    from torch.nn import functional as F
 
+    from failscope.retrain.backbone import ImageTrainConfig, as_classifier, train_on_images
     from failscope.retrain.checkpoint import load_audited_model
-    from failscope.retrain.features import feature_fn, final_linear, iter_images
-    from failscope.retrain.sbl import LinearHead
+    from failscope.retrain.features import iter_images
 
     cfg = config or CrmConfig()
     t0 = time.perf_counter()
-    ex = run.examples
-    n_classes = len(run.class_names)
     if run.info.model.mean is not None or run.info.model.image_size:
         raise fail(
             "spurious-crm perturbs images in [0, 1] and needs a model that takes them as "
@@ -214,35 +213,38 @@ def train_crm(
         )
     images = torch.cat(list(iter_images(run)))
     module = load_audited_model(run, trust_checkpoint=trust_checkpoint)
-    threads = torch.get_num_threads()
-    if train_config.threads:
-        torch.set_num_threads(train_config.threads)
-    try:
-        x_train = images[torch.from_numpy(train_rows)]
-        y_train = torch.from_numpy(labels[train_rows].astype(np.int64))
-        pred = ex["pred"].to_numpy()[train_rows]
-        mask = np.zeros((len(train_rows), *images.shape[2:]), dtype=bool)
-        chosen = np.zeros(len(train_rows), dtype=bool)
-        for sid in slice_ids:
-            c = run.slice(sid).class_index
-            sel = np.flatnonzero((labels[train_rows] == c) | (pred == c))
-            maps = attribution_maps(module, x_train[sel], c, smooth=cfg.smooth)
-            mask[sel] |= regions(maps, cfg.region_quantile)
-            chosen[sel] = True
-        t_maps = time.perf_counter() - t0
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(train_config.seed)
-            d = int(feature_fn(module)(x_train[:2]).shape[1])
-            model = LinearHead(
-                in_features=d, n_classes=n_classes, backbone=module, freeze_backbone=False
-            )
-        lin = final_linear(module, n_classes, d)
-        if lin is not None:
-            model.init_from(lin[0].float(), None if lin[1] is None else lin[1].float())
-        losses = _fit(model, x_train, y_train, torch.from_numpy(mask), torch.from_numpy(chosen),
-                      cfg=cfg, seed=train_config.seed)  # fmt: skip
-    finally:
-        torch.set_num_threads(threads)
+    x_train = images[torch.from_numpy(train_rows)]
+    pred = run.examples["pred"].to_numpy()[train_rows]
+    mask = np.zeros((len(train_rows), *images.shape[2:]), dtype=bool)
+    chosen = np.zeros(len(train_rows), dtype=bool)
+    for sid in slice_ids:
+        c = run.slice(sid).class_index
+        sel = np.flatnonzero((labels[train_rows] == c) | (pred == c))
+        maps = attribution_maps(module, x_train[sel], c, smooth=cfg.smooth)
+        mask[sel] |= regions(maps, cfg.region_quantile)
+        chosen[sel] = True
+    t_maps = time.perf_counter() - t0
+    region = torch.from_numpy(mask & chosen[:, None, None])
+    chosen_t = torch.from_numpy(chosen)
+
+    def augment(xb: Any, idx: Any, gen: Any) -> tuple[Any, Any]:
+        mb = region[idx]
+        xb = perturb(xb, mb, config=cfg, generator=gen)
+        if cfg.penalty <= 0:
+            return xb, None
+        cb = chosen_t[idx].float()
+
+        def loss(model: Any, xb: Any, yb: Any) -> Any:
+            g, logits = _input_gradients(model, xb, yb, create_graph=True)
+            share = (g * mb).flatten(1).sum(1) / g.flatten(1).sum(1).clamp_min(1e-12)
+            return F.cross_entropy(logits, yb) + cfg.penalty * (share * cb).mean()
+
+        return xb, loss
+
+    model = as_classifier(module, len(run.class_names), seed=train_config.seed)
+    optim = ImageTrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size)
+    losses = train_on_images(model, x_train, labels[train_rows], config=optim,
+                             seed=train_config.seed, augment=augment)  # fmt: skip
     seconds = time.perf_counter() - t0
     info = {
         "method": "spurious-crm",
@@ -262,44 +264,3 @@ def train_crm(
         int(chosen.sum()), seconds,
     )  # fmt: skip
     return model, info, images
-
-
-def _fit(
-    model: Any, x: Any, y: Any, mask: Any, chosen: Any, *, cfg: CrmConfig, seed: int
-) -> list[float]:
-    """Fine-tune ``model`` on images ``x`` with the regions of ``chosen`` ones perturbed."""
-    import torch
-    from torch.nn import functional as F
-
-    gen = torch.Generator().manual_seed(int(seed))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    n = len(y)
-    steps = cfg.epochs * ((n + cfg.batch_size - 1) // cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps,
-                                                pct_start=0.2)  # fmt: skip
-    losses = []
-    model.train()
-    try:
-        for _ in range(cfg.epochs):
-            order = torch.randperm(n, generator=gen)
-            total = 0.0
-            for s in range(0, n, cfg.batch_size):
-                idx = order[s : s + cfg.batch_size]
-                xb, mb, cb = x[idx], mask[idx], chosen[idx]
-                mb = mb & cb[:, None, None]
-                xb = perturb(xb, mb, config=cfg, generator=gen)
-                if cfg.penalty > 0:
-                    g, logits = _input_gradients(model, xb, y[idx], create_graph=True)
-                    share = (g * mb).flatten(1).sum(1) / g.flatten(1).sum(1).clamp_min(1e-12)
-                    loss = F.cross_entropy(logits, y[idx]) + cfg.penalty * (share * cb).mean()
-                else:
-                    loss = F.cross_entropy(model(xb), y[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                total += float(loss.detach()) * len(idx)
-            losses.append(total / n)
-    finally:
-        model.eval()
-    return losses

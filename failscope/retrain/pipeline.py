@@ -192,6 +192,59 @@ def expand_methods(methods: str | Sequence[str]) -> list[str]:
     return out
 
 
+def _noisy_info(slice_ids: Sequence[str], relab: Any, noisy: str, model: str) -> dict[str, Any]:
+    return {
+        "method": "noisy-relabel", "fix": "noisy", "slices": list(slice_ids), "noisy": noisy,
+        "noisy_model": model, "suspects": relab.n_suspects, "changed": len(relab.rows),
+        "find_seconds": round(relab.seconds, 3),
+    }  # fmt: skip
+
+
+def _noisy_on_images(
+    run: Any,
+    slice_ids: Sequence[str],
+    *,
+    labels: np.ndarray,
+    train_rows: np.ndarray,
+    mode: str,
+    seed: int,
+    trust_checkpoint: bool,
+) -> tuple[Any, Any, dict[str, Any], Any]:
+    """``noisy-relabel`` with the whole audited model: a held-out copy trained from
+    scratch disputes labels, then the audited model is fine-tuned on the corrected ones."""
+    import torch
+
+    from failscope.retrain.backbone import as_classifier, train_on_images
+    from failscope.retrain.checkpoint import load_audited_model
+    from failscope.retrain.features import iter_images
+    from failscope.retrain.relabel import FINETUNE, backbone_heldout, find_label_errors
+
+    t0 = time.perf_counter()
+    images = torch.cat(list(iter_images(run)))
+    n_classes = len(run.class_names)
+
+    def load() -> Any:
+        return load_audited_model(run, trust_checkpoint=trust_checkpoint)
+
+    relab = find_label_errors(
+        run, slice_ids, labels=labels, train_rows=train_rows, mode=mode,
+        heldout=backbone_heldout(images, labels, load, n_classes=n_classes, seed=seed),
+    )  # fmt: skip
+    module = load()
+    new = relab.apply(labels)[train_rows]
+    kept = train_rows[new >= 0]
+    model = as_classifier(module, n_classes, seed=seed)
+    losses = train_on_images(model, images[torch.from_numpy(kept)], new[new >= 0],
+                             config=FINETUNE, seed=seed)  # fmt: skip
+    info = _noisy_info(slice_ids, relab, mode, "backbone")
+    info.update(
+        parameters=sum(p.numel() for p in model.parameters()), finetuned=True,
+        train_seconds=round(time.perf_counter() - t0, 3), final_loss=losses[-1],
+        finetune=FINETUNE.to_dict(),
+    )  # fmt: skip
+    return relab, model, info, images
+
+
 def _with_fixes(names: list[str], requested: str | Sequence[str], plan: FixPlan) -> list[str]:
     """``names`` with the fixes ``plan`` makes possible when ``all`` was asked for, and
     without the fixes of ``fixes`` that have no annotated slice."""
@@ -443,6 +496,7 @@ def retrain_run(
     progress: Callable[[str], None] | None = None,
     annotations: Any = None,
     noisy: str = "relabel",
+    noisy_model: str = "backbone",
     crm: Any = None,
 ) -> dict[str, Any]:
     """Retrain with slice-aware methods and baselines; compare them on the test split.
@@ -490,6 +544,10 @@ def retrain_run(
         default ``RUN/annotations.json`` when it exists, False to ignore it.
     noisy : {"relabel", "drop"}, default="relabel"
         What ``noisy-relabel`` does with a disputed training label.
+    noisy_model : {"backbone", "head"}, default="backbone"
+        ``noisy-relabel``'s models: the audited model trained on images (a held-out copy
+        from scratch, then the fine-tuned fix), or linear heads on the frozen features
+        (see :mod:`failscope.retrain.relabel`).
     crm : CrmConfig, optional
         Settings of ``spurious-crm`` (:class:`~failscope.retrain.crm.CrmConfig`).
 
@@ -510,6 +568,7 @@ def retrain_run(
     train_cfg = TrainConfig(**{**tc.to_dict(), "epochs": epochs, "seed": seed})
     names = expand_methods(methods)
     check_choice(noisy, ("relabel", "drop"), name="noisy")
+    check_choice(noisy_model, ("backbone", "head"), name="noisy_model")
     plan = fix_plan(run, annotations)
     names = _with_fixes(names, methods, plan)
     t0 = time.perf_counter()
@@ -624,12 +683,22 @@ def retrain_run(
             models[method] = (model, info)
             results[method] = {**_method_metrics(pred, labels, split, groups, val_groups), **info}
             continue
+        if method == "noisy-relabel" and noisy_model == "backbone":
+            relabelled, model, info, image_inputs = _noisy_on_images(
+                run, plan.slices_for(method), labels=labels, train_rows=train_rows,
+                mode=noisy, seed=seed, trust_checkpoint=trust_checkpoint,
+            )  # fmt: skip
+            pred = predict_logits(model, image_inputs, on_features=False).argmax(axis=1)
+            preds[method] = pred
+            models[method] = (model, info)
+            results[method] = {**_method_metrics(pred, labels, split, groups, val_groups), **info}
+            continue
         if method == "noisy-relabel":
-            from failscope.retrain.relabel import find_label_errors
+            from failscope.retrain.relabel import find_label_errors, head_heldout
 
             relabelled = find_label_errors(
-                run, plan.slices_for(method), features=feats, labels=labels,
-                train_rows=train_rows, train_config=train_cfg, mode=noisy,
+                run, plan.slices_for(method), labels=labels, train_rows=train_rows,
+                heldout=head_heldout(feats, labels, train_cfg, n_classes=n_classes), mode=noisy,
             )  # fmt: skip
             new_labels = relabelled.apply(labels)[train_rows]
             kept = new_labels >= 0
@@ -637,11 +706,7 @@ def retrain_run(
                 "erm", inputs=train_inputs[kept], labels=new_labels[kept], slices=slices,
                 flagged=flagged[kept], margin=margin[kept], **common,
             )  # fmt: skip
-            info.update(
-                method=method, fix="noisy", slices=list(plan.slices_for(method)), noisy=noisy,
-                suspects=relabelled.n_suspects, changed=len(relabelled.rows),
-                find_seconds=round(relabelled.seconds, 3),
-            )  # fmt: skip
+            info.update(_noisy_info(plan.slices_for(method), relabelled, noisy, "head"))
         elif method in ("core-sbl", "core-moa"):
             core, core_flags, core_margin = _training_slices(
                 run, train_rows, cfg=cfg, slice_columns=None, slice_mask=None,

@@ -40,7 +40,8 @@ from typing import Any
 import numpy as np
 
 from failscope._validation import InputError, check_int, fail
-from failscope.run import PLOTS_DIR, Run
+from failscope.report._images import attribution_mosaic_path
+from failscope.run import Run
 from failscope.run.schema import ANNOTATION_LABELS, SliceEntry
 
 from .annotations import VersionConflict, read_annotations, save_annotation
@@ -48,7 +49,7 @@ from .suggest import slice_vectors, suggest_labels
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LOCAL_HOSTS", "ReviewServer", "attribution_mosaic_path", "slice_payload"]
+__all__ = ["LOCAL_HOSTS", "ReviewServer", "slice_payload"]
 
 #: Hosts that are only reachable from this machine (no warning when binding to them).
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -57,13 +58,6 @@ MOSAIC_THUMBS = 12
 #: Largest request body accepted (bytes).
 MAX_BODY = 65536
 TOKEN_HEADER = "x-failscope-token"
-
-
-def attribution_mosaic_path(slice_id: str) -> str:
-    """Run-relative path of a slice's attribution mosaic (``plots/mosaic-8-1.png`` for
-    ``"8/1"``), the name the report uses too."""
-    safe = "".join(ch if ch.isalnum() or ch in "_." else "-" for ch in str(slice_id))
-    return f"{PLOTS_DIR}/mosaic-{safe}.png"
 
 
 def _rate(v: float | None) -> float | None:

@@ -38,7 +38,9 @@ def test_noisy_relabel_repairs_the_slice_and_lists_its_changes(noisy_run, tmp_pa
     sid = run.slices_of(0)[0].id
     failscope.annotate(run, sid, "noisy")
     out = tmp_path / "out"
-    m = retrain_run(run, methods="erm,sbl,noisy-relabel", features=feats, out=out, epochs=40)
+    m = retrain_run(
+        run, methods="erm,sbl,noisy-relabel", features=feats, out=out, epochs=40, noisy_model="head"
+    )
     acc = {k: v["mean_planted_accuracy"] for k, v in m["methods"].items()}
     overall = {k: v["test_accuracy"] for k, v in m["methods"].items()}
     assert acc["noisy-relabel"] >= acc["audited"] + 0.30, acc
@@ -63,7 +65,9 @@ def test_noisy_relabel_repairs_the_slice_and_lists_its_changes(noisy_run, tmp_pa
 def test_noisy_drop_removes_the_disputed_examples(noisy_run, tmp_path):
     run, feats, _ = noisy_run
     failscope.annotate(run, run.slices_of(0)[0].id, "noisy")
-    m = retrain_run(run, methods="noisy-relabel", features=feats, out=tmp_path, noisy="drop")
+    m = retrain_run(
+        run, methods="noisy-relabel", features=feats, out=tmp_path, noisy="drop", noisy_model="head"
+    )
     changes = pd.read_parquet(tmp_path / "relabelled.parquet")
     assert len(changes) > 50 and set(changes["action"]) == {"drop"}
     assert changes["new_label"].isna().all()
