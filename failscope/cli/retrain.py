@@ -129,6 +129,15 @@ def add_parser(sub: Any) -> None:
         help="noisy-relabel: relabel the disputed training labels, or drop those examples "
         "(default: relabel)",
     )
+    p.add_argument(
+        "--noisy-model",
+        choices=("backbone", "head"),
+        default="backbone",
+        help="noisy-relabel: dispute labels with the audited architecture trained from "
+        "scratch without the noisy slices and fine-tune the audited model on the corrected "
+        "labels (backbone, default), or use linear heads on its frozen features (head: cheap, "
+        "but a backbone trained on wrong labels keeps them)",
+    )
     p.add_argument("--crm-epochs", type=int, default=None, help="spurious-crm: fine-tuning epochs")
     p.add_argument(
         "--crm-perturbation",
@@ -259,6 +268,7 @@ def run(args: argparse.Namespace) -> int:
             progress=lambda m: bars.stage(f"retraining: {m}"),
             annotations=annotations,
             noisy=args.noisy,
+            noisy_model=args.noisy_model,
             crm=CrmConfig(**crm_over),
         )
     if args.json:

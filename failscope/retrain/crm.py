@@ -13,9 +13,10 @@ must come from the rest. Here, for a spurious slice of class ``c``:
    ``region_quantile`` form the region.
 2. **Training.** The audited model (backbone and head) is fine-tuned on the train
    split, and every time one of those images is drawn its region is perturbed:
-   ``"noise"`` adds Gaussian pixel noise of ``noise_std`` **and** a random colour
-   shift of up to ``color_shift`` per channel and image (pixel noise alone leaves the
-   region's mean colour readable, and colour is the world's commonest spurious cue),
+   ``"noise"`` shuffles the region's colour channels (a random order per image)
+   and adds Gaussian pixel noise of ``noise_std`` (pixel noise alone, or an additive
+   colour shift, leaves a saturated red region red: ``tests/retrain/test_crm.py``;
+   and colour is the world's commonest spurious cue),
    ``"blur"`` replaces the region by a blurred copy. ``penalty`` > 0 adds the share of
    the true class's input-gradient mass that falls in the region to the loss (an
    attribution penalty; it doubles the cost of a step).
@@ -48,7 +49,7 @@ class CrmConfig:
 
     Parameters
     ----------
-    epochs : int, default=4
+    epochs : int, default=2
         Fine-tuning epochs of the whole audited model.
     lr : float, default=2e-3
         AdamW learning rate (backbone and head).
@@ -60,20 +61,20 @@ class CrmConfig:
     perturbation : {"noise", "blur"}, default="noise"
     noise_std : float, default=0.15
         Gaussian pixel noise in the region (images in [0, 1]).
-    color_shift : float, default=0.5
-        Largest random colour shift per channel and image in the region.
+    permute_channels : bool, default=True
+        ``"noise"`` also shuffles the region's colour channels (a random order per image).
     penalty : float, default=0.0
         Weight of the attribution-mass penalty (0: off).
     """
 
-    epochs: int = 4
+    epochs: int = 2
     lr: float = 2e-3
     batch_size: int = 128
     region_quantile: float = 0.6
     smooth: int = 5
     perturbation: str = "noise"
     noise_std: float = 0.15
-    color_shift: float = 0.5
+    permute_channels: bool = True
     penalty: float = 0.0
 
     def __post_init__(self) -> None:
@@ -82,7 +83,7 @@ class CrmConfig:
         check_int(self.smooth, name="crm smooth", low=1)
         check_fraction(self.region_quantile, name="crm region_quantile")
         check_choice(self.perturbation, PERTURBATIONS, name="crm perturbation")
-        for name in ("lr", "noise_std", "color_shift", "penalty"):
+        for name in ("lr", "noise_std", "penalty"):
             v = float(getattr(self, name))
             if not (np.isfinite(v) and v >= 0) or (name == "lr" and v == 0):
                 raise fail(f"crm {name}={v!r} must be a number >= 0 (lr > 0)")
@@ -157,10 +158,12 @@ def perturb(x: Any, mask: Any, *, config: CrmConfig, generator: Any) -> Any:
         kernel = k.expand(x.shape[1], 1, 5, 5)
         blurred = F.conv2d(F.pad(x, (2, 2, 2, 2), mode="reflect"), kernel, groups=x.shape[1])
         return x * (1 - m) + blurred * m
-    noise = torch.randn(x.shape, generator=generator) * config.noise_std
-    shift = torch.rand((x.shape[0], x.shape[1], 1, 1), generator=generator) * 2 - 1
-    noise = noise + shift * config.color_shift
-    return (x + m * noise).clamp_(0.0, 1.0)
+    out = x
+    if config.permute_channels:
+        perm = torch.argsort(torch.rand((x.shape[0], x.shape[1]), generator=generator), dim=1)
+        out = x.gather(1, perm[:, :, None, None].expand_as(x))
+    out = out + torch.randn(x.shape, generator=generator) * config.noise_std
+    return (x * (1 - m) + out.clamp(0.0, 1.0) * m).clamp_(0.0, 1.0)
 
 
 def train_crm(
