@@ -51,8 +51,8 @@ def test_annotate_with_clicks_and_a_shortcut_then_reload(chromium, server):
         "Array.from(document.querySelectorAll('section.slice')).map(c => c.dataset.slice)"
     )
     assert sorted(order) == sorted(s.id for s in run.slices)
-    severity = [run.slice(i).n_errors_in for i in order]
-    assert severity == sorted(severity, reverse=True)  # ranked by severity
+    ranks = [(run.slice(i).status == "weak", -run.slice(i).n_errors_in) for i in order]
+    assert ranks == sorted(ranks)  # by severity, weak slices last
     # captions, checks and the mosaic are on the page
     first = f'section[data-slice="{order[0]}"]'
     assert "red background" in page.evaluate(f"document.querySelector('{first}').textContent")
