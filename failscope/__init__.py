@@ -40,6 +40,7 @@ _EXPORTS = {
     "evaluate_run": "failscope.evaluate",
     "attribute_run": "failscope.attribute",
     "load_attributions": "failscope.attribute",
+    "annotate": "failscope.review.annotations",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

@@ -24,7 +24,8 @@ from failscope import __version__
 
 #: Subcommand modules, in the order ``--help`` lists them.
 COMMANDS = (
-    "demo", "discover", "attribute", "caption", "evaluate", "check", "retrain", "report",
+    "demo", "discover", "attribute", "caption", "evaluate", "check", "review", "retrain",
+    "select", "report",
 )  # fmt: skip
 #: Set to 1 to print the traceback of an internal failure (as ``-v`` does).
 TRACEBACK_ENV = "FAILSCOPE_TRACEBACK"

@@ -19,7 +19,9 @@ from failscope.cli._tables import (
 
 METHOD_CHOICES = (
     "sbl, moa, erm, erm-mlp, upweight (all three), upweight-hard, upweight-balanced, "
-    "upweight-soft, oracle, sbl-balanced, moa-balanced, all"
+    "upweight-soft, oracle, sbl-balanced, moa-balanced, the fixes of annotated slices "
+    "core-sbl, core-moa, noisy-relabel, spurious-crm (fixes: all four), all (with every "
+    "fix that has annotated slices)"
 )
 
 
@@ -32,14 +34,21 @@ def add_parser(sub: Any) -> None:
             "variant) on the audited model's frozen penultimate features, using the run's "
             "discovered slices as training signal, beside ERM and upweighting baselines on "
             "the same budget (and the oracle with the planted slices of a world run). "
+            "Slices annotated in RUN/annotations.json (failscope review) get their fix: "
+            "core -> SBL/MoA on the core slices, noisy -> relabelling, spurious -> "
+            "core-risk-style training of the backbone; not-a-failure slices are left out "
+            "of every method. "
             "Writes RUN/retrain/: models/<method>.safetensors + .json, predictions.parquet "
-            "(test split), metrics.json; prints a comparison on the test split."
+            "(test split), metrics.json, relabelled.parquet (noisy-relabel); prints a "
+            "comparison on the test split."
         ),
         epilog=(
             "examples:\n"
             "  failscope retrain runs/demo\n"
             "  failscope retrain runs/demo --method sbl,erm --epochs 100 --membership soft\n"
-            "  failscope retrain runs/mine --slice-column is_night --backbone clip"
+            "  failscope retrain runs/mine --slice-column is_night --backbone clip\n"
+            "  failscope retrain runs/demo --method fixes --noisy drop\n"
+            "  failscope retrain runs/demo --method spurious-crm --crm-epochs 2"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -106,6 +115,42 @@ def add_parser(sub: Any) -> None:
         "(flagged and unflagged examples each carry half of their class) or balanced-soft "
         "(the same rule with soft membership); default: balanced",
     )
+    p.add_argument(
+        "--annotations",
+        metavar="FILE",
+        help="annotation file of this run that picks each slice's fix (default: "
+        "RUN/annotations.json if present)",
+    )
+    p.add_argument("--no-annotations", action="store_true", help="ignore RUN/annotations.json")
+    p.add_argument(
+        "--noisy",
+        choices=("relabel", "drop"),
+        default="relabel",
+        help="noisy-relabel: relabel the disputed training labels, or drop those examples "
+        "(default: relabel)",
+    )
+    p.add_argument(
+        "--noisy-model",
+        choices=("backbone", "head"),
+        default="backbone",
+        help="noisy-relabel: dispute labels with the audited architecture trained from "
+        "scratch without the noisy slices and fine-tune the audited model on the corrected "
+        "labels (backbone, default), or use linear heads on its frozen features (head: cheap, "
+        "but a backbone trained on wrong labels keeps them)",
+    )
+    p.add_argument("--crm-epochs", type=int, default=None, help="spurious-crm: fine-tuning epochs")
+    p.add_argument(
+        "--crm-perturbation",
+        choices=("noise", "blur"),
+        default=None,
+        help="spurious-crm: what is done to the spurious region (default: noise)",
+    )
+    p.add_argument(
+        "--crm-penalty",
+        type=float,
+        default=None,
+        help="spurious-crm: weight of the attribution-mass penalty on the region (default 0)",
+    )
     p.add_argument("--lr", type=float, default=None, help="AdamW learning rate")
     p.add_argument("--batch-size", type=int, default=None, help="batch size (0: full batch)")
     add_threads_argument(p, help="torch threads for training (default: torch's own)")
@@ -155,6 +200,14 @@ def print_metrics(metrics: dict[str, Any], *, console: Any = None) -> None:
         row += [_cell(m.get("worst_slice_accuracy")), "-" if params is None else f"{params:,}"]
         table.add_row(*row)
     console.print(table)
+    plan = metrics["annotations"]
+    if plan["source"] is not None:
+        counts = ", ".join(f"{k} {len(v)}" for k, v in plan["slices"].items()) or "none"
+        line = f"fixes from {plan['source']} (version {plan['version']}): {counts}"
+        noisy = methods.get("noisy-relabel")
+        if noisy is not None:
+            line += f"; {noisy['changed']} training labels {noisy['noisy']}ed (relabelled.parquet)"
+        print_line(console, line)
     tr = metrics["slices"]["training"]
     print_line(
         console,
@@ -168,6 +221,7 @@ def print_metrics(metrics: dict[str, Any], *, console: Any = None) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from failscope.retrain.crm import CrmConfig
     from failscope.retrain.pipeline import RetrainConfig, retrain_run
     from failscope.retrain.train import TrainConfig
     from failscope.run import load_run
@@ -183,6 +237,12 @@ def run(args: argparse.Namespace) -> int:
     t_over = {k: getattr(args, k) for k in ("lr", "batch_size") if getattr(args, k) is not None}
     tcfg = replace(tcfg, **t_over)
 
+    crm_over = {
+        k: getattr(args, f"crm_{k}")
+        for k in ("epochs", "perturbation", "penalty")
+        if getattr(args, f"crm_{k}") is not None
+    }
+    annotations = False if args.no_annotations else args.annotations
     from contextlib import nullcontext
 
     from failscope._threads import torch_threads
@@ -206,6 +266,10 @@ def run(args: argparse.Namespace) -> int:
             train_config=tcfg,
             out=args.out,
             progress=lambda m: bars.stage(f"retraining: {m}"),
+            annotations=annotations,
+            noisy=args.noisy,
+            noisy_model=args.noisy_model,
+            crm=CrmConfig(**crm_over),
         )
     if args.json:
         print_json(metrics)

@@ -263,6 +263,23 @@ def _errors(n: int) -> str:
     return f"{n:,} error{'s' if n != 1 else ''}"
 
 
+#: How each annotation label is shown: words and badge kind.
+_ANNOTATION_BADGES = {
+    "core": ("annotated: core", "info"),
+    "spurious": ("annotated: spurious", "bad"),
+    "noisy": ("annotated: noisy labels", "no"),
+    "not-a-failure": ("annotated: not a failure", "skip"),
+}
+
+
+def _annotation_badge(annotation: Any) -> Markup | str:
+    """A person's verdict on the slice (``RUN/annotations.json``), or nothing."""
+    if annotation is None:
+        return ""
+    text, kind = _ANNOTATION_BADGES[annotation.label]
+    return badge(text, kind, title=f"failscope review, {annotation.updated}")
+
+
 def _slice_block(ctx: Context, c: ClassView, v: SliceView, frame: Any, rows: np.ndarray) -> Markup:
     s = v.entry
     head = tag(
@@ -272,6 +289,7 @@ def _slice_block(ctx: Context, c: ClassView, v: SliceView, frame: Any, rows: np.
         tag("code", s.id),
         " ",
         weak_badge() if v.weak else badge("supported", "ok"),
+        _annotation_badge(ctx.annotations.get(s.id)),
         tag(
             "span",
             f" rank {s.rank} in its class · {_errors(s.n_errors_in)} in {s.size:,} · "
@@ -285,6 +303,10 @@ def _slice_block(ctx: Context, c: ClassView, v: SliceView, frame: Any, rows: np.
     if not c.expanded:  # compact: one line of captions
         return tag("div", head, _caption_line(v), class_=css, id=v.anchor)
     parts: list[Any] = [head]
+    note = ctx.annotations.get(s.id)
+    if note is not None and note.note:
+        parts.append(tag("p", tag("b", "Reviewer's note"), f" ({note.updated}): {note.note}",
+                         class_="note annotation-note"))  # fmt: skip
     if v.weak:
         parts.append(
             tag(

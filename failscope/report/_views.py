@@ -130,6 +130,7 @@ class Context:
     image_roots: list[Path]
     meta_columns: list[str]
     written: list[str] = field(default_factory=list)
+    annotations: dict[str, Any] = field(default_factory=dict)  # slice id -> Annotation
     painter: Any = None
     rows_by_class: dict[int, np.ndarray] | None = None
 

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from failscope._validation import check_int, fail
+from failscope.review.annotations import annotations_by_slice
 from failscope.run import PLOTS_DIR, REPORT_HTML, Run, atomic_open, load_run, run_lock
 from failscope.run.schema import EXAMPLE_COLUMNS
 
@@ -153,6 +154,7 @@ def build_report(
                 for c in examples.columns
                 if c not in EXAMPLE_COLUMNS and not str(c).startswith("planted_")
             ][:8],
+            annotations=annotations_by_slice(run),
         )
         try:
             html_text = _page(run, ctx, max_classes_expanded, open_classes)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,9 +115,19 @@ class SliceSet:
 # --------------------------------------------------------------------------- discovered
 
 
-def discovered_slice_entries(run: Any) -> list[Any]:
-    """The run's usable slices: at least one member, in (class, rank) order."""
-    return [s for s in run.slices if s.size > 0]
+def discovered_slice_entries(
+    run: Any, *, only: Collection[str] | None = None, exclude: Collection[str] = ()
+) -> list[Any]:
+    """The run's usable slices: at least one member, in (class, rank) order.
+
+    ``only`` keeps just those slice ids; ``exclude`` drops slice ids (e.g. the slices
+    a person annotated as not a failure).
+    """
+    return [
+        s
+        for s in run.slices
+        if s.size > 0 and (only is None or s.id in only) and s.id not in exclude
+    ]
 
 
 def _platt(scores: np.ndarray, wrong: np.ndarray) -> tuple[float, float] | None:
@@ -140,6 +151,8 @@ def discovered_slices(
     *,
     mode: str = "hard",
     temperature: float = 0.1,
+    only: Collection[str] | None = None,
+    exclude: Collection[str] = (),
 ) -> SliceSet:
     """Membership of ``rows`` in the run's discovered slices.
 
@@ -153,6 +166,8 @@ def discovered_slices(
         See the module docstring; ``"soft"`` is calibrated on the run's fitting split.
     temperature : float, default=0.1
         Fallback soft membership ``sigmoid((score - cutoff) / temperature)``.
+    only, exclude : collections of slice ids, optional
+        See :func:`discovered_slice_entries`.
 
     Returns
     -------
@@ -162,7 +177,7 @@ def discovered_slices(
     """
     check_choice(mode, MEMBERSHIP_MODES, name="membership")
     rows = np.asarray(rows, dtype=np.int64)
-    entries = discovered_slice_entries(run)
+    entries = discovered_slice_entries(run, only=only, exclude=exclude)
     ex = run.examples
     labels_all = ex["label"].to_numpy(dtype=np.int64)
     labels = labels_all[rows]

@@ -20,6 +20,14 @@ train split, with the same :class:`TrainConfig` (epochs, optimizer, batch order)
     and the same :class:`RetrainConfig` (so with the same master weighting).
 ``sbl-balanced``, ``moa-balanced`` (not in ``all``)
     SBL/MoA with ``master_weighting="balanced"`` whatever the config says.
+``core-sbl``, ``core-moa``, ``noisy-relabel``, ``spurious-crm`` (the group ``fixes``)
+    The fix of each annotation (:mod:`failscope.retrain.fixes`): SBL/MoA with only the
+    slices annotated *core*; relabelling (or dropping) the disputed training labels of
+    the slices annotated *noisy* (:mod:`failscope.retrain.relabel`) and retraining the
+    linear head; core-risk-style training of the backbone for the slices annotated
+    *spurious* (:mod:`failscope.retrain.crm`). ``all`` includes every fix that has
+    annotated slices. Slices annotated *not a failure* are left out of every method's
+    training slices.
 
 Test metrics are computed for every method and for the audited model itself
 (``"audited"``, from ``examples.parquet``'s ``pred`` column).
@@ -38,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from failscope._validation import check_choice, fail
+from failscope.retrain.fixes import FIX_METHODS, FixPlan, fix_plan
 from failscope.retrain.membership import (
     MEMBERSHIP_MODES,
     SliceSet,
@@ -65,6 +74,7 @@ METHODS = (
     "oracle",
     "sbl-balanced",
     "moa-balanced",
+    *FIX_METHODS,
 )
 METHOD_GROUPS = {
     "all": (
@@ -77,8 +87,11 @@ METHOD_GROUPS = {
         "oracle",
     ),
     "upweight": ("upweight-hard", "upweight-balanced", "upweight-soft"),
+    "fixes": FIX_METHODS,
 }
 SLICE_METHODS = ("sbl", "moa")
+#: The noisy-label fix's changes, for a person to check (in the retrain folder).
+RELABELLED = "relabelled.parquet"
 MASTER_WEIGHTINGS = ("none", "balanced", "balanced-soft")
 
 
@@ -176,6 +189,78 @@ def expand_methods(methods: str | Sequence[str]) -> list[str]:
                     out.append(m)
     if not out:
         raise fail("no retraining method given; use e.g. --method all")
+    return out
+
+
+def _noisy_info(slice_ids: Sequence[str], relab: Any, noisy: str, model: str) -> dict[str, Any]:
+    return {
+        "method": "noisy-relabel", "fix": "noisy", "slices": list(slice_ids), "noisy": noisy,
+        "noisy_model": model, "suspects": relab.n_suspects, "changed": len(relab.rows),
+        "find_seconds": round(relab.seconds, 3),
+    }  # fmt: skip
+
+
+def _noisy_on_images(
+    run: Any,
+    slice_ids: Sequence[str],
+    *,
+    labels: np.ndarray,
+    train_rows: np.ndarray,
+    mode: str,
+    seed: int,
+    trust_checkpoint: bool,
+) -> tuple[Any, Any, dict[str, Any], Any]:
+    """``noisy-relabel`` with the whole audited model: a held-out copy trained from
+    scratch disputes labels, then the audited model is fine-tuned on the corrected ones."""
+    import torch
+
+    from failscope.retrain.backbone import as_classifier, train_on_images
+    from failscope.retrain.checkpoint import load_audited_model
+    from failscope.retrain.features import iter_images
+    from failscope.retrain.relabel import FINETUNE, backbone_heldout, find_label_errors
+
+    t0 = time.perf_counter()
+    images = torch.cat(list(iter_images(run)))
+    n_classes = len(run.class_names)
+
+    def load() -> Any:
+        return load_audited_model(run, trust_checkpoint=trust_checkpoint)
+
+    relab = find_label_errors(
+        run, slice_ids, labels=labels, train_rows=train_rows, mode=mode,
+        heldout=backbone_heldout(images, labels, load, n_classes=n_classes, seed=seed),
+    )  # fmt: skip
+    module = load()
+    new = relab.apply(labels)[train_rows]
+    kept = train_rows[new >= 0]
+    model = as_classifier(module, n_classes, seed=seed)
+    losses = train_on_images(model, images[torch.from_numpy(kept)], new[new >= 0],
+                             config=FINETUNE, seed=seed)  # fmt: skip
+    info = _noisy_info(slice_ids, relab, mode, "backbone")
+    info.update(
+        parameters=sum(p.numel() for p in model.parameters()), finetuned=True,
+        train_seconds=round(time.perf_counter() - t0, 3), final_loss=losses[-1],
+        finetune=FINETUNE.to_dict(),
+    )  # fmt: skip
+    return relab, model, info, images
+
+
+def _with_fixes(names: list[str], requested: str | Sequence[str], plan: FixPlan) -> list[str]:
+    """``names`` with the fixes ``plan`` makes possible when ``all`` was asked for, and
+    without the fixes of ``fixes`` that have no annotated slice."""
+    items = [requested] if isinstance(requested, str) else list(requested)
+    words = {w.strip().lower() for item in items for w in str(item).split(",")}
+    usable = plan.applicable()
+    explicit = words & set(FIX_METHODS)
+    out = [m for m in names if m not in FIX_METHODS or m in usable or m in explicit]
+    if "all" in words:
+        out += [m for m in usable if m not in out]
+    if "fixes" in words and not usable:
+        raise fail(
+            f"--method fixes needs slices annotated core, spurious or noisy, and "
+            f"{plan.source or 'the run (no annotations.json)'} has none; annotate some with "
+            "`failscope review` or failscope.annotate"
+        )
     return out
 
 
@@ -357,6 +442,8 @@ def _training_slices(
     cfg: RetrainConfig,
     slice_columns: Sequence[str] | None,
     slice_mask: Any,
+    only: Sequence[str] | None = None,
+    exclude: Sequence[str] = (),
 ) -> tuple[SliceSet, np.ndarray, np.ndarray]:
     """Train-split membership, hard flags and margins for the upweighting baselines.
 
@@ -374,14 +461,15 @@ def _training_slices(
         user = full.rows(train_rows)
         m = user.membership.max(axis=1) if user.n_slices else np.zeros(len(train_rows))
         return user, m >= 0.5, m.astype(np.float32)
-    slices = discovered_slices(run, train_rows, mode=cfg.membership)
+    which = {"only": only, "exclude": exclude}
+    slices = discovered_slices(run, train_rows, mode=cfg.membership, **which)
     if not slices.n_slices:
         return slices, np.zeros(len(train_rows), bool), np.zeros(len(train_rows), np.float32)
-    hard = slices if cfg.membership == "hard" else discovered_slices(run, train_rows)
+    hard = slices if cfg.membership == "hard" else discovered_slices(run, train_rows, **which)
     scores = np.asarray(run.slice_score_matrix()[train_rows], dtype=np.float64)
     train_labels = labels[train_rows]
     margin = np.full(len(train_rows), -np.inf)
-    for e in discovered_slice_entries(run):  # the most inside of the class's slices
+    for e in discovered_slice_entries(run, **which):  # the most inside of the class's slices
         sel = train_labels == e.class_index
         margin[sel] = np.fmax(margin[sel], scores[sel, e.column] - e.rule.cutoff)
     margin = np.nan_to_num(margin, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
@@ -406,6 +494,10 @@ def retrain_run(
     out: str | os.PathLike[str] | None = None,
     write: bool = True,
     progress: Callable[[str], None] | None = None,
+    annotations: Any = None,
+    noisy: str = "relabel",
+    noisy_model: str = "backbone",
+    crm: Any = None,
 ) -> dict[str, Any]:
     """Retrain with slice-aware methods and baselines; compare them on the test split.
 
@@ -447,6 +539,17 @@ def retrain_run(
         Write models, ``predictions.parquet`` and ``metrics.json``.
     progress : callable, optional
         Called with a short message as each method starts.
+    annotations : path, Annotations or False, optional
+        The verdicts that pick each slice's fix (:func:`~failscope.retrain.fixes.fix_plan`);
+        default ``RUN/annotations.json`` when it exists, False to ignore it.
+    noisy : {"relabel", "drop"}, default="relabel"
+        What ``noisy-relabel`` does with a disputed training label.
+    noisy_model : {"backbone", "head"}, default="backbone"
+        ``noisy-relabel``'s models: the audited model trained on images (a held-out copy
+        from scratch, then the fine-tuned fix), or linear heads on the frozen features
+        (see :mod:`failscope.retrain.relabel`).
+    crm : CrmConfig, optional
+        Settings of ``spurious-crm`` (:class:`~failscope.retrain.crm.CrmConfig`).
 
     Returns
     -------
@@ -464,6 +567,10 @@ def retrain_run(
     tc = train_config or TrainConfig()
     train_cfg = TrainConfig(**{**tc.to_dict(), "epochs": epochs, "seed": seed})
     names = expand_methods(methods)
+    check_choice(noisy, ("relabel", "drop"), name="noisy")
+    check_choice(noisy_model, ("backbone", "head"), name="noisy_model")
+    plan = fix_plan(run, annotations)
+    names = _with_fixes(names, methods, plan)
     t0 = time.perf_counter()
 
     ex = run.examples
@@ -477,12 +584,16 @@ def retrain_run(
         raise fail(f"{run.path} has no test split rows; retraining is evaluated on test")
 
     slices, flagged, margin = _training_slices(
-        run, train_rows, cfg=cfg, slice_columns=slice_columns, slice_mask=slice_mask
-    )
+        run, train_rows, cfg=cfg, slice_columns=slice_columns, slice_mask=slice_mask,
+        exclude=plan.excluded,
+    )  # fmt: skip
     if slices.n_slices == 0:
         _remove_outputs(Path(out) if out is not None else run.path / RETRAIN_DIR)
         msg = (
-            "the run has no discovered slice (every class was skipped or empty); nothing to retrain"
+            "every discovered slice is annotated not-a-failure; nothing to retrain"
+            if plan.excluded and discovered_slice_entries(run)
+            else "the run has no discovered slice (every class was skipped or empty); "
+            "nothing to retrain"
         )
         logger.info(msg)
         return {"format": METRICS_FORMAT, "status": "no-slices", "message": msg}
@@ -547,6 +658,7 @@ def retrain_run(
     train_inputs = inputs[train_rows]
     train_labels = labels[train_rows]
     oracle_train = None if planted is None else planted.rows(train_rows)
+    relabelled = None
     for method in names:
         if progress is not None:
             progress(method)
@@ -555,21 +667,61 @@ def retrain_run(
             from failscope.retrain.checkpoint import load_audited_model
 
             module = load_audited_model(run, trust_checkpoint=trust_checkpoint)
-        model, info = _train_method(
-            method,
-            inputs=train_inputs,
-            dim=int(feats.shape[1]),
-            labels=train_labels,
-            n_classes=n_classes,
-            slices=slices,
-            oracle=oracle_train,
-            flagged=flagged,
-            margin=margin,
-            backbone=backbone,
-            cfg=cfg,
-            train_cfg=train_cfg,
-            module=module,
-        )
+        common = {
+            "dim": int(feats.shape[1]), "n_classes": n_classes, "oracle": oracle_train,
+            "backbone": backbone, "cfg": cfg, "train_cfg": train_cfg, "module": module,
+        }  # fmt: skip
+        if method == "spurious-crm":
+            from failscope.retrain.crm import train_crm
+
+            model, info, crm_inputs = train_crm(
+                run, plan.slices_for(method), labels=labels, train_rows=train_rows,
+                config=crm, train_config=train_cfg, trust_checkpoint=trust_checkpoint,
+            )  # fmt: skip
+            pred = predict_logits(model, crm_inputs, on_features=False).argmax(axis=1)
+            preds[method] = pred
+            models[method] = (model, info)
+            results[method] = {**_method_metrics(pred, labels, split, groups, val_groups), **info}
+            continue
+        if method == "noisy-relabel" and noisy_model == "backbone":
+            relabelled, model, info, image_inputs = _noisy_on_images(
+                run, plan.slices_for(method), labels=labels, train_rows=train_rows,
+                mode=noisy, seed=seed, trust_checkpoint=trust_checkpoint,
+            )  # fmt: skip
+            pred = predict_logits(model, image_inputs, on_features=False).argmax(axis=1)
+            preds[method] = pred
+            models[method] = (model, info)
+            results[method] = {**_method_metrics(pred, labels, split, groups, val_groups), **info}
+            continue
+        if method == "noisy-relabel":
+            from failscope.retrain.relabel import find_label_errors, head_heldout
+
+            relabelled = find_label_errors(
+                run, plan.slices_for(method), labels=labels, train_rows=train_rows,
+                heldout=head_heldout(feats, labels, train_cfg, n_classes=n_classes), mode=noisy,
+            )  # fmt: skip
+            new_labels = relabelled.apply(labels)[train_rows]
+            kept = new_labels >= 0
+            model, info = _train_method(
+                "erm", inputs=train_inputs[kept], labels=new_labels[kept], slices=slices,
+                flagged=flagged[kept], margin=margin[kept], **common,
+            )  # fmt: skip
+            info.update(_noisy_info(plan.slices_for(method), relabelled, noisy, "head"))
+        elif method in ("core-sbl", "core-moa"):
+            core, core_flags, core_margin = _training_slices(
+                run, train_rows, cfg=cfg, slice_columns=None, slice_mask=None,
+                only=plan.slices_for(method), exclude=plan.excluded,
+            )  # fmt: skip
+            model, info = _train_method(
+                method.split("-", 1)[1], inputs=train_inputs, labels=train_labels,
+                slices=core, flagged=core_flags, margin=core_margin, **common,
+            )  # fmt: skip
+            info.update(method=method, fix="core")
+        else:
+            model, info = _train_method(
+                method, inputs=train_inputs, labels=train_labels, slices=slices,
+                flagged=flagged, margin=margin, **common,
+            )  # fmt: skip
         info["finetuned"] = bool(finetune)
         pred = predict_logits(model, inputs, on_features=not finetune).argmax(axis=1)
         preds[method] = pred
@@ -593,11 +745,16 @@ def retrain_run(
         },
         "config": {"train": train_cfg.to_dict(), "heads": cfg.to_dict()},
         "features": {"source": backbone.source, "dim": int(feats.shape[1])},
+        "annotations": plan.to_json(),
         "seconds": {"features": round(t_feat, 3), "total": round(time.perf_counter() - t0, 3)},
     }
     if write:
         out_dir = Path(out) if out is not None else run.path / RETRAIN_DIR
-        _write_outputs(out_dir, ex=ex, split=split, preds=preds, models=models, metrics=metrics)
+        relabel_frame = None if relabelled is None else relabelled.frame(run, mode=noisy)
+        _write_outputs(
+            out_dir, ex=ex, split=split, preds=preds, models=models, metrics=metrics,
+            relabelled=relabel_frame,
+        )  # fmt: skip
         metrics["out"] = str(out_dir)
     return metrics
 
@@ -608,6 +765,8 @@ def _remove_outputs(out_dir: Path, keep: Sequence[str] = ()) -> None:
     if not out_dir.is_dir():
         return
     stale = [] if keep else [out_dir / "metrics.json", out_dir / "predictions.parquet"]
+    if "noisy-relabel" not in keep:
+        stale.append(out_dir / RELABELLED)
     for method in METHODS:
         if method not in keep:
             stale += [out_dir / "models" / f"{method}{ext}" for ext in (".json", ".safetensors")]
@@ -625,6 +784,7 @@ def _write_outputs(
     preds: dict[str, np.ndarray],
     models: dict[str, Any],
     metrics: dict[str, Any],
+    relabelled: Any = None,
 ) -> None:
     import pandas as pd
 
@@ -642,4 +802,6 @@ def _write_outputs(
     for method, (model, info) in models.items():
         save_retrained(model, out_dir / "models" / method, info=info)
     write_parquet(out_dir / "predictions.parquet", table)
+    if relabelled is not None:
+        write_parquet(out_dir / RELABELLED, relabelled)
     write_json(out_dir / "metrics.json", metrics)

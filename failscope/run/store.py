@@ -262,9 +262,18 @@ class Run:
             The file belongs to another run (its ``run_id`` differs).
         """
         p = self.path / ANNOTATIONS_JSON
-        if not p.is_file():
-            return None
-        ann = _read_record(p, Annotations, "annotations.json")
+        return self.read_annotations(p) if p.is_file() else None
+
+    def read_annotations(self, path: str | os.PathLike[str]) -> Annotations:
+        """An annotation file of this run at ``path`` (e.g. ``retrain --annotations FILE``).
+
+        Raises
+        ------
+        InputError
+            Missing, malformed, of another format, or written for another run.
+        """
+        p = Path(path)
+        ann = _read_record(p, Annotations, "annotations file")
         if ann.run_id != self.info.run_id:
             raise fail(
                 f"{p} was written for another run (run_id {ann.run_id[:12]}, this run is "

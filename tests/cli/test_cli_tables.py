@@ -111,6 +111,7 @@ def test_retrain_table(planted):
         },
         "slices": {"training": {"names": ["a", "b"], "source": "discovered"}},
         "features": {"source": "model", "dim": 64},
+        "annotations": {"source": None, "version": 0, "slices": {}},
         "seconds": {"total": 12.3},
         "out": "runs/a/retrain",
     }

@@ -90,8 +90,35 @@ def make_run(
     )
     rot, _ = np.linalg.qr(rng.normal(size=(clip_dim, clip_dim)))
     emb = (raw @ rot).astype(np.float32)
+    metadata = {"planted_rare_zero": attr}
+    if "true" in problem:
+        metadata["true_label"] = problem["true"]
     build_run(
         path, embeddings=emb, labels=y, predictions=pred, splits=split,
-        class_names=[str(c) for c in range(N_CLASSES)], metadata={"planted_rare_zero": attr},
+        class_names=[str(c) for c in range(N_CLASSES)], metadata=metadata,
     )  # fmt: skip
     return path
+
+
+def make_noisy_problem(*, seed: int = 0, rate: float = 0.9, n: int = 2400) -> dict[str, np.ndarray]:
+    """Label noise: a third of class 0 carries attribute ``u``; in train, ``rate`` of those
+    are labelled 1. Val and test labels are clean. Like :func:`make_problem`'s output, plus
+    ``true_label``."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(N_CLASSES, DIM)) * 1.5
+    means[:, -1] = 0.0
+    out: dict[str, list] = {"features": [], "label": [], "split": [], "attr": [], "true": []}
+    for split, size in (("train", n), ("val", n // 3), ("test", n // 3)):
+        y = rng.integers(0, N_CLASSES, size=size)
+        attr = (y == 0) & (rng.random(size) < 1 / 3)
+        f = means[y] + 0.7 * rng.normal(size=(size, DIM))
+        f[:, -1] += 3.0 * attr
+        given = y.copy()
+        if split == "train":
+            given[attr & (rng.random(size) < rate)] = 1
+        out["features"].append(f)
+        out["label"].append(given)
+        out["true"].append(y)
+        out["split"].append(np.full(size, split))
+        out["attr"].append(attr)
+    return {k: np.concatenate(v) for k, v in out.items()}

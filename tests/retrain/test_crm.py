@@ -1,0 +1,94 @@
+"""The pieces of the spurious fix: attribution regions, perturbation, backbone training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from failscope.retrain.backbone import (
+    ImageTrainConfig,
+    as_classifier,
+    reinitialize,
+    train_on_images,
+)
+from failscope.retrain.crm import CrmConfig, attribution_maps, perturb, regions
+
+
+class LeftNet(torch.nn.Module):
+    """Class 1 iff the left half is bright: it only looks at the left half."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = torch.nn.Linear(4, 2)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.conv(x[..., : x.shape[-1] // 2])).mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
+
+
+def test_attribution_regions_are_where_the_model_looks():
+    torch.manual_seed(0)
+    model = LeftNet()
+    x = torch.rand(8, 3, 16, 16)
+    maps = attribution_maps(model, x, 1, smooth=3)
+    assert maps.shape == (8, 16, 16) and maps.dtype == np.float16
+    assert float(maps[..., 9:].max()) == 0.0 and float(maps[..., :8].mean()) >= 0.2
+    region = regions(maps, 0.6)
+    assert region[..., :7].mean() > 0.6 and region[..., 9:].mean() == 0.0
+
+
+@pytest.mark.parametrize("kind", ["noise", "blur"])
+def test_perturb_changes_the_region_only(kind):
+    x = torch.rand(4, 3, 16, 16)
+    mask = torch.zeros(4, 16, 16, dtype=torch.bool)
+    mask[:, 4:12, 4:12] = True
+    cfg = CrmConfig(perturbation=kind)
+    y = perturb(x.clone(), mask, config=cfg, generator=torch.Generator().manual_seed(0))
+    outside = ~mask[:, None].expand_as(x)
+    assert torch.equal(y[outside], x[outside])
+    assert (y - x)[~outside].abs().mean() > 0.02 and y.min() >= 0 and y.max() <= 1
+    again = perturb(x.clone(), mask, config=cfg, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(y, again)  # seeded
+
+
+def test_colour_noise_hides_the_region_mean_colour():
+    x = torch.zeros(256, 3, 8, 8)
+    x[:, 0] = 0.9  # every image red
+    mask = torch.ones(256, 8, 8, dtype=torch.bool)
+    gen = torch.Generator().manual_seed(1)
+
+    def red_share(cfg: CrmConfig) -> float:
+        y = perturb(x, mask, config=cfg, generator=gen)
+        return float((y[:, 0].mean(dim=(1, 2)) > y[:, 1:].mean(dim=(1, 2, 3))).float().mean())
+
+    assert red_share(CrmConfig(recolor=False, noise_std=0.3)) == 1.0  # still red
+    assert 0.3 < red_share(CrmConfig()) < 0.65  # red in about half of the images
+    y = perturb(x, mask, config=CrmConfig(noise_std=0.0), generator=gen).mean(dim=(2, 3))
+    yellow = (y[:, 0] > 0.5) & (y[:, 1] > 0.5) & (y[:, 2] < 0.3)
+    assert float(yellow.float().mean()) > 0.05  # any colour, not only red, green or blue
+
+
+def test_reinitialize_and_train_on_images():
+    torch.manual_seed(0)
+    model = LeftNet()
+    before = [p.detach().clone() for p in model.parameters()]
+    reinitialize(model, seed=3)
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    clf = as_classifier(model, 2, seed=0)
+    x = torch.rand(256, 3, 16, 16)
+    y = (x[:, :, :, :8].mean(dim=(1, 2, 3)) > 0.5).long().numpy()
+    losses = train_on_images(clf, x, y, config=ImageTrainConfig(epochs=8, lr=1e-2), seed=0)
+    assert losses[-1] < losses[0]
+    with pytest.raises(ValueError, match="no final linear layer"):
+        as_classifier(torch.nn.Conv2d(3, 2, 1), 2, seed=0)
+
+
+def test_crm_config_is_checked():
+    for bad in ({"perturbation": "erase"}, {"epochs": 0}, {"region_quantile": 1.5},
+                {"noise_std": -1.0}):  # fmt: skip
+        with pytest.raises(ValueError):
+            CrmConfig(**bad)

@@ -1,0 +1,115 @@
+"""The fix of each annotation in retrain_run: core, noisy labels, not a failure."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from synthetic import audited_head, make_noisy_problem, make_run
+
+import failscope
+from failscope import InputError, load_run, retrain_run
+from failscope.retrain.features import BackboneFeatures
+from tests.bad_inputs.harness import assert_one_line_error, run_cli
+
+
+@pytest.fixture(scope="module")
+def noisy_run(tmp_path_factory):
+    problem = make_noisy_problem(seed=0)
+    path = make_run(tmp_path_factory.mktemp("noisy") / "run", problem, seed=0)
+    w, b = audited_head(problem)
+    feats = BackboneFeatures(problem["features"].astype(np.float32), w, b, "synthetic")
+    return load_run(path), feats, problem
+
+
+def test_the_noisy_slice_is_found(noisy_run):
+    run, _, problem = noisy_run
+    entry = run.slices_of(0)[0]
+    members = run.members(entry)
+    test = run.examples["split"].to_numpy() == "test"
+    attr = problem["attr"]
+    assert (members & attr & test).sum() / (attr & test).sum() > 0.8
+
+
+def test_noisy_relabel_repairs_the_slice_and_lists_its_changes(noisy_run, tmp_path):
+    run, feats, _ = noisy_run
+    sid = run.slices_of(0)[0].id
+    failscope.annotate(run, sid, "noisy")
+    out = tmp_path / "out"
+    m = retrain_run(
+        run, methods="erm,sbl,noisy-relabel", features=feats, out=out, epochs=40, noisy_model="head"
+    )
+    acc = {k: v["mean_planted_accuracy"] for k, v in m["methods"].items()}
+    overall = {k: v["test_accuracy"] for k, v in m["methods"].items()}
+    assert acc["noisy-relabel"] >= acc["audited"] + 0.30, acc
+    assert acc["noisy-relabel"] >= max(acc["erm"], acc["sbl"]) + 0.20, acc
+    assert overall["noisy-relabel"] >= overall["audited"], overall
+    changes = pd.read_parquet(out / "relabelled.parquet")
+    assert list(changes.columns) == [
+        "id", "path", "slice_id", "action", "old_label", "new_label", "model_probability",
+    ]  # fmt: skip
+    ex = run.examples.set_index("id")
+    rows = ex.loc[changes["id"]]
+    wrong = (rows["label"] != rows["true_label"]).to_numpy()
+    n_wrong = int(((ex["split"] == "train") & (ex["label"] != ex["true_label"])).sum())
+    assert wrong.mean() >= 0.9  # what it changes was wrong
+    assert wrong.sum() >= 0.8 * n_wrong  # and it finds most of what was wrong
+    assert (changes["new_label"].astype(int) == rows["true_label"].to_numpy()).mean() >= 0.9
+    info = m["methods"]["noisy-relabel"]
+    assert info["changed"] == len(changes) and info["slices"] == [sid]
+    assert m["annotations"]["slices"] == {"noisy": [sid]}
+
+
+def test_noisy_drop_removes_the_disputed_examples(noisy_run, tmp_path):
+    run, feats, _ = noisy_run
+    failscope.annotate(run, run.slices_of(0)[0].id, "noisy")
+    m = retrain_run(
+        run, methods="noisy-relabel", features=feats, out=tmp_path, noisy="drop", noisy_model="head"
+    )
+    changes = pd.read_parquet(tmp_path / "relabelled.parquet")
+    assert len(changes) > 50 and set(changes["action"]) == {"drop"}
+    assert changes["new_label"].isna().all()
+    assert m["methods"]["noisy-relabel"]["noisy"] == "drop"
+
+
+def test_core_slices_get_sbl_and_moa_and_not_a_failure_is_left_out(noisy_run, tmp_path):
+    run, feats, _ = noisy_run
+    sid = run.slices_of(0)[0].id
+    failscope.annotate(run, sid, "core")
+    m = retrain_run(run, methods="all", features=feats, out=tmp_path, epochs=5)
+    methods = m["methods"]
+    assert "core-sbl" in methods and "core-moa" in methods  # "all" adds the usable fixes
+    assert "noisy-relabel" not in methods and "spurious-crm" not in methods
+    assert methods["core-sbl"]["slices"] == [sid] and methods["core-moa"]["fix"] == "core"
+    assert methods["sbl"]["slices"] == [sid]
+    failscope.annotate(run, sid, "not-a-failure")
+    m = retrain_run(run, methods="all", features=feats, out=tmp_path, epochs=5)
+    assert m["status"] == "no-slices" and "not-a-failure" in m["message"]
+    assert not (tmp_path / "metrics.json").exists()  # no result that no longer holds
+
+
+def test_fixes_need_annotations(noisy_run, tmp_path):
+    run, feats, _ = noisy_run
+    (run.path / "annotations.json").unlink(missing_ok=True)
+    with pytest.raises(InputError, match="annotated 'noisy'"):
+        retrain_run(run, methods="noisy-relabel", features=feats, out=tmp_path)
+    with pytest.raises(InputError, match="--method fixes needs"):
+        retrain_run(run, methods="fixes", features=feats, out=tmp_path)
+    m = retrain_run(run, methods="erm", features=feats, out=tmp_path, epochs=2)
+    assert m["annotations"] == {"source": None, "version": 0, "slices": {}}
+
+
+def test_an_annotation_file_of_another_run_is_refused(noisy_run, tmp_path):
+    run, _, _ = noisy_run
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"format": 2, "run_id": "f" * 32, "version": 1,
+                                 "annotations": []}))  # fmt: skip
+    res = run_cli("retrain", run.path, "--annotations", other, "--method", "erm")
+    assert_one_line_error(res, "retrain", str(other), "another run")
+    other.write_text(json.dumps({"format": 2, "run_id": run.info.run_id, "version": 1,
+                                 "annotations": [{"slice_id": "3/9", "label": "core",
+                                                  "note": None, "updated": "x"}]}))  # fmt: skip
+    res = run_cli("retrain", run.path, "--annotations", other, "--method", "erm")
+    assert_one_line_error(res, "retrain", "'3/9' is not a slice")
