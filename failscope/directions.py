@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from sklearn.base import BaseEstimator
+from sklearn.utils import TransformerTags
 from threadpoolctl import ThreadpoolController
 
 from failscope._validation import (
@@ -548,6 +549,13 @@ class ErrorDirections(BaseEstimator):
         if cs.size == 0 or not np.all(np.isfinite(cs)) or np.any(cs <= 0):
             raise fail(f"Cs must be a non-empty list of positive numbers, got {self.Cs!r}")
         return np.sort(cs)
+
+    def __sklearn_tags__(self) -> Any:
+        # transform() makes scikit-learn treat this as a transformer, which needs the tag;
+        # the output (standardised float32 embeddings) does not keep the input's dtype
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags = TransformerTags(preserves_dtype=[])
+        return tags
 
     def fit(
         self,

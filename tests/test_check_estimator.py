@@ -5,17 +5,12 @@ predictions)``); scikit-learn's checks call ``fit(X, y)``, so every check that f
 cannot apply. Those are declared through scikit-learn's own expected-failure mechanism
 (``expected_failed_checks``), each with its reason; every other check must pass.
 
-Today ``check_estimator`` stops before running any check: ``ErrorDirections`` has a
-``transform`` method, so scikit-learn treats it as a transformer and requires the
-``transformer_tags`` tag, which failscope/directions.py does not set. That test is a
-strict xfail until the tag is added; the second test runs the checks with only that
-tag added (a test-local subclass), so the list below is known to be exact.
+Every other check must pass (``transform`` makes it a transformer, so it sets
+``transformer_tags``).
 """
 
 from __future__ import annotations
 
-import pytest
-from sklearn.utils import TransformerTags
 from sklearn.utils.estimator_checks import check_estimator
 
 from failscope.directions import ErrorDirections
@@ -42,15 +37,6 @@ FITTING_CHECKS = (
 EXPECTED_FAILED_CHECKS = dict.fromkeys(FITTING_CHECKS, NEEDS_PREDICTIONS)
 
 
-class _WithTransformerTags(ErrorDirections):
-    """ErrorDirections plus the one tag scikit-learn requires of a transformer."""
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags = TransformerTags(preserves_dtype=[])
-        return tags
-
-
 def _missing_predictions(exc: BaseException | None) -> bool:
     """Whether ``exc`` or an exception it was raised from is fit's missing-argument error."""
     while exc is not None:
@@ -66,20 +52,8 @@ def _run(estimator):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="failscope/directions.py: ErrorDirections defines transform() but not the "
-    "transformer_tags tag; add __sklearn_tags__ setting "
-    "tags.transformer_tags = TransformerTags(preserves_dtype=[]) (directions helper)",
-)
-def test_error_directions_passes_check_estimator():
+def test_error_directions_passes_every_check_that_applies():
     results = _run(ErrorDirections())
-    assert [r["check_name"] for r in results if r["status"] == "failed"] == []
-
-
-def test_every_other_check_passes_once_the_transformer_tag_is_set():
-    results = _run(_WithTransformerTags())
     failed = sorted({r["check_name"] for r in results if r["status"] == "failed"})
     assert failed == []
     xfail = {r["check_name"] for r in results if r["status"] == "xfail"}

@@ -65,17 +65,9 @@ def _html_target(run: Run, out: str | os.PathLike[str] | None) -> tuple[Path, st
     Inside the run directory, ``Run.output`` decides (only a file failscope wrote is
     replaced). Elsewhere, an existing file is replaced only if it is a failscope report.
     """
-    if out is None:
-        return run.output(REPORT_HTML), REPORT_HTML
-    target = Path(out)
-    try:
-        rel = target.resolve().relative_to(run.path.resolve()).as_posix()
-    except ValueError:
-        rel = None
+    target, rel = run.target(out, REPORT_HTML, what="the path of the HTML file to write")
     if rel is not None:
-        return run.output(rel), rel
-    if target.is_dir():
-        raise fail(f"--out {target} is a folder; give the path of the HTML file to write")
+        return target, rel
     if target.exists() and not _is_report(target):
         raise fail(
             f"--out {target} exists and is not a failscope report; move it away or choose "

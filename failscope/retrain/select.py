@@ -156,17 +156,9 @@ def _target(run: Any, out: str | os.PathLike[str] | None) -> tuple[Path, str | N
     In the run directory only a new file or failscope's own is replaced; elsewhere only
     a new file or an earlier selection manifest (same header).
     """
-    if out is None:
-        return run.output(SELECTION_CSV), SELECTION_CSV
-    target = Path(out)
-    try:
-        rel = target.resolve().relative_to(run.path.resolve()).as_posix()
-    except ValueError:
-        rel = None
+    target, rel = run.target(out, SELECTION_CSV, what="the manifest's file name (.csv)")
     if rel is not None:
-        return run.output(rel), rel
-    if target.is_dir():
-        raise fail(f"--out {target} is a folder; give the manifest's file name (.csv)")
+        return target, rel
     if target.exists():
         with open(target, encoding="utf-8", errors="replace") as fh:
             if fh.readline().strip() != ",".join(_COLUMNS):

@@ -316,6 +316,29 @@ class Run:
         """Whether failscope wrote ``relpath`` (relative to the run) for this run."""
         return Path(relpath).as_posix() in self.info.files
 
+    def target(
+        self, out: str | os.PathLike[str] | None, default: str, *, what: str
+    ) -> tuple[Path, str | None]:
+        """Where a stage writes ``out``, and its run-relative path when it is a run file.
+
+        ``None`` is ``default`` in the run. A path inside the run goes through
+        :meth:`output` (only a free name or failscope's own file); a path elsewhere is
+        returned as it is, with ``None``, for the caller to check; a folder is refused
+        (``what`` names the file to give instead).
+        """
+        if out is None:
+            return self.output(default), default
+        target = Path(out)
+        try:
+            rel = target.resolve().relative_to(self.path.resolve()).as_posix()
+        except ValueError:
+            rel = None
+        if rel is not None:
+            return self.output(rel), rel
+        if target.is_dir():
+            raise fail(f"--out {target} is a folder; give {what}")
+        return target, None
+
     def output(self, relpath: str | os.PathLike[str]) -> Path:
         """The path a later stage may write ``relpath`` to: free, or failscope's own.
 

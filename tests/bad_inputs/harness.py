@@ -13,6 +13,9 @@ from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 
 @dataclass(frozen=True)
 class CliResult:
@@ -69,3 +72,20 @@ def assert_untouched(before: dict[str, str], root: Path, *, exclude: tuple[Path,
         "removed": sorted(set(before) - set(after)),
         "changed": sorted(k for k in before.keys() & after.keys() if before[k] != after[k]),
     }
+
+
+def small_discover_args(dataset_writer, tmp_path):
+    """A discover run from predictions + embeddings (no model, no CLIP): fast."""
+    rows = dataset_writer(tmp_path / "data", n_per_class=12, size=8)
+    labels = np.array([["ant", "bee", "cat"].index(r["label"]) for r in rows])
+    planted = np.array([r["planted"] for r in rows])
+    pd.DataFrame({"pred": np.where(planted, (labels + 1) % 3, labels)}).to_csv(
+        tmp_path / "preds.csv", index=False
+    )
+    emb = np.random.default_rng(0).normal(size=(len(rows), 4)).astype(np.float32)
+    emb[:, 1] += 4.0 * planted
+    np.save(tmp_path / "emb.npy", emb)
+    return [
+        "--data", tmp_path / "data" / "manifest.csv", "--predictions", tmp_path / "preds.csv",
+        "--embeddings", tmp_path / "emb.npy", "--no-report", "--min-examples", "4",
+    ]  # fmt: skip

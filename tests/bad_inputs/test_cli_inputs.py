@@ -4,31 +4,23 @@ from __future__ import annotations
 
 import errno
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from failscope._validation import InputError
 from failscope.run import load_run
-from tests.bad_inputs.harness import assert_one_line_error, assert_untouched, run_cli, snapshot
+from tests.bad_inputs.harness import (
+    assert_one_line_error,
+    assert_untouched,
+    run_cli,
+    small_discover_args,
+    snapshot,
+)
 
 
 @pytest.fixture
 def discover_args(dataset_writer, tmp_path):
     """``discover`` arguments for a small dataset given as predictions + embeddings."""
-    rows = dataset_writer(tmp_path / "data", n_per_class=12, size=8)
-    labels = np.array([["ant", "bee", "cat"].index(r["label"]) for r in rows])
-    planted = np.array([r["planted"] for r in rows])
-    pd.DataFrame({"pred": np.where(planted, (labels + 1) % 3, labels)}).to_csv(
-        tmp_path / "preds.csv", index=False
-    )
-    emb = np.random.default_rng(0).normal(size=(len(rows), 4)).astype(np.float32)
-    emb[:, 1] += 4.0 * planted
-    np.save(tmp_path / "emb.npy", emb)
-    return [
-        "--data", tmp_path / "data" / "manifest.csv", "--predictions", tmp_path / "preds.csv",
-        "--embeddings", tmp_path / "emb.npy", "--no-report", "--min-examples", "4",
-    ]  # fmt: skip
+    return small_discover_args(dataset_writer, tmp_path)
 
 
 def test_out_is_an_existing_file(discover_args, tmp_path):

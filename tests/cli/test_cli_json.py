@@ -4,27 +4,7 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
-import pandas as pd
-
-from tests.bad_inputs.harness import run_cli
-
-
-def small_discover_args(dataset_writer, tmp_path):
-    """A discover run from predictions + embeddings (no model, no CLIP): fast."""
-    rows = dataset_writer(tmp_path / "data", n_per_class=12, size=8)
-    labels = np.array([["ant", "bee", "cat"].index(r["label"]) for r in rows])
-    planted = np.array([r["planted"] for r in rows])
-    pd.DataFrame({"pred": np.where(planted, (labels + 1) % 3, labels)}).to_csv(
-        tmp_path / "preds.csv", index=False
-    )
-    emb = np.random.default_rng(0).normal(size=(len(rows), 4)).astype(np.float32)
-    emb[:, 1] += 4.0 * planted
-    np.save(tmp_path / "emb.npy", emb)
-    return [
-        "--data", tmp_path / "data" / "manifest.csv", "--predictions", tmp_path / "preds.csv",
-        "--embeddings", tmp_path / "emb.npy", "--no-report", "--min-examples", "4",
-    ]  # fmt: skip
+from tests.bad_inputs.harness import run_cli, small_discover_args
 
 
 def test_discover_json(dataset_writer, tmp_path):
