@@ -9,6 +9,7 @@ report. The run directory is the one ``failscope discover`` writes, plus
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -17,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from failscope._validation import check_int
-from failscope.run import FORMAT_VERSION, TRUTH_JSON, run_lock, write_json
+from failscope.run import FORMAT_VERSION, RUN_JSON, TRUTH_JSON, run_lock, write_json
 from failscope.run.schema import Plant, Truth, WorldInfo
-from failscope.run.writer import check_output_dir
+from failscope.run.writer import OWN_ENTRIES, check_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,23 @@ def default_cache_dir() -> Path:
         return Path(os.environ["FAILSCOPE_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "failscope"
+
+
+def _only_an_unfinished_world(out: Path) -> bool:
+    """Whether ``out`` holds nothing but the world of a demo stopped before discover.
+
+    Such a folder has no ``run.json`` yet, so :func:`check_output_dir` cannot tell it is
+    failscope's; its ``world/world.json`` (written by :func:`make_world`) says so.
+    """
+    if not out.is_dir() or (out / RUN_JSON).exists():
+        return False
+    if {p.name for p in out.iterdir()} - OWN_ENTRIES != {"world"}:
+        return False
+    try:
+        meta = json.loads((out / "world" / "world.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and isinstance(meta.get("key"), str)
 
 
 def run_demo(
@@ -104,7 +122,8 @@ def run_demo(
             on_stage(name)
         return time.perf_counter()
 
-    check_output_dir(out, data_root=None, force=False)  # before the world is written there
+    # before the world is written there; a demo stopped before discover left only its world
+    check_output_dir(out, data_root=None, force=_only_an_unfinished_world(out))
     with run_lock(out):
         t = stage("world")
         world = make_world(plant_list, seed=seed, root=out / "world", sizes=sizes)

@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "EMBEDDINGS_COPY",
+    "OWN_ENTRIES",
     "RunWriter",
     "check_output_dir",
     "copy_rows",
@@ -51,7 +52,8 @@ _FORMAT1_FILES = (
     TRUTH_JSON, EVALUATION_JSON, REPORT_HTML,
 )  # fmt: skip
 #: Entries a folder may hold and still count as empty for a new run.
-_OURS = {_journal.LOCK_FILE, _journal.STAGING_DIR}
+#: Entries of a run folder that are failscope's whether or not a run was committed.
+OWN_ENTRIES = frozenset({_journal.LOCK_FILE, _journal.STAGING_DIR})
 
 
 def _old_files(out: Path) -> list[str] | None:
@@ -94,7 +96,7 @@ def check_output_dir(
         return []
     old = _old_files(out)
     if old is None:
-        extra = sorted(p.name for p in out.iterdir() if p.name not in _OURS)
+        extra = sorted(p.name for p in out.iterdir() if p.name not in OWN_ENTRIES)
         if extra and not force:
             raise fail(
                 f"--out {out} is not empty and holds no failscope run (it has {extra[0]!r}); "
