@@ -9,13 +9,11 @@ report embeds it beside the slice's image mosaic.
 from __future__ import annotations
 
 from failscope.report._images import attribution_mosaic_path, slice_file_id
-from failscope.report._metrics import parse_retrain_metrics
 from failscope.report.build import PLOTS_DIR, build_report
 
 __all__ = [
     "PLOTS_DIR",
     "attribution_mosaic_path",
     "build_report",
-    "parse_retrain_metrics",
     "slice_file_id",
 ]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from failscope.run.metrics import BASELINE, MethodAccuracy, RetrainMetrics
+
 from ._html import Markup, fmt_pct, tag
 from ._images import slice_file_id
-from ._metrics import BASELINE, MethodAccuracy, RetrainMetrics
 from ._pieces import badge, img_tag, plot_uri
 from ._views import Context, SliceView
 

@@ -31,7 +31,6 @@ from ._classes import classes_section
 from ._details import run_details_section
 from ._evaluation import evaluation_section
 from ._html import Markup, tag
-from ._metrics import parse_retrain_metrics
 from ._overview import overview_section, page_header, warnings_panel
 from ._page import render_page
 from ._pieces import img_tag, plot_uri
@@ -200,7 +199,7 @@ def _page(run: Run, ctx: Context, max_classes_expanded: int, open_classes: int) 
         classes_section(ctx, classes, n_open=open_classes),
     ]
     if metrics is not None:
-        parts.append(retrain_section(ctx, parse_retrain_metrics(metrics), slices))
+        parts.append(retrain_section(ctx, metrics, slices))
     if evaluation is not None:
         parts.append(evaluation_section(evaluation, classes, slices))
     parts.append(run_details_section(run))

@@ -19,6 +19,7 @@ from failscope._validation import fail
 from failscope.run import _journal
 from failscope.run._io import file_sha256, read_json, write_json
 from failscope.run.config import DiscoverConfig
+from failscope.run.metrics import RetrainMetrics, parse_retrain_metrics
 from failscope.run.schema import (
     FORMAT_VERSION,
     Annotations,
@@ -282,14 +283,14 @@ class Run:
         return ann
 
     @property
-    def retrain_metrics(self) -> dict[str, Any] | None:
-        """``retrain/metrics.json`` if ``failscope retrain`` has run, else None."""
+    def retrain_metrics(self) -> RetrainMetrics | None:
+        """``retrain/metrics.json``, typed, if ``failscope retrain`` has run, else None."""
         p = self.path / RETRAIN_DIR / "metrics.json"
         if not p.is_file():
             return None
         data = read_json(p, what="retrain/metrics.json")
         check_format(data, p)
-        return data
+        return parse_retrain_metrics(data)
 
     # -- writing back (atomic; run.json lists every file failscope wrote)
     def save_slices(self, slices: tuple[SliceEntry, ...] | list[SliceEntry]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import re
 import time
 from html.parser import HTMLParser
@@ -17,13 +18,13 @@ import failscope
 from failscope.report import (
     attribution_mosaic_path,
     build_report,
-    parse_retrain_metrics,
     slice_file_id,
 )
 from failscope.report._html import Markup, escape, render, tag
 from failscope.report._pieces import WEAK_TEXT, fmt_p
 from failscope.report._views import slice_order
 from failscope.run import load_run
+from failscope.run.metrics import parse_retrain_metrics
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -342,7 +343,7 @@ def test_retrain_section(full_run, run_factory):
     rows = re.findall(r'<td class="nowrap">([\w-]+)', section)
     assert rows == ["audited", "erm", "sbl"]
     assert "discovered slices</th>" in section and "planted slices</th>" in section
-    metrics = parse_retrain_metrics(run.retrain_metrics)
+    metrics = run.retrain_metrics
     best = max(m.overall for m in metrics.methods.values())
     for name, m in metrics.methods.items():
         row = section[section.index(f">{name}") :].split("</tr>")[0]
@@ -357,7 +358,8 @@ def test_retrain_section(full_run, run_factory):
 
 
 def test_parse_retrain_metrics_reads_retrains_layout(full_run):
-    raw = full_run.retrain_metrics
+    raw = json.loads((full_run.path / "retrain" / "metrics.json").read_text())
+    assert full_run.retrain_metrics == parse_retrain_metrics(raw)
     got = parse_retrain_metrics(raw)
     assert got.status == "ok" and list(got.methods) == ["audited", "erm", "sbl"]
     for name, m in got.methods.items():

@@ -1,7 +1,7 @@
 """Reading ``retrain/metrics.json`` (written by :func:`failscope.retrain_run`).
 
-The file is retrain's own untyped dict; this module is the one place the report
-reads it, and it reads exactly the layout retrain writes::
+``Run.retrain_metrics`` reads it through :func:`parse_retrain_metrics`, which accepts
+exactly the layout retrain writes (anything else is a one-line error)::
 
     {"format": ..., "status": "ok" | "no-slices", "message": str (no-slices only),
      "methods": {NAME: {"test_accuracy": float | null,
