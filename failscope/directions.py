@@ -419,7 +419,7 @@ def _run_task(est: ErrorDirections, task: _Task, cs: np.ndarray) -> _ClassFit:
 
 def _run_batch(est: ErrorDirections, batch: list[_Task], cs: np.ndarray) -> list[_ClassFit]:
     """Fit a batch of classes in a worker process (one BLAS thread, as in the parent)."""
-    with _blas_controller().limit(limits=1, user_api="blas"):
+    with blas_controller().limit(limits=1, user_api="blas"):
         return [_run_task(est, t, cs) for t in batch]
 
 
@@ -626,7 +626,7 @@ class ErrorDirections(BaseEstimator):
         self.n_errors_ = np.bincount(y[wrong], minlength=k)
         # Per-class problems are small: BLAS threads only spin against each other
         # (measured 10x slower with 2 threads on a busy 2-core machine).
-        with _blas_controller().limit(limits=1, user_api="blas"):
+        with blas_controller().limit(limits=1, user_api="blas"):
             fits = self._fit_classes(x, rows, y, wrong, cs)
         self._collect(fits, cs, d)
         return self
@@ -809,7 +809,7 @@ class ErrorDirections(BaseEstimator):
         reason = self._skip_reason(len(z), int(wrong.sum()))
         if reason:
             return _ClassFit(None, skip=reason)
-        with _blas_controller().limit(limits=1, user_api="blas"):
+        with blas_controller().limit(limits=1, user_api="blas"):
             y = np.where(wrong, 1.0, -1.0)
             return self._fit_class(c, np.asarray(z, dtype=np.float32), y, self._validate_params())
 
@@ -937,7 +937,7 @@ class ErrorDirections(BaseEstimator):
 _CONTROLLER: list[ThreadpoolController] = []
 
 
-def _blas_controller() -> ThreadpoolController:
+def blas_controller() -> ThreadpoolController:
     """One threadpoolctl controller per process (building one scans the loaded libraries,
     measured 5-19 ms, as long as fitting a few classes)."""
     if not _CONTROLLER:

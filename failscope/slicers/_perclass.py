@@ -51,7 +51,7 @@ def fit_per_class(
     ``n_columns_`` (the slicer's ``min_examples`` decides which classes are skipped).
     Arguments as for :meth:`~failscope.slicers.base.Slicer.fit`.
     """
-    from failscope.directions import ErrorDirections, _moments
+    from failscope.directions import ErrorDirections, _moments, blas_controller
 
     y = np.asarray(labels, dtype=np.int64)
     pred = np.asarray(predictions)
@@ -69,14 +69,15 @@ def fit_per_class(
     slicer.n_classes_ = k
     slicer.skip_reasons_ = {}
     slicer.slices_ = []
-    for c, sel in enumerate(class_rows(y, fit_rows, k)):
-        wrong = pred[sel] != y[sel]
-        reason = skip_reason(len(sel), int(wrong.sum()), slicer.min_examples)
-        if reason:
-            slicer.skip_reasons_[c] = reason
-            continue
-        z = std._standardise(np.asarray(X[sel], dtype=np.float32))
-        slicer.slices_ += slicer._fit_class(c, z, wrong, pred[sel])
+    with blas_controller().limit(limits=1, user_api="blas"):  # small per-class problems
+        for c, sel in enumerate(class_rows(y, fit_rows, k)):
+            wrong = pred[sel] != y[sel]
+            reason = skip_reason(len(sel), int(wrong.sum()), slicer.min_examples)
+            if reason:
+                slicer.skip_reasons_[c] = reason
+                continue
+            z = std._standardise(np.asarray(X[sel], dtype=np.float32))
+            slicer.slices_ += slicer._fit_class(c, z, wrong, pred[sel])
     slicer.n_columns_ = max([s.rank + 1 for s in slicer.slices_], default=1)
 
 

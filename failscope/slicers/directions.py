@@ -41,7 +41,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from failscope._validation import check_choice, check_fraction, check_int
-from failscope.directions import DEFAULT_CS, ErrorDirections
+from failscope.directions import DEFAULT_CS, ErrorDirections, blas_controller
 from failscope.run.schema import Support, passes_cutoff
 from failscope.slicers.base import (
     FittedSlice,
@@ -183,14 +183,16 @@ class DirectionSlicer(Slicer):
         self.skip_reasons_ = dict(est.skip_reasons_)
         self.slices_ = []
         per_class: dict[int, list[tuple[np.ndarray, float]]] = {}
-        for c, sel in enumerate(class_rows(y, rows, est.n_classes_)):
-            if c in est.skip_reasons_:
-                continue
-            z = est.transform(np.asarray(X[sel]))
-            found = self._class_slices(c, z, y[sel] != pred[sel], pred[sel], thr)
-            order = rank_order([f for f, _ in found])
-            self.slices_ += rank_slices([f for f, _ in found])
-            per_class[c] = [found[i][1] for i in order]
+        # per-class solves are small: BLAS threads only spin (as in ErrorDirections.fit)
+        with blas_controller().limit(limits=1, user_api="blas"):
+            for c, sel in enumerate(class_rows(y, rows, est.n_classes_)):
+                if c in est.skip_reasons_:
+                    continue
+                z = est.transform(np.asarray(X[sel]))
+                found = self._class_slices(c, z, y[sel] != pred[sel], pred[sel], thr)
+                order = rank_order([f for f, _ in found])
+                self.slices_ += rank_slices([f for f, _ in found])
+                per_class[c] = [found[i][1] for i in order]
         self.n_columns_ = max([len(v) for v in per_class.values()], default=1)
         d = est.directions_.shape[1]
         self.directions_by_rank_ = np.full(
