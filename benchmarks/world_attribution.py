@@ -4,7 +4,7 @@ For every seed and plant set this builds the world and its audited CNN (cached),
 then runs ``failscope.discover`` with the world CLIP three ways on the same
 images (embeddings cached once):
 
-* ``directions``: the default slicer, one failure direction per class;
+* ``directions``: the default slicer (failure directions);
 * ``attribution``: ``--slicer attribution`` on Grad-CAM of the audited CNN loaded as
   an eager module (what ``failscope demo --slicer attribution`` does);
 * ``attribution-ts`` (``--saliency-seeds``): the same slicer on the TorchScript file,

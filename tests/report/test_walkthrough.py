@@ -1,4 +1,5 @@
-"""Execute notebooks/walkthrough.ipynb: world, audit, discover, captions, report, retrain."""
+"""Execute notebooks/walkthrough.ipynb: world, audit, discover, captions, report, annotate,
+retrain."""
 
 from __future__ import annotations
 
@@ -32,6 +33,10 @@ def test_walkthrough_notebook_runs(tmp_path, monkeypatch):
     plants = {p["plant"]: p for p in evaluation["plants"]}
     assert plants["rare_3_size_small"]["average_precision"] > 0.5
     assert plants["rare_3_size_small"]["slice_recall"] > 0.5
+    annotations = json.loads((run / "annotations.json").read_text())
+    assert [(a["label"], a["note"]) for a in annotations["annotations"]] == [
+        ("core", "under-served in training")
+    ]
     metrics = json.loads((run / "retrain" / "metrics.json").read_text())
     assert metrics["methods"]["audited"]["test_accuracy"] > 0.7
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
