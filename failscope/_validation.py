@@ -82,6 +82,13 @@ def check_int(value: Any, *, name: str, low: int | None = None, high: int | None
     return value
 
 
+def check_n_jobs(value: Any) -> int | None:
+    """A worker-process count: None or 1 (this process), N, or -1 (every core)."""
+    if value is not None and check_int(value, name="n_jobs") == 0:
+        raise fail("n_jobs=0 is not allowed; use None or 1 (serial), N cores, or -1 (all)")
+    return value
+
+
 def check_seed(value: Any, *, name: str = "seed") -> int:
     """Return ``value`` as an int seed in ``[0, MAX_SEED]`` (64 bits, what torch accepts)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):

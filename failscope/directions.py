@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import os
+from functools import partial
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -34,12 +35,14 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import TransformerTags
 from threadpoolctl import ThreadpoolController
 
+from failscope._parallel import map_batched
 from failscope._validation import (
     check_choice,
     check_embeddings,
     check_fraction,
     check_int,
     check_labels,
+    check_n_jobs,
     check_rows,
     check_same_length,
     fail,
@@ -408,9 +411,6 @@ class _Task(NamedTuple):
     y_or_reason: np.ndarray | str
 
 
-_BATCH_BYTES = 16 << 20  # embeddings per batch handed to a worker process
-
-
 def _run_task(est: ErrorDirections, task: _Task, cs: np.ndarray) -> _ClassFit:
     if task.z is None:
         return _ClassFit(None, skip=str(task.y_or_reason))
@@ -543,8 +543,7 @@ class ErrorDirections(BaseEstimator):
         check_int(self.min_examples, name="min_examples", low=2)
         check_int(self.n_permutations, name="n_permutations", low=0)
         check_fraction(self.alpha, name="alpha")
-        if self.n_jobs is not None and (check_int(self.n_jobs, name="n_jobs") == 0):
-            raise fail("n_jobs=0 is not allowed; use None or 1 (serial), N cores, or -1 (all)")
+        check_n_jobs(self.n_jobs)
         cs = np.asarray(self.Cs, dtype=np.float64).ravel()
         if cs.size == 0 or not np.all(np.isfinite(cs)) or np.any(cs <= 0):
             raise fail(f"Cs must be a non-empty list of positive numbers, got {self.Cs!r}")
@@ -637,8 +636,8 @@ class ErrorDirections(BaseEstimator):
         """Fit every class; in worker processes when ``n_jobs`` asks for them.
 
         This process gathers and standardises one class's rows at a time and hands
-        them out in batches of about ``_BATCH_BYTES``; at most two batches per worker
-        are in flight, so memory stays bounded.
+        them out in batches (:func:`failscope._parallel.map_batched`), so memory stays
+        bounded.
         """
         order = np.argsort(y, kind="stable")  # each class's rows, in input order
         ends = np.cumsum(self.n_fit_)
@@ -650,27 +649,12 @@ class ErrorDirections(BaseEstimator):
                 return _Task(c, None, reason)
             return _Task(c, self._standardise(x[rows[at]]), np.where(wrong[at], 1.0, -1.0))
 
-        if self.n_jobs in (None, 1):
-            return [_run_task(self, task(c), cs) for c in range(self.n_classes_)]
-        from joblib import Parallel, delayed
-
-        def batches() -> Any:
-            batch: list[_Task] = []
-            size = 0
-            for c in range(self.n_classes_):
-                batch.append(task(c))
-                size += self.n_fit_[c] * x.shape[1] * 4
-                if size >= _BATCH_BYTES or c == self.n_classes_ - 1:
-                    yield batch
-                    batch, size = [], 0
-
-        # Processes, not threads: numpy's OpenBLAS serialises concurrent calls from
-        # threads (measured: no speedup with 2 threads). max_nbytes=None: batches are
-        # pickled to the workers, not dumped to disk.
-        done = Parallel(n_jobs=self.n_jobs, max_nbytes=None, pre_dispatch="2*n_jobs")(
-            delayed(_run_batch)(self, b, cs) for b in batches()
+        return map_batched(
+            partial(_run_batch, self, cs=cs),
+            (task(c) for c in range(self.n_classes_)),
+            n_jobs=self.n_jobs,
+            nbytes=lambda t: 0 if t.z is None else t.z.nbytes,
         )
-        return [f for fits in done for f in fits]
 
     def _collect(self, fits: list[_ClassFit], cs: np.ndarray, d: int) -> None:
         """Gather the per-class results into the fitted attributes."""

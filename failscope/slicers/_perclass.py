@@ -4,15 +4,19 @@ The ``mixture`` and ``attribution`` slicers standardise the features as the fail
 directions do (the reference rows' mean and scale, then L2 normalisation), skip the
 classes that cannot be fitted (too few examples, no errors, no correct ones), and
 fit one model per remaining class with their own ``_fit_class(c, z, wrong, pred)``,
-which returns the class's ranked :class:`~failscope.slicers.base.FittedSlice` list.
+which returns the class's ranked :class:`~failscope.slicers.base.FittedSlice` list and
+the class's fitted model (kept in ``models_[c]``); in ``n_jobs`` worker processes when
+the slicer asks for them.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
 
+from failscope._parallel import map_batched
 from failscope.slicers.base import class_rows
 
 __all__ = ["MIN_CLASS", "fit_per_class", "restore_per_class", "skip_reason", "state_per_class"]
@@ -34,6 +38,14 @@ def skip_reason(n: int, n_err: int, min_examples: int) -> str | None:
     return None
 
 
+def _fit_batch(slicer: Any, batch: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]) -> list:
+    """``(c, slices, model)`` of a batch of classes ``(c, z, wrong, pred)`` (in a worker)."""
+    from failscope.directions import blas_controller
+
+    with blas_controller().limit(limits=1, user_api="blas"):
+        return [(c, *slicer._fit_class(c, z, wrong, pred)) for c, z, wrong, pred in batch]
+
+
 def fit_per_class(
     slicer: Any,
     X: Any,
@@ -47,8 +59,8 @@ def fit_per_class(
 ) -> None:
     """Standardise, then call ``slicer._fit_class`` for every class that can be fitted.
 
-    Sets ``standardiser_``, ``n_classes_``, ``skip_reasons_``, ``slices_`` and
-    ``n_columns_`` (the slicer's ``min_examples`` decides which classes are skipped).
+    Sets ``standardiser_``, ``n_classes_``, ``skip_reasons_``, ``slices_``, ``models_``
+    and ``n_columns_`` (the slicer's ``min_examples`` decides which classes are skipped).
     Arguments as for :meth:`~failscope.slicers.base.Slicer.fit`.
     """
     from failscope.directions import ErrorDirections, _moments, blas_controller
@@ -69,15 +81,23 @@ def fit_per_class(
     slicer.n_classes_ = k
     slicer.skip_reasons_ = {}
     slicer.slices_ = []
-    with blas_controller().limit(limits=1, user_api="blas"):  # small per-class problems
+
+    def tasks() -> Any:
         for c, sel in enumerate(class_rows(y, fit_rows, k)):
             wrong = pred[sel] != y[sel]
             reason = skip_reason(len(sel), int(wrong.sum()), slicer.min_examples)
             if reason:
                 slicer.skip_reasons_[c] = reason
                 continue
-            z = std._standardise(np.asarray(X[sel], dtype=np.float32))
-            slicer.slices_ += slicer._fit_class(c, z, wrong, pred[sel])
+            yield c, std._standardise(np.asarray(X[sel], dtype=np.float32)), wrong, pred[sel]
+
+    with blas_controller().limit(limits=1, user_api="blas"):  # small per-class problems
+        found = map_batched(
+            partial(_fit_batch, slicer), tasks(), n_jobs=slicer.n_jobs,
+            nbytes=lambda t: t[1].nbytes,
+        )  # fmt: skip
+    slicer.slices_ = [s for _, class_slices, _ in found for s in class_slices]
+    slicer.models_ = {c: model for c, _, model in found}
     slicer.n_columns_ = max([s.rank + 1 for s in slicer.slices_], default=1)
 
 

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from failscope._validation import check_choice, check_fraction, check_int, fail
+from failscope._validation import check_choice, check_fraction, check_int, check_n_jobs, fail
 from failscope.run.schema import Support, passes_cutoff
 from failscope.slicers._perclass import fit_per_class, restore_per_class, state_per_class
 from failscope.slicers.base import (
@@ -81,6 +81,8 @@ class AttributionSlicer(Slicer):
         Family-wise level of one class's cluster tests.
     min_examples : int, default=10
         Classes with fewer fitting examples get no slice.
+    n_jobs : int or None, default=None
+        Worker processes for the per-class fits (None or 1: this process; -1: every core).
     n_init : int, default=3
         k-means restarts (the best is kept).
     random_state : int, default=0
@@ -112,6 +114,7 @@ class AttributionSlicer(Slicer):
         min_size: int = 10,
         alpha: float = 0.05,
         min_examples: int = 10,
+        n_jobs: int | None = None,
         n_init: int = 3,
         random_state: int = 0,
     ) -> None:
@@ -123,6 +126,7 @@ class AttributionSlicer(Slicer):
         self.min_size = min_size
         self.alpha = alpha
         self.min_examples = min_examples
+        self.n_jobs = n_jobs
         self.n_init = n_init
         self.random_state = random_state
 
@@ -134,6 +138,7 @@ class AttributionSlicer(Slicer):
         check_int(self.n_pca, name="n_pca", low=1)
         check_int(self.min_size, name="min_size", low=1)
         check_int(self.min_examples, name="min_examples", low=2)
+        check_n_jobs(self.n_jobs)
         check_int(self.n_init, name="n_init", low=1)
         check_int(self.random_state, name="random_state", low=0)
         check_fraction(self.alpha, name="alpha")
@@ -172,7 +177,6 @@ class AttributionSlicer(Slicer):
         if np.ndim(X) != 2 or not len(X) == len(labels) == len(predictions):
             raise fail(f"features {np.shape(X)}, labels ({len(labels)}) and predictions "
                        f"({len(predictions)}) must be (n, d), (n,) and (n,)")  # fmt: skip
-        self.models_: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]] = {}
         fit_per_class(
             self, X, labels, predictions, rows=rows, reference_rows=reference_rows,
             reference=reference, n_classes=n_classes,
@@ -181,7 +185,7 @@ class AttributionSlicer(Slicer):
 
     def _fit_class(
         self, c: int, z: np.ndarray, wrong: np.ndarray, pred: np.ndarray
-    ) -> list[FittedSlice]:
+    ) -> tuple[list[FittedSlice], tuple[Any, ...]]:
         import faiss
 
         mean = z.mean(axis=0)
@@ -214,8 +218,7 @@ class AttributionSlicer(Slicer):
             )))  # fmt: skip
         found = [s for _, s in candidates]
         order = [candidates[i][0] for i in rank_order(found)]
-        self.models_[c] = (mean.astype(np.float32), basis, centroids, order)
-        return rank_slices(found)
+        return rank_slices(found), (mean.astype(np.float32), basis, centroids, order)
 
     def score(self, X: Any, labels: Any, *, chunk: int = 65536) -> np.ndarray:
         """Distance margins of each example's class's slices, (n, n_columns_), by rank."""

@@ -36,10 +36,12 @@ failure mode keeps one slice.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
+from failscope._parallel import map_batched
 from failscope._validation import check_choice, check_fraction, check_int
 from failscope.directions import DEFAULT_CS, ErrorDirections, blas_controller
 from failscope.run.schema import Support, passes_cutoff
@@ -62,6 +64,16 @@ SPLIT_AXES = ("contrast", "errors")
 SPLIT_DIMS = 16
 #: How ``ErrorDirections.p_values_`` are computed (recorded with every slice).
 SIGNIFICANCE_TEST = "held-out permutation test of the CV error AUROC (max over the C grid)"
+
+
+def _slice_batch(
+    slicer: DirectionSlicer,
+    batch: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]],
+    thr: SliceThreshold,
+) -> list[tuple[int, list[tuple[FittedSlice, tuple[np.ndarray, float]]]]]:
+    """The slices of a batch of classes ``(c, z, wrong, pred)`` (in a worker process)."""
+    with blas_controller().limit(limits=1, user_api="blas"):
+        return [(c, slicer._class_slices(c, z, wrong, pred, thr)) for c, z, wrong, pred in batch]
 
 
 class DirectionSlicer(Slicer):
@@ -182,17 +194,22 @@ class DirectionSlicer(Slicer):
         self.n_classes_ = est.n_classes_
         self.skip_reasons_ = dict(est.skip_reasons_)
         self.slices_ = []
-        per_class: dict[int, list[tuple[np.ndarray, float]]] = {}
+        tasks = (
+            (c, est.transform(np.asarray(X[sel])), y[sel] != pred[sel], pred[sel])
+            for c, sel in enumerate(class_rows(y, rows, est.n_classes_))
+            if c not in est.skip_reasons_
+        )
         # per-class solves are small: BLAS threads only spin (as in ErrorDirections.fit)
         with blas_controller().limit(limits=1, user_api="blas"):
-            for c, sel in enumerate(class_rows(y, rows, est.n_classes_)):
-                if c in est.skip_reasons_:
-                    continue
-                z = est.transform(np.asarray(X[sel]))
-                found = self._class_slices(c, z, y[sel] != pred[sel], pred[sel], thr)
-                order = rank_order([f for f, _ in found])
-                self.slices_ += rank_slices([f for f, _ in found])
-                per_class[c] = [found[i][1] for i in order]
+            results = map_batched(
+                partial(_slice_batch, self, thr=thr), tasks, n_jobs=self.n_jobs,
+                nbytes=lambda t: t[1].nbytes,
+            )  # fmt: skip
+        per_class: dict[int, list[tuple[np.ndarray, float]]] = {}
+        for c, found in results:
+            order = rank_order([f for f, _ in found])
+            self.slices_ += rank_slices([f for f, _ in found])
+            per_class[c] = [found[i][1] for i in order]
         self.n_columns_ = max([len(v) for v in per_class.values()], default=1)
         d = est.directions_.shape[1]
         self.directions_by_rank_ = np.full(

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from failscope._validation import check_fraction, check_int
+from failscope._validation import check_fraction, check_int, check_n_jobs
 from failscope.run.schema import Support, passes_cutoff
 from failscope.slicers._perclass import fit_per_class, restore_per_class, state_per_class
 from failscope.slicers.base import (
@@ -111,6 +111,8 @@ class MixtureSlicer(Slicer):
         Family-wise level of the held-out enrichment tests of one class.
     min_examples : int, default=10
         Classes with fewer fitting examples get no slice.
+    n_jobs : int or None, default=None
+        Worker processes for the per-class fits (None or 1: this process; -1: every core).
     n_iter : int, default=200
         EM iterations at most.
     random_state : int, default=0
@@ -134,6 +136,7 @@ class MixtureSlicer(Slicer):
         min_size: int = 10,
         alpha: float = 0.05,
         min_examples: int = 10,
+        n_jobs: int | None = None,
         n_iter: int = 200,
         random_state: int = 0,
     ) -> None:
@@ -143,6 +146,7 @@ class MixtureSlicer(Slicer):
         self.min_size = min_size
         self.alpha = alpha
         self.min_examples = min_examples
+        self.n_jobs = n_jobs
         self.n_iter = n_iter
         self.random_state = random_state
 
@@ -151,6 +155,7 @@ class MixtureSlicer(Slicer):
         check_int(self.n_pca, name="n_pca", low=1)
         check_int(self.min_size, name="min_size", low=1)
         check_int(self.min_examples, name="min_examples", low=2)
+        check_n_jobs(self.n_jobs)
         check_int(self.n_iter, name="n_iter", low=1)
         check_int(self.random_state, name="random_state", low=0)
         check_fraction(self.alpha, name="alpha")
@@ -172,7 +177,6 @@ class MixtureSlicer(Slicer):
     ) -> MixtureSlicer:
         """Fit one error-aware mixture per class; keep the components that fail (see above)."""
         self._validate_params()
-        self.models_: dict[int, tuple[np.ndarray, np.ndarray, _ErrorAwareGMM, list[int]]] = {}
         fit_per_class(
             self, X, labels, predictions, rows=rows, reference_rows=reference_rows,
             reference=reference, n_classes=n_classes,
@@ -181,7 +185,7 @@ class MixtureSlicer(Slicer):
 
     def _fit_class(
         self, c: int, z: np.ndarray, wrong: np.ndarray, pred: np.ndarray
-    ) -> list[FittedSlice]:
+    ) -> tuple[list[FittedSlice], tuple[Any, ...]]:
         rng = np.random.default_rng([self.random_state, c])
         half = np.zeros(len(z), dtype=bool)
         for group in (wrong, ~wrong):  # stratified halves
@@ -225,8 +229,7 @@ class MixtureSlicer(Slicer):
                 **stats,
             )))  # fmt: skip
         found = [s for _, s in candidates]
-        self.models_[c] = (mean, basis, gmm, [candidates[i][0] for i in rank_order(found)])
-        return rank_slices(found)
+        return rank_slices(found), (mean, basis, gmm, [candidates[i][0] for i in rank_order(found)])
 
     def score(self, X: Any, labels: Any, *, chunk: int = 65536) -> np.ndarray:
         """``p(component | x)`` of each example's class's slices, (n, n_columns_), by rank."""

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from failscope.slicers import load_slicer, make_slicer
+from failscope.slicers.directions import _slice_meta
 
 
 def two_mode_data(seed: int = 0, n: int = 900, d: int = 24):
@@ -99,3 +100,14 @@ def test_same_seed_same_slices():
     a = make_slicer("mixture:random_state=3").fit(x, y, pred)
     b = make_slicer("mixture:random_state=3").fit(x, y, pred)
     np.testing.assert_array_equal(a.score(x, y), b.score(x, y))
+
+
+@pytest.mark.parametrize("spec", ["directions", "mixture", "attribution:n_clusters=4"])
+def test_worker_processes_give_the_same_slices(spec):
+    x, y, pred, _ = two_mode_data(seed=5)
+    serial = make_slicer(spec).fit(x, y, pred)
+    workers = make_slicer(spec).set_params(n_jobs=2).fit(x, y, pred)
+    assert [_slice_meta(s) for s in workers.slices_] == [_slice_meta(s) for s in serial.slices_]
+    for a, b in zip(workers.slices_, serial.slices_, strict=True):
+        np.testing.assert_array_equal(a.direction, b.direction)
+    np.testing.assert_array_equal(workers.score(x, y), serial.score(x, y))
