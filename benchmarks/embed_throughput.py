@@ -32,7 +32,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -40,6 +39,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from caption_accuracy import build_world_run
 
@@ -48,13 +48,12 @@ def world_run(workdir: Path) -> tuple[Path, Path]:
     """The default world's manifest and audited model (built once under ``workdir``,
     cached by world key: see ``caption_accuracy.build_world_run``)."""
     run, _ = build_world_run((), seed=0, workdir=workdir)
-    cfg = run.info["config"]
-    return Path(cfg["data"]), Path(cfg["model"])
+    return Path(run.config.data), Path(run.config.model)
 
 
 def discover(args: argparse.Namespace, manifest: Path, model: Path, out: Path, workers: int,
-             cache: Path, engine: tuple[str, ...] = (), threads: int = 0) -> dict:  # fmt: skip
-    """Run ``failscope discover`` once; return its run.json.
+             cache: Path, engine: tuple[str, ...] = (), threads: int = 0) -> Any:  # fmt: skip
+    """Run ``failscope discover`` once; return its ``run.json`` (a typed ``RunInfo``).
 
     ``engine``: extra engine options; ``threads``: OMP_NUM_THREADS (0: torch's default).
     """
@@ -75,12 +74,14 @@ def discover(args: argparse.Namespace, manifest: Path, model: Path, out: Path, w
                           env=env)  # fmt: skip
     if proc.returncode:
         raise SystemExit(f"failscope discover failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    return json.loads((out / "run.json").read_text())
+    from failscope import load_run
+
+    return load_run(out).info
 
 
-def passes_seconds(info: dict) -> float:
+def passes_seconds(info: Any) -> float:
     """Time of the prediction and embedding passes (with Ray: its stage plus the re-reads)."""
-    t = info["timings"]
+    t = info.timings
     return float(t["predict"]) + float(t["embed"]) + float(t.get("ray", 0.0))
 
 
@@ -95,15 +96,15 @@ def steady_rate(eng: dict) -> float | None:
     return rows / t if eng.get("rows_missing") and t > 0 else None
 
 
-def print_engines(rows: list[tuple[str, dict, float]]) -> None:
+def print_engines(rows: list[tuple[str, Any, float]]) -> None:
     """Local vs Ray, side by side: both passes, Ray's start, first batch and steady rate."""
     print("| engine | images | Ray start (s) | first batch (s) | both passes (s) | images/s "
           "| images/s after the first batch | whole command (s) |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     local_rate = None
     for name, info, wall in rows:
-        n, t = int(info["n_examples"]), passes_seconds(info)
-        eng = info.get("engine") or {}
+        n, t = info.n_examples, passes_seconds(info)
+        eng = info.engine or {}
         steady = steady_rate(eng) if eng else None
         if not eng and "cache filled" not in name:  # compare with the best local run
             local_rate = max(local_rate or 0.0, n / t)
@@ -111,11 +112,11 @@ def print_engines(rows: list[tuple[str, dict, float]]) -> None:
               f"| {_secs(eng.get('first_batch_seconds'))} | {t:.1f} | {n / t:,.0f} "
               f"| {'-' if steady is None else f'{steady:,.0f}'} | {wall:.1f} |")  # fmt: skip
     for name, info, _ in rows:
-        eng = info.get("engine") or {}
+        eng = info.engine or {}
         r_ray = steady_rate(eng) if eng else None
         if r_ray is None or local_rate is None:
             continue
-        n = int(info["n_examples"])
+        n = info.n_examples
         rate = n / passes_seconds(info)
         over = passes_seconds(info) - n / r_ray  # start, first batch, and the rest outside
         print(f"\n{name}: {rate / local_rate:.0%} of the best local run's throughput at {n:,} "
@@ -178,8 +179,8 @@ def main() -> None:
         info = discover(args, manifest, model, Path(tmp) / f"run-{w}", w, Path(tmp) / f"cache-{w}")
         rows.append((f"{w} workers, cache filled", info, time.perf_counter() - t0))
 
-    clip = rows[0][1]["embeddings"]["clip"]
-    print(f"cpu cores: {os.cpu_count()}; CLIP {args.clip} ({clip['precision']}), "
+    clip = rows[0][1].embeddings.clip
+    print(f"cpu cores: {os.cpu_count()}; CLIP {args.clip} ({clip.precision}), "
           f"batch {args.batch_size}\n")  # fmt: skip
     if args.engine == "ray":
         print_engines(rows)
@@ -187,8 +188,8 @@ def main() -> None:
     print("| run | images | embed stage (s) | images/s | whole command (s) |")
     print("|---|---:|---:|---:|---:|")
     for name, info, wall in rows:
-        n = int(info["n_examples"])
-        t = float(info["timings"]["embed"])
+        n = info.n_examples
+        t = float(info.timings["embed"])
         rate = f"{n / t:,.0f}" if t > 0 else "n/a"
         print(f"| {name} | {n:,} | {t:.1f} | {rate} | {wall:.1f} |")
 
