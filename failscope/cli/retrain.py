@@ -146,6 +146,13 @@ def add_parser(sub: Any) -> None:
         help="spurious-crm: what is done to the spurious region (default: noise)",
     )
     p.add_argument(
+        "--crm-region",
+        choices=("auto", "attribution", "background", "none"),
+        default=None,
+        help="spurious-crm: the pixels perturbed: the attribution region, its complement, "
+        "none, or (auto, default) the one whose perturbation moves the slice's class most",
+    )
+    p.add_argument(
         "--crm-penalty",
         type=float,
         default=None,
@@ -239,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
 
     crm_over = {
         k: getattr(args, f"crm_{k}")
-        for k in ("epochs", "perturbation", "penalty")
+        for k in ("epochs", "perturbation", "penalty", "region")
         if getattr(args, f"crm_{k}") is not None
     }
     annotations = False if args.no_annotations else args.annotations

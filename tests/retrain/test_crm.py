@@ -12,7 +12,7 @@ from failscope.retrain.backbone import (
     reinitialize,
     train_on_images,
 )
-from failscope.retrain.crm import CrmConfig, attribution_maps, perturb, regions
+from failscope.retrain.crm import CrmConfig, attribution_maps, choose_region, perturb, regions
 
 
 class LeftNet(torch.nn.Module):
@@ -89,6 +89,52 @@ def test_reinitialize_and_train_on_images():
 
 def test_crm_config_is_checked():
     for bad in ({"perturbation": "erase"}, {"epochs": 0}, {"region_quantile": 1.5},
-                {"noise_std": -1.0}):  # fmt: skip
+                {"noise_std": -1.0}, {"region": "left"}):  # fmt: skip
         with pytest.raises(ValueError):
             CrmConfig(**bad)
+
+
+class CueNet(torch.nn.Module):
+    """Class 1 from a colour cue (red minus green in the left half), class 0 from the
+    brightness of the right half."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        half = x.shape[-1] // 2
+        red = (x[:, 0] - x[:, 1])[..., :half].mean(dim=(1, 2))
+        bright = x.amax(dim=1)[..., half:].mean(dim=(1, 2))
+        return torch.stack([10 * (bright - 0.5), 10 * red], dim=1)
+
+
+class _Fn(torch.nn.Module):
+    def __init__(self, fn) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
+def _cue_images(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    red = torch.zeros(n, 3, 16, 16)
+    red[:, 0, :, :8] = 0.9  # class 1: red left half, dark right half
+    red[:, :, :, 8:] = 0.1
+    grey = torch.full((n, 3, 16, 16), 0.5)  # class 0: grey left half, bright right half
+    grey[:, :, :, 8:] = 0.9
+    return red, grey
+
+
+def test_choose_region_finds_the_cue_or_none():
+    red, grey = _cue_images(64)
+    cfg = CrmConfig(region_quantile=0.4, noise_std=0.0)
+    zeros = np.zeros(len(grey), dtype=np.int64)
+    where, scores = choose_region(CueNet(), red, grey, zeros, 1, config=cfg, seed=0)
+    assert where == "attribution" and scores["attribution"] > 0.1 >= scores["background"]
+    again = choose_region(CueNet(), red, grey, zeros, 1, config=cfg, seed=0)
+    assert again == (where, scores)  # seeded
+
+    # a model of brightness alone: recolouring (brightness kept) moves nothing -> none
+    def bright(x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([torch.zeros(len(x)), 10 * x.amax(dim=1).mean(dim=(1, 2))], 1)
+
+    where, scores = choose_region(_Fn(bright), red, grey, zeros, 1, config=cfg, seed=0)
+    assert where == "none" and scores == {"attribution": 0.0, "background": 0.0}
