@@ -16,6 +16,7 @@ from failscope.cli._tables import (
     results_console,
     text,
 )
+from failscope.retrain.crm import PERTURBATIONS, REGIONS
 
 METHOD_CHOICES = (
     "sbl, moa, erm, erm-mlp, upweight (all three), upweight-hard, upweight-balanced, "
@@ -141,13 +142,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--crm-epochs", type=int, default=None, help="spurious-crm: fine-tuning epochs")
     p.add_argument(
         "--crm-perturbation",
-        choices=("noise", "blur"),
+        choices=PERTURBATIONS,
         default=None,
         help="spurious-crm: what is done to the spurious region (default: noise)",
     )
     p.add_argument(
         "--crm-region",
-        choices=("auto", "attribution", "background", "none"),
+        choices=REGIONS,
         default=None,
         help="spurious-crm: the pixels perturbed: the attribution region, its complement, "
         "none, or (auto, default) the one whose perturbation moves the slice's class most",

@@ -138,3 +138,24 @@ def test_choose_region_finds_the_cue_or_none():
 
     where, scores = choose_region(_Fn(bright), red, grey, zeros, 1, config=cfg, seed=0)
     assert where == "none" and scores == {"attribution": 0.0, "background": 0.0}
+
+
+def test_cli_crm_options_reach_the_config(monkeypatch, synthetic_run):
+    from failscope.retrain import pipeline
+    from tests.bad_inputs.harness import run_cli
+
+    seen = {}
+
+    def fake_retrain_run(run, **kwargs):
+        seen.update(kwargs)
+        return {"status": "no-slices", "message": "stub"}
+
+    monkeypatch.setattr(pipeline, "retrain_run", fake_retrain_run)
+    path = synthetic_run[0]
+    res = run_cli("retrain", path, "--crm-region", "background",
+                  "--crm-epochs", "2", "--crm-perturbation", "blur")  # fmt: skip
+    assert res.rc == 0, res.err
+    crm = seen["crm"]
+    assert (crm.region, crm.epochs, crm.perturbation) == ("background", 2, "blur")
+    bad = run_cli("retrain", path, "--crm-region", "glyph")
+    assert bad.rc == 2 and "invalid choice: 'glyph'" in bad.err
