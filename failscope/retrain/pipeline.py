@@ -654,6 +654,13 @@ def retrain_run(
     models: dict[str, Any] = {}
     from failscope.retrain.train import predict_logits
 
+    def record(method: str, model: Any, info: dict[str, Any], x: Any, *, on_features: bool) -> None:
+        """Keep a trained method's test-set predictions, model and metrics."""
+        pred = predict_logits(model, x, on_features=on_features).argmax(axis=1)
+        preds[method] = pred
+        models[method] = (model, info)
+        results[method] = {**_method_metrics(pred, labels, split, groups, val_groups), **info}
+
     inputs = feats if images is None else images
     train_inputs = inputs[train_rows]
     train_labels = labels[train_rows]
@@ -678,20 +685,14 @@ def retrain_run(
                 run, plan.slices_for(method), labels=labels, train_rows=train_rows,
                 config=crm, train_config=train_cfg, trust_checkpoint=trust_checkpoint,
             )  # fmt: skip
-            pred = predict_logits(model, crm_inputs, on_features=False).argmax(axis=1)
-            preds[method] = pred
-            models[method] = (model, info)
-            results[method] = {**_method_metrics(pred, labels, split, groups, val_groups), **info}
+            record(method, model, info, crm_inputs, on_features=False)
             continue
         if method == "noisy-relabel" and noisy_model == "backbone":
             relabelled, model, info, image_inputs = _noisy_on_images(
                 run, plan.slices_for(method), labels=labels, train_rows=train_rows,
                 mode=noisy, seed=seed, trust_checkpoint=trust_checkpoint,
             )  # fmt: skip
-            pred = predict_logits(model, image_inputs, on_features=False).argmax(axis=1)
-            preds[method] = pred
-            models[method] = (model, info)
-            results[method] = {**_method_metrics(pred, labels, split, groups, val_groups), **info}
+            record(method, model, info, image_inputs, on_features=False)
             continue
         if method == "noisy-relabel":
             from failscope.retrain.relabel import find_label_errors, head_heldout
@@ -723,10 +724,7 @@ def retrain_run(
                 flagged=flagged, margin=margin, **common,
             )  # fmt: skip
         info["finetuned"] = bool(finetune)
-        pred = predict_logits(model, inputs, on_features=not finetune).argmax(axis=1)
-        preds[method] = pred
-        models[method] = (model, info)
-        results[method] = {**_method_metrics(pred, labels, split, groups, val_groups), **info}
+        record(method, model, info, inputs, on_features=not finetune)
 
     metrics = {
         "format": METRICS_FORMAT,
