@@ -195,8 +195,8 @@ def expand_methods(methods: str | Sequence[str]) -> list[str]:
 def _noisy_info(slice_ids: Sequence[str], relab: Any, noisy: str, model: str) -> dict[str, Any]:
     return {
         "method": "noisy-relabel", "fix": "noisy", "slices": list(slice_ids), "noisy": noisy,
-        "noisy_model": model, "suspects": relab.n_suspects, "changed": len(relab.rows),
-        "find_seconds": round(relab.seconds, 3),
+        "noisy_model": model, "suspects": relab.n_suspects, "heldout": relab.heldout,
+        "changed": len(relab.rows), "find_seconds": round(relab.seconds, 3),
     }  # fmt: skip
 
 
@@ -210,8 +210,8 @@ def _noisy_on_images(
     seed: int,
     trust_checkpoint: bool,
 ) -> tuple[Any, Any, dict[str, Any], Any]:
-    """``noisy-relabel`` with the whole audited model: a held-out copy trained from
-    scratch disputes labels, then the audited model is fine-tuned on the corrected ones."""
+    """``noisy-relabel`` with the whole audited model: held-out copies trained from
+    scratch dispute labels, then the audited model is fine-tuned on the corrected ones."""
     import torch
 
     from failscope.retrain.backbone import as_classifier, train_on_images

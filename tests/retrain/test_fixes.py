@@ -12,6 +12,7 @@ from synthetic import audited_head, make_noisy_problem, make_run
 import failscope
 from failscope import InputError, load_run, retrain_run
 from failscope.retrain.features import BackboneFeatures
+from failscope.retrain.relabel import confusions, find_label_errors, suspects
 from tests.bad_inputs.harness import assert_one_line_error, run_cli
 
 
@@ -60,6 +61,49 @@ def test_noisy_relabel_repairs_the_slice_and_lists_its_changes(noisy_run, tmp_pa
     info = m["methods"]["noisy-relabel"]
     assert info["changed"] == len(changes) and info["slices"] == [sid]
     assert m["annotations"]["slices"] == {"noisy": [sid]}
+
+
+def test_suspects_are_the_region_with_the_class_or_its_confusions(noisy_run):
+    run, _, _ = noisy_run
+    sid = run.slices_of(0)[0].id
+    assert confusions(run, sid).tolist() == [1]  # the noise's label: the model predicts it
+    ex = run.examples
+    labels = ex["label"].to_numpy()
+    rows = np.flatnonzero(ex["split"].to_numpy() == "train")
+    region, mask, owner = suspects(run, [sid], rows, labels)
+    assert mask.sum() > 50 and not (mask & ~region).any()
+    assert set(labels[rows[mask]].tolist()) == {0, 1} and (owner[mask] == sid).all()
+    assert set(labels[rows[region & ~mask]].tolist()) <= {2, 3, 4, 5}  # the rest of the region
+
+
+@pytest.mark.parametrize("right", ["suspects", "region"])
+def test_the_heldout_model_that_knows_the_spared_labels_is_kept(noisy_run, right):
+    """Two held-out models (without the suspects, without the region); per slice the one
+    that calls the suspects labelled with the slice's class that class is kept, and only
+    labels towards that class change."""
+    run, _, _ = noisy_run
+    sid = run.slices_of(0)[0].id
+    ex = run.examples
+    labels = ex["label"].to_numpy()
+    rows = np.flatnonzero(ex["split"].to_numpy() == "train")
+    calls = []
+
+    def heldout(keep, sus):
+        calls.append(len(keep))
+        prob = np.zeros((len(sus), len(run.class_names)))
+        name = ("suspects", "region")[len(calls) - 1]
+        prob[:, 0 if name == right else 2] = 1.0  # the right model says 0 for the suspects
+        spared = np.flatnonzero(labels[sus] == 0)[0]
+        prob[spared] = np.eye(len(run.class_names))[3]  # but one labelled 0: left as it is
+        return prob
+
+    relab = find_label_errors(run, [sid], labels=labels, train_rows=rows, heldout=heldout)
+    assert calls[0] > calls[1]  # the region is larger than the suspects
+    assert relab.heldout[sid]["kept"] == right
+    assert 0.9 < relab.heldout[sid][f"agreement_{right}"] < 1.0
+    assert (relab.old == 1).all() and (relab.new == 0).all()  # towards class 0 only
+    _, mask, _ = suspects(run, [sid], rows, labels)
+    assert len(relab.rows) == int((labels[rows[mask]] == 1).sum())
 
 
 def test_noisy_drop_removes_the_disputed_examples(noisy_run, tmp_path):
