@@ -253,17 +253,17 @@ def find_label_errors(
     heldout : callable
         ``heldout(keep_rows, suspect_rows) -> (n_suspects, C)`` probabilities of a model
         trained on ``keep_rows`` only (:func:`backbone_heldout`, :func:`head_heldout`);
-        called twice (without the suspects, without the regions).
+        called twice (without the suspects, without the regions; once when the
+        regions hold nothing but the suspects).
     mode : {"relabel", "drop"}, default="relabel"
     """
     check_choice(mode, NOISY_MODES, name="noisy")
     t0 = time.perf_counter()
     region, mask, owner = suspects(run, slice_ids, train_rows, labels)
     sus, owner = train_rows[mask], owner[mask]
-    probs = {
-        "suspects": heldout(train_rows[~mask], sus),
-        "region": heldout(train_rows[~region], sus),
-    }
+    probs = {"suspects": heldout(train_rows[~mask], sus)}
+    if (region & ~mask).any():  # else both models would train on the same rows
+        probs["region"] = heldout(train_rows[~region], sus)
     old = labels[sus]
     cls = np.array([run.slice(s).class_index for s in owner], dtype=np.int64)
     change = np.zeros(len(sus), dtype=bool)
