@@ -26,6 +26,8 @@ Usage::
     python benchmarks/retrain_world.py                      # 3 seeds, default plants
     python benchmarks/retrain_world.py --seeds 0 --sweep
     python benchmarks/retrain_world.py --runs-dir /tmp/runs --json out.json
+    python benchmarks/retrain_world.py --plant rare:3:size=small:0.02 \
+        --plant noisy:3:color=yellow:0.9 --noisy-not-a-failure
 """
 
 from __future__ import annotations
@@ -66,6 +68,18 @@ def get_run(runs_dir: Path, seed: int, plants: list[str] | None, slicer: str) ->
     run = reslice(base, slicer, workdir=runs_dir)
     print(f"seed {seed}: demo run ready in {time.perf_counter() - t:.0f} s -> {run.path}")
     return run
+
+
+def not_a_failure(run: Any, kind: str) -> Any:
+    """Annotations marking the best-matching slice of each ``kind`` plant not-a-failure."""
+    from failscope.evaluate import evaluate_run
+    from failscope.run import FORMAT_VERSION
+    from failscope.run.schema import Annotation, Annotations
+
+    sids = {r.matched_slice for r in evaluate_run(run).plants if r.kind == kind and r.matched_slice}
+    anns = tuple(Annotation(slice_id=s, label="not-a-failure", note="benchmark",
+                            updated="benchmark") for s in sorted(sids))  # fmt: skip
+    return Annotations(format=FORMAT_VERSION, run_id=run.info.run_id, version=1, annotations=anns)
 
 
 def summarise(per_seed: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -251,6 +265,11 @@ def main() -> None:
         action="store_true",
         help="skip Snorkel's unweighted SBL/MoA/oracle (master_weighting='none') rows",
     )
+    parser.add_argument(
+        "--noisy-not-a-failure",
+        action="store_true",
+        help="annotate each noisy plant's best-matching slice not-a-failure (SBL/MoA leave it out)",
+    )
     parser.add_argument("--sweep", action="store_true", help="also pick SBL/MoA settings on val")
     parser.add_argument("--json", type=Path, help="write the summary here")
     args = parser.parse_args()
@@ -265,7 +284,9 @@ def main() -> None:
     per_seed = []
     for run, seed in zip(runs, args.seeds, strict=True):
         t = time.perf_counter()
-        m = retrain_run(run, methods=args.methods, epochs=args.epochs, seed=seed, write=False)
+        ann = not_a_failure(run, "noisy") if args.noisy_not_a_failure else None
+        m = retrain_run(run, methods=args.methods, epochs=args.epochs, seed=seed, write=False,
+                        annotations=ann)  # fmt: skip
         if not args.no_unweighted:  # Snorkel's SBL: the same heads, master CE unweighted
             plain = retrain_run(
                 run,
@@ -274,6 +295,7 @@ def main() -> None:
                 seed=seed,
                 config=RetrainConfig(master_weighting="none"),
                 write=False,
+                annotations=ann,
             )
             for k in ("sbl", "moa", "oracle"):
                 if k in plain["methods"]:
