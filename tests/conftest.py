@@ -80,6 +80,28 @@ def make_tiny_clip(folder: Path, *, seed: int = 0) -> TinyClip:
 
 
 @pytest.fixture(scope="session")
+def chromium():
+    """A headless Chromium (``tests/report/cdp.py``) for the report and review browser tests;
+    skipped when absent, except under CI=true where it must exist."""
+    sys.path.insert(0, str(Path(__file__).parent / "report"))
+    from cdp import Chromium, find_chromium
+
+    exe = find_chromium()
+    if exe is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(
+                "CI=true but no Chromium was found; install it "
+                "(apt-get install -y chromium) or set CHROMIUM=/path/to/chromium"
+            )
+        pytest.skip("Chromium is not installed (apt-get install -y chromium)")
+    browser = Chromium.launch(exe)
+    try:
+        yield browser
+    finally:
+        browser.close()
+
+
+@pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> TinyClip:
     """A tiny random open_clip model saved as config .json + checkpoint (see module doc)."""
     return make_tiny_clip(tmp_path_factory.mktemp("tiny_clip"))

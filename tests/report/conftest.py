@@ -1,4 +1,4 @@
-"""Fixtures for the report tests: runs built by the real stages, and a headless Chromium."""
+"""Fixtures for the report tests: runs built by the real stages (Chromium: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from cdp import Chromium, find_chromium
 from synthetic_run import HOSTILE_CAPTIONS, HOSTILE_NAMES, make_run
 
 
@@ -92,21 +91,3 @@ def hostile_run(run_factory):
     )
     build_report(run)
     return run
-
-
-@pytest.fixture(scope="session")
-def chromium():
-    """A headless Chromium; skipped when absent, except under CI=true where it must exist."""
-    exe = find_chromium()
-    if exe is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(
-                "CI=true but no Chromium was found; install it "
-                "(apt-get install -y chromium) or set CHROMIUM=/path/to/chromium"
-            )
-        pytest.skip("Chromium is not installed (apt-get install -y chromium)")
-    browser = Chromium.launch(exe)
-    try:
-        yield browser
-    finally:
-        browser.close()

@@ -1,17 +1,14 @@
-"""Fixtures for the review tests: small runs built by the real discover, and Chromium."""
+"""Fixtures for the review tests: small runs built by the real discover."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-sys.path.insert(0, str(Path(__file__).parents[1] / "report"))
 
-from cdp import Chromium, find_chromium
 from runbuilder import add_captions, build_run, planted_world
 
 
@@ -46,18 +43,3 @@ def server(make_run):
         yield srv
     finally:
         srv.stop()
-
-
-@pytest.fixture(scope="session")
-def chromium():
-    """A headless Chromium; skipped when absent, except under CI=true where it must exist."""
-    exe = find_chromium()
-    if exe is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("CI=true but no Chromium was found; install it (apt-get install chromium)")
-        pytest.skip("Chromium is not installed (apt-get install -y chromium)")
-    browser = Chromium.launch(exe)
-    try:
-        yield browser
-    finally:
-        browser.close()
