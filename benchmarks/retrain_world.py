@@ -46,12 +46,17 @@ from caption_accuracy import build_world_run, reslice
 
 from failscope.retrain.pipeline import METHOD_GROUPS, SLICE_METHODS
 
+#: Rows of ``--keep-moved-labels-rows``: SBL/MoA also trained on the slices whose
+#: training labels moved (:func:`failscope.retrain.relabel.label_shift`).
+KEPT_ROWS = ("sbl (moved labels kept)", "moa (moved labels kept)")
+
 #: Row order of the printed table: the audited model, every method of ``--method all``,
-#: Snorkel's unweighted SBL/MoA/oracle, then the MLP-head ERM.
+#: Snorkel's unweighted SBL/MoA/oracle, SBL/MoA with moved labels kept, the MLP-head ERM.
 TABLE_METHODS = (
     "audited",
     *METHOD_GROUPS["all"],
     *(f"{m} (unweighted)" for m in (*SLICE_METHODS, "oracle")),
+    *KEPT_ROWS,
     "erm-mlp",
 )
 
@@ -143,22 +148,35 @@ def print_table(summary: dict[str, dict[str, Any]], title: str) -> None:
 
 
 def acceptance(summary: dict[str, dict[str, Any]]) -> list[str]:
-    """The three acceptance checks for SBL and MoA; one line each."""
+    """The three acceptance checks for SBL and MoA; one line each.
+
+    The targets are on the rare plants (where retraining is the fix): with noisy or
+    spurious plants in the set, the planted gain is the mean over its rare plants.
+    """
     a = summary["audited"]
+    names = list(a["planted"])
+    rare = [n for n in names if n.startswith("rare_")]
+
+    def planted(entry: dict[str, Any]) -> float:
+        if not rare or len(rare) == len(names):
+            return entry["mean_planted_accuracy"]
+        return float(np.mean([entry["planted"][n] for n in rare]))
+
+    what = "planted" if not rare or len(rare) == len(names) else f"rare planted ({', '.join(rare)})"
     lines = []
-    for method in ("sbl", "moa", "sbl (unweighted)", "moa (unweighted)"):
+    for method in ("sbl", "moa", "sbl (unweighted)", "moa (unweighted)", *KEPT_ROWS):
         if method not in summary:
             continue
         m = summary[method]
         oracle = summary.get("oracle (unweighted)" if "unweighted" in method else "oracle")
-        gain = 100 * (m["mean_planted_accuracy"] - a["mean_planted_accuracy"])
+        gain = 100 * (planted(m) - planted(a))
         drop = 100 * (a["test_accuracy"] - m["test_accuracy"])
         line = (
-            f"{method}: planted gain {gain:+.1f} pts (target >= +10), "
+            f"{method}: {what} gain {gain:+.1f} pts (target >= +10), "
             f"overall drop {drop:+.1f} pts (target <= 1)"
         )
         if oracle is not None:
-            og = 100 * (oracle["mean_planted_accuracy"] - a["mean_planted_accuracy"])
+            og = 100 * (planted(oracle) - planted(a))
             rec = gain / og if og > 0 else float("nan")
             line += f", oracle gain {og:+.1f} pts, recovered {100 * rec:.0f}% (target >= 70%)"
             ok = gain >= 10 and drop <= 1 and rec >= 0.7
@@ -270,6 +288,12 @@ def main() -> None:
         action="store_true",
         help="annotate each noisy plant's best-matching slice not-a-failure (SBL/MoA leave it out)",
     )
+    parser.add_argument(
+        "--keep-moved-labels-rows",
+        action="store_true",
+        help="also train SBL/MoA on the slices whose training labels moved (likely noisy), "
+        "which they leave out by default",
+    )
     parser.add_argument("--sweep", action="store_true", help="also pick SBL/MoA settings on val")
     parser.add_argument("--json", type=Path, help="write the summary here")
     args = parser.parse_args()
@@ -300,6 +324,16 @@ def main() -> None:
             for k in ("sbl", "moa", "oracle"):
                 if k in plain["methods"]:
                     m["methods"][f"{k} (unweighted)"] = plain["methods"][k]
+        if args.keep_moved_labels_rows:
+            kept = retrain_run(
+                run, methods="sbl,moa", epochs=args.epochs, seed=seed, write=False,
+                config=RetrainConfig(skip_moved_labels=False), annotations=ann,
+            )  # fmt: skip
+            for k, row in zip(("sbl", "moa"), KEPT_ROWS, strict=True):
+                m["methods"][row] = kept["methods"][k]
+        moved = m["slices"]["training"]["moved_labels"]
+        if moved:
+            print(f"seed {seed}: left out as likely noisy labels: {', '.join(moved)}")
         print(
             f"seed {seed}: retrain of {len(m['methods']) - 1} methods in "
             f"{time.perf_counter() - t:.1f} s (features {m['seconds']['features']:.1f} s); "

@@ -124,6 +124,12 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--no-annotations", action="store_true", help="ignore RUN/annotations.json")
     p.add_argument(
+        "--keep-moved-labels",
+        action="store_true",
+        help="train SBL/MoA on unannotated slices whose training labels moved to another "
+        "class too (default: left out as likely noisy labels)",
+    )
+    p.add_argument(
         "--noisy",
         choices=("relabel", "drop"),
         default="relabel",
@@ -217,6 +223,16 @@ def print_metrics(metrics: dict[str, Any], *, console: Any = None) -> None:
             line += f"; {noisy['changed']} training labels {noisy['noisy']}ed (relabelled.parquet)"
         print_line(console, line)
     tr = metrics["slices"]["training"]
+    for sid, shift in tr["moved_labels"].items():  # our own words: wrapped at the width
+        console.print(
+            literal(
+                f"slice {sid} left out as likely noisy labels: its region lacks "
+                f"{shift['missing']:.0f} training examples of its class and holds "
+                f"{shift['extra']:.0f} more labelled {'/'.join(map(str, shift['confusions']))} "
+                "than the fitting split predicts; annotate it to choose its fix, or "
+                "--keep-moved-labels"
+            )
+        )
     print_line(
         console,
         f"{len(tr['names'])} training slice(s) ({tr['source']}); features: "
@@ -240,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
         for k in ("expert_dim", "temperature", "confidence", "master_weighting")
         if getattr(args, k) is not None
     }
-    cfg = replace(cfg, **overrides)
+    cfg = replace(cfg, **overrides, skip_moved_labels=not args.keep_moved_labels)
     tcfg = TrainConfig()
     t_over = {k: getattr(args, k) for k in ("lr", "batch_size") if getattr(args, k) is not None}
     tcfg = replace(tcfg, **t_over)

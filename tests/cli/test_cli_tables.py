@@ -109,7 +109,13 @@ def test_retrain_table(planted):
             "sbl-balanced": m(0.801, 0.529, 0.488, 1_234_567),
             "upweight-balanced": m(0.795, 0.511, 0.47, 12_345),
         },
-        "slices": {"training": {"names": ["a", "b"], "source": "discovered"}},
+        "slices": {
+            "training": {
+                "names": ["a", "b"],
+                "source": "discovered",
+                "moved_labels": {"3/1": {"confusions": [8], "missing": 140.2, "extra": 152.0}},
+            }
+        },
         "features": {"source": "model", "dim": 64},
         "annotations": {"source": None, "version": 0, "slices": {}},
         "seconds": {"total": 12.3},
@@ -117,7 +123,10 @@ def test_retrain_table(planted):
     }
     c = console80()
     print_metrics(metrics, console=c)
-    assert_fits(c, ["80.1 (+8.9)", "52.9 (+22.8)", "1,234,567", "71.2", "42.9"])
+    text = assert_fits(c, ["80.1 (+8.9)", "52.9 (+22.8)", "1,234,567", "71.2", "42.9"])
+    words = " ".join(text.split())  # the moved-labels note wraps at the width
+    assert "slice 3/1 left out as likely noisy labels" in words
+    assert "lacks 140 training examples of its class and holds 152 more labelled 8" in words
 
 
 def test_world_attributes_table(monkeypatch, capsys):

@@ -7,12 +7,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from synthetic import audited_head, make_noisy_problem, make_run
+from synthetic import audited_head, make_noisy_problem, make_problem, make_run
 
 import failscope
 from failscope import InputError, load_run, retrain_run
 from failscope.retrain.features import BackboneFeatures
-from failscope.retrain.relabel import confusions, find_label_errors, suspects
+from failscope.retrain.pipeline import RetrainConfig
+from failscope.retrain.relabel import confusions, find_label_errors, label_shift, suspects
 from tests.bad_inputs.harness import assert_one_line_error, run_cli
 
 
@@ -157,3 +158,61 @@ def test_an_annotation_file_of_another_run_is_refused(noisy_run, tmp_path):
                                                   "note": None, "updated": "x"}]}))  # fmt: skip
     res = run_cli("retrain", run.path, "--annotations", other, "--method", "erm")
     assert_one_line_error(res, "retrain", "'3/9' is not a slice")
+
+
+@pytest.fixture(scope="module")
+def moved_run(tmp_path_factory):
+    """A noisy-label problem with enough examples for the label-shift test to have power."""
+    problem = make_noisy_problem(seed=0, n=6000)
+    path = make_run(tmp_path_factory.mktemp("moved") / "run", problem, seed=0)
+    w, b = audited_head(problem)
+    feats = BackboneFeatures(problem["features"].astype(np.float32), w, b, "synthetic")
+    run = load_run(path)
+    attr_members = [(run.members(e) & problem["attr"]).sum() for e in run.slices_of(0)]
+    return run, feats, run.slices_of(0)[int(np.argmax(attr_members))].id
+
+
+def test_label_shift_tells_a_noisy_slice_from_a_rare_one(moved_run, tmp_path):
+    run, _, sid = moved_run
+    noisy = label_shift(run, sid)
+    assert noisy.confusions == (1,)  # the noise's label
+    assert noisy.likely_noisy and noisy.moved > 0.8, noisy
+    assert noisy.z_missing > 5 and noisy.z_extra > 5, noisy
+    rare_run = load_run(make_run(tmp_path / "rare", make_problem(seed=0, n_train=5000,
+                                                                 n_val=2000)))  # fmt: skip
+    rare = label_shift(rare_run, rare_run.slices_of(0)[0].id)
+    assert rare.z_missing > 5  # the rare slice is just as scarce in training ...
+    assert abs(rare.moved) < 0.2 and not rare.likely_noisy, rare  # ... but nothing moved
+
+
+def test_slice_aware_training_leaves_out_unannotated_slices_with_moved_labels(moved_run):
+    run, feats, sid = moved_run
+    (run.path / "annotations.json").unlink(missing_ok=True)
+    kept = [e.id for e in run.slices if e.id != sid]
+
+    def training(**kw):
+        m = retrain_run(run, methods="sbl", features=feats, epochs=1, write=False, **kw)
+        return m["slices"]["training"]
+
+    tr = training()
+    assert tr["names"] == kept and list(tr["moved_labels"]) == [sid]
+    assert tr["moved_labels"][sid]["likely_noisy"] and tr["moved_labels"][sid]["confusions"] == [1]
+    tr = training(config=RetrainConfig(skip_moved_labels=False))
+    assert sid in tr["names"] and tr["moved_labels"] == {}
+    failscope.annotate(run, sid, "core")  # a person's verdict wins
+    tr = training()
+    assert sid in tr["names"] and tr["moved_labels"] == {}
+    (run.path / "annotations.json").unlink()
+
+
+def test_the_cli_says_which_slices_it_left_out(moved_run, tmp_path):
+    run, _, sid = moved_run
+    res = run_cli("retrain", run.path, "--method", "erm", "--epochs", "1", "--backbone", "clip",
+                  "--out", tmp_path / "out")  # fmt: skip
+    assert res.rc == 0, res.err
+    words = " ".join(res.out.split())
+    assert f"slice {sid} left out as likely noisy labels" in words
+    assert "labelled 1 than the fitting split predicts" in words
+    res = run_cli("retrain", run.path, "--method", "erm", "--epochs", "1", "--backbone", "clip",
+                  "--out", tmp_path / "out", "--keep-moved-labels")  # fmt: skip
+    assert res.rc == 0 and "left out" not in res.out
