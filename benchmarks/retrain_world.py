@@ -47,7 +47,7 @@ from caption_accuracy import build_world_run, reslice
 from failscope.retrain.pipeline import METHOD_GROUPS, SLICE_METHODS
 
 #: Rows of ``--keep-moved-labels-rows``: SBL/MoA also trained on the slices whose
-#: training labels moved (:func:`failscope.retrain.relabel.label_shift`).
+#: training labels moved (:func:`failscope.regions.label_shift`).
 KEPT_ROWS = ("sbl (moved labels kept)", "moa (moved labels kept)")
 
 #: Row order of the printed table: the audited model, every method of ``--method all``,

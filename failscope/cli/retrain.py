@@ -157,7 +157,8 @@ def add_parser(sub: Any) -> None:
         choices=REGIONS,
         default=None,
         help="spurious-crm: the pixels perturbed: the attribution region, its complement, "
-        "none, or (auto, default) the one whose perturbation moves the slice's class most",
+        "the whole image's colours (image), none, or (auto, default) a model trained with "
+        "each, keeping the one best on the slice's fitting-split examples",
     )
     p.add_argument(
         "--crm-penalty",

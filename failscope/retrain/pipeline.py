@@ -28,7 +28,7 @@ train split, with the same :class:`TrainConfig` (epochs, optimizer, batch order)
     *spurious* (:mod:`failscope.retrain.crm`). ``all`` includes every fix that has
     annotated slices. Slices annotated *not a failure* are left out of every method's
     training slices, and so are unannotated slices whose training labels moved to
-    another class (likely noisy labels, :func:`~failscope.retrain.relabel.label_shift`;
+    another class (likely noisy labels, :func:`~failscope.regions.label_shift`;
     ``RetrainConfig(skip_moved_labels=False)`` keeps them).
 
 Test metrics are computed for every method and for the audited model itself
@@ -152,7 +152,7 @@ class RetrainConfig:
     skip_moved_labels : bool, default=True
         Leave out of the slice-aware training (SBL/MoA, upweighting) every discovered
         slice that nobody annotated and whose training labels moved to a confusion
-        (:func:`~failscope.retrain.relabel.label_shift`): an expert trained on a noisy
+        (:func:`~failscope.regions.label_shift`): an expert trained on a noisy
         slice's wrong labels cost the world's rare small 3s beside the noisy yellow 3s
         (``rare-noisy-3``, seeds 0-2) 3.6 points with SBL and 4.5 with MoA.
     """
@@ -487,7 +487,7 @@ def _training_slices(
 
 def _moved_labels(run: Any, plan: FixPlan) -> dict[str, Any]:
     """The unannotated discovered slices whose training labels moved (likely noisy)."""
-    from failscope.retrain.relabel import label_shift
+    from failscope.regions import label_shift
 
     annotated = {sid for ids in plan.slices.values() for sid in ids}
     out = {}

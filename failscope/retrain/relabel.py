@@ -6,8 +6,9 @@ wrong: in the world's ``noisy:2:color=yellow:0.9``, 90% of the yellow 2s are lab
 training examples of any label that its rule takes in when scored as class ``c``
 (``run.slicer().score(embeddings, c)``); its **suspects** are those of the region
 whose label is ``c`` or one of its **confusions**, the classes the audited model
-predicts for at least :data:`CONFUSION_SHARE` of the slice's misclassified fit-split
-examples (a model that learned the wrong labels predicts them). Then:
+predicts for at least :data:`~failscope.regions.CONFUSION_SHARE` of the slice's
+misclassified fit-split examples (a model that learned the wrong labels predicts
+them; both from :mod:`failscope.regions`). Then:
 
 1. two held-out models are trained, each on the training examples outside a set
    (so their labels cannot teach it): outside the suspects, and outside the whole
@@ -44,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from failscope._validation import check_choice
+from failscope.regions import confusions, inside
 from failscope.retrain.backbone import ImageTrainConfig
 
 logger = logging.getLogger(__name__)
@@ -55,23 +57,12 @@ __all__ = [
     "SCRATCH",
     "Relabelling",
     "backbone_heldout",
-    "confusions",
     "find_label_errors",
     "head_heldout",
-    "label_shift",
     "suspects",
 ]
 
 NOISY_MODES = ("relabel", "drop")
-#: A class is a confusion of a noisy slice when the audited model predicts it for at
-#: least this share of the slice's misclassified fit-split examples.
-CONFUSION_SHARE = 0.1
-#: A slice is likely noisy (:func:`label_shift`) when at least this share of the training
-#: examples its region lacks reappear labelled a confusion ...
-MOVED_SHARE = 0.5
-#: ... and the class's share inside the region is this many standard errors below the
-#: fitting split's, and a confusion's this many above.
-MOVED_Z = 3.0
 #: Which model disputes labels and is retrained: the whole audited model on images
 #: (from scratch without the suspects, then fine-tuned on the corrected labels), or a
 #: linear head on its frozen features (cheap, but a backbone trained on the wrong labels
@@ -145,126 +136,6 @@ class Relabelling:
         )
 
 
-def _inside(run: Any, slice_id: str, rows: np.ndarray) -> np.ndarray:
-    """Which ``rows`` the slice's rule takes in when scored as the slice's class."""
-    entry = run.slice(slice_id)
-    x = np.asarray(run.embeddings()[rows], dtype=np.float32)
-    scores = run.slicer().score(x, np.full(len(rows), entry.class_index, dtype=np.int64))
-    return entry.rule.passes(scores[:, entry.column])
-
-
-def confusions(run: Any, slice_id: str) -> np.ndarray:
-    """Classes the audited model predicts for >= ``CONFUSION_SHARE`` of the slice's
-    misclassified fit-split examples (the slice's own class excluded)."""
-    ex = run.examples
-    c = run.slice(slice_id).class_index
-    fit = np.flatnonzero(
-        (ex["split"].to_numpy() == run.config.fit_split) & (ex["label"].to_numpy() == c)
-    )
-    fit = fit[_inside(run, slice_id, fit)]
-    wrong = fit[~ex["correct"].to_numpy(bool)[fit]]
-    counts = np.bincount(ex["pred"].to_numpy()[wrong], minlength=len(run.class_names))
-    counts[c] = 0
-    return np.flatnonzero(counts >= max(1.0, CONFUSION_SHARE * len(wrong)))
-
-
-@dataclass(frozen=True)
-class LabelShift:
-    """How far a slice's training labels moved away from its class (:func:`label_shift`).
-
-    Attributes
-    ----------
-    slice_id : str
-    confusions : tuple of int
-        The classes its errors are predicted as (:func:`confusions`).
-    missing : float
-        Training examples of the slice's class that the region lacks, against the
-        fitting split's share of the class inside the region.
-    extra : float
-        Training examples labelled a confusion that the region holds beyond the fitting
-        split's share.
-    moved : float
-        ``extra / missing`` (0 when nothing is missing): the part of the missing examples
-        that reappear under a confusion's label.
-    z_missing : float
-        One-sided two-proportion z statistic of the class's share inside the region, the
-        fitting split above train.
-    z_extra : float
-        The largest such statistic of a confusion's share inside the region, train above
-        the fitting split.
-    """
-
-    slice_id: str
-    confusions: tuple[int, ...]
-    missing: float
-    extra: float
-    moved: float
-    z_missing: float
-    z_extra: float
-
-    @property
-    def likely_noisy(self) -> bool:
-        """At least :data:`MOVED_SHARE` moved, both shifts at least :data:`MOVED_Z`."""
-        return self.moved >= MOVED_SHARE and min(self.z_missing, self.z_extra) >= MOVED_Z
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "confusions": list(self.confusions),
-            "missing": round(self.missing, 1),
-            "extra": round(self.extra, 1),
-            "moved": round(self.moved, 3),
-            "z_missing": round(self.z_missing, 2),
-            "z_extra": round(self.z_extra, 2),
-            "likely_noisy": self.likely_noisy,
-        }
-
-
-def label_shift(run: Any, slice_id: str) -> LabelShift:
-    """Whether the slice's training examples carry another class's label.
-
-    A slice whose training labels are wrong (``noisy:3:color=yellow:0.9``: 90% of the
-    yellow 3s labelled 8) and a slice that is rare in training (``rare:3:size=small``)
-    both leave the slice's region of embedding space with few training examples of the
-    class. They differ in where those examples went: a rare slice's are missing from
-    the training set, a noisy slice's are still there, labelled a confusion (a class
-    the audited model predicts for the slice's errors). Per class ``k`` the share
-    ``r(k)`` of its examples inside the region is measured on the training split and on
-    the fitting split (the split discovery fitted on, whose labels it trusts);
-    ``missing = (r_fit(c) - r_train(c)) * n_train(c)`` and ``extra = sum over the
-    confusions j of (r_train(j) - r_fit(j)) * n_train(j)``.
-    """
-    ex = run.examples
-    split = ex["split"].to_numpy().astype(str)
-    labels = ex["label"].to_numpy(dtype=np.int64)
-    c = run.slice(slice_id).class_index
-    conf = confusions(run, slice_id)
-    counts = {}
-    for name in ("train", run.config.fit_split):
-        rows = np.flatnonzero(split == name)
-        inside = _inside(run, slice_id, rows)
-        n = np.bincount(labels[rows], minlength=len(run.class_names)).astype(np.float64)
-        k = np.bincount(labels[rows][inside], minlength=len(run.class_names)).astype(np.float64)
-        counts[name] = (n, k)
-    (n_t, k_t), (n_f, k_f) = counts["train"], counts[run.config.fit_split]
-    r_t, r_f = k_t / np.maximum(n_t, 1), k_f / np.maximum(n_f, 1)
-    missing = max(0.0, float((r_f[c] - r_t[c]) * n_t[c]))
-    extra = float(((r_t[conf] - r_f[conf]) * n_t[conf]).sum()) if len(conf) else 0.0
-    z_extra = max((_z(k_t[j], n_t[j], k_f[j], n_f[j]) for j in conf), default=0.0)
-    moved = extra / missing if missing > 0 else 0.0
-    z_missing = _z(k_f[c], n_f[c], k_t[c], n_t[c])
-    return LabelShift(slice_id, tuple(int(j) for j in conf), missing, extra, moved,
-                      z_missing, z_extra)  # fmt: skip
-
-
-def _z(k1: float, n1: float, k2: float, n2: float) -> float:
-    """One-sided two-proportion z statistic of ``k1 / n1`` above ``k2 / n2``."""
-    if not n1 or not n2:
-        return 0.0
-    pooled = (k1 + k2) / (n1 + n2)
-    se = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
-    return float((k1 / n1 - k2 / n2) / se) if se > 0 else 0.0
-
-
 def suspects(
     run: Any, slice_ids: Sequence[str], rows: np.ndarray, labels: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -278,12 +149,12 @@ def suspects(
     mask = np.zeros(len(rows), dtype=bool)
     owner = np.full(len(rows), "", dtype=object)
     for sid in slice_ids:
-        inside = _inside(run, sid, rows)
+        within = inside(run, sid, rows)
         classes = [run.slice(sid).class_index, *confusions(run, sid).tolist()]
-        taken = inside & np.isin(labels[rows], classes) & ~mask
+        taken = within & np.isin(labels[rows], classes) & ~mask
         owner[taken] = sid
         mask |= taken
-        region |= inside
+        region |= within
     return region, mask, owner
 
 

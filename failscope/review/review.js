@@ -113,9 +113,10 @@
       sg.replaceChildren();
       if (sug) {
         const near = sug.neighbours.map((n) => n[0] + " (" + n[1].toFixed(2) + ")").join(", ");
+        const why = sug.reason ? sug.reason : "like " + near;
         const acc = el("button", { type: "button", "data-role": "accept", text: "a accept" });
         acc.addEventListener("click", () => { select(i); accept(s.id); });
-        sg.append(document.createTextNode("suggested: " + NAMES[sug.label] + " (like " + near + "), not saved"), acc);
+        sg.append(document.createTextNode("suggested: " + NAMES[sug.label] + " (" + why + "), not saved"), acc);
         sg.hidden = false;
       } else sg.hidden = true;
     });

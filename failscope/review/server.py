@@ -31,7 +31,7 @@ import logging
 import secrets
 import socket
 import threading
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -45,7 +45,7 @@ from failscope.run import Run
 from failscope.run.schema import ANNOTATION_LABELS, SliceEntry
 
 from .annotations import VersionConflict, read_annotations, save_annotation
-from .suggest import slice_vectors, suggest_labels
+from .suggest import moved_label_suggestions, slice_vectors, suggest_labels
 
 logger = logging.getLogger(__name__)
 
@@ -216,17 +216,20 @@ class ReviewServer:
     def _vectors(self) -> dict[str, np.ndarray]:
         return slice_vectors(self.run)
 
+    @cached_property
+    def _moved(self) -> dict[str, Any]:
+        return moved_label_suggestions(self.run)
+
     def state(self) -> dict[str, Any]:
-        """The annotations and the current suggestions."""
+        """The annotations and the current suggestions (moved training labels first)."""
         ann = read_annotations(self.run)
+        done = {a.slice_id for a in ann.annotations}
         sugg = suggest_labels(self._vectors, ann)
+        sugg.update({sid: s for sid, s in self._moved.items() if sid not in done})
         return {
             "version": ann.version,
             "annotations": {a.slice_id: a.to_json() for a in ann.annotations},
-            "suggestions": {
-                sid: {"label": s.label, "support": s.support, "neighbours": s.neighbours}
-                for sid, s in sugg.items()
-            },
+            "suggestions": {sid: asdict(s) for sid, s in sugg.items()},
         }
 
     @cached_property

@@ -8,6 +8,10 @@ similarity, the ``k`` nearest with similarity at least ``min_similarity``, votes
 weighted by similarity), once ``min_annotated`` slices are annotated. This is how
 AttributionScanner propagates its spuriousness score to similar slices; a
 suggestion is only shown, never saved, unless the person accepts it.
+
+A slice whose training labels moved to another class
+(:func:`failscope.regions.label_shift`) is suggested *noisy labels* from the start,
+with the counts behind it as the reason (:func:`moved_label_suggestions`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import numpy as np
 from failscope.run import Run
 from failscope.run.schema import Annotations
 
-__all__ = ["Suggestion", "slice_vectors", "suggest_labels"]
+__all__ = ["Suggestion", "moved_label_suggestions", "slice_vectors", "suggest_labels"]
 
 
 @dataclass(frozen=True)
@@ -33,11 +37,14 @@ class Suggestion:
         Share of the neighbours' similarity-weighted votes for ``label``, in (0, 1].
     neighbours : tuple of (str, float)
         The annotated slices voted with (slice id, cosine similarity), nearest first.
+    reason : str
+        For a suggestion not made by neighbours, what it rests on ("" otherwise).
     """
 
     label: str
     support: float
     neighbours: tuple[tuple[str, float], ...]
+    reason: str = ""
 
 
 def slice_vectors(run: Run) -> dict[str, np.ndarray]:
@@ -119,4 +126,30 @@ def suggest_labels(
             support=round(votes[best] / sum(votes.values()), 3),
             neighbours=tuple((ids[j], round(float(sim[j]), 3)) for j in order),
         )
+    return out
+
+
+def moved_label_suggestions(run: Run) -> dict[str, Suggestion]:
+    """*Noisy labels* for every slice whose training labels moved to a confusion.
+
+    Returns
+    -------
+    dict of str to Suggestion
+        Empty when the run has no train split (nothing to compare).
+    """
+    from failscope.regions import label_shift
+
+    if not (run.examples["split"].to_numpy().astype(str) == "train").any():
+        return {}
+    names = run.class_names
+    out: dict[str, Suggestion] = {}
+    for entry in run.slices:
+        shift = label_shift(run, entry.id)
+        if shift.likely_noisy:
+            to = ", ".join(str(names[j]) for j in shift.confusions)
+            reason = (
+                f"training labels moved: its region lacks {shift.missing:.0f} training "
+                f"examples of its class and holds {shift.extra:.0f} more labelled {to}"
+            )
+            out[entry.id] = Suggestion("noisy", 1.0, (), reason)
     return out

@@ -12,7 +12,15 @@ from failscope.retrain.backbone import (
     reinitialize,
     train_on_images,
 )
-from failscope.retrain.crm import CrmConfig, attribution_maps, choose_region, perturb, regions
+from failscope.retrain.crm import (
+    CANDIDATES,
+    CrmConfig,
+    attribution_maps,
+    perturb,
+    regions,
+    train_crm,
+    transfer_colours,
+)
 
 
 class LeftNet(torch.nn.Module):
@@ -72,6 +80,21 @@ def test_colour_noise_hides_the_region_mean_colour():
     assert float(yellow.float().mean()) > 0.05  # any colour, not only red, green or blue
 
 
+def test_colour_transfer_takes_the_donors_colours_and_keeps_the_shapes():
+    gen = torch.Generator().manual_seed(0)
+    x = 0.2 + 0.1 * torch.rand(8, 3, 16, 16, generator=gen)
+    x[:, 0] += 0.5  # every image reddish, a light background
+    donors = 0.05 + 0.2 * torch.rand(8, 3, 16, 16, generator=gen)  # dark, grey
+    y = transfer_colours(x, donors)
+    assert torch.allclose(y.mean(dim=(2, 3)), donors.mean(dim=(2, 3)), atol=1e-4)
+    assert torch.allclose(y.std(dim=(2, 3)), donors.std(dim=(2, 3)), atol=1e-4)
+    pairs = zip(x.flatten(0, 1).flatten(1), y.flatten(0, 1).flatten(1), strict=True)
+    corr = torch.stack([torch.corrcoef(torch.stack(ab))[0, 1] for ab in pairs])  # affine maps
+    assert corr.min() > 0.9999
+    bright = transfer_colours(torch.zeros(2, 3, 4, 4), torch.ones(2, 3, 4, 4))
+    assert torch.equal(bright, torch.ones(2, 3, 4, 4))  # a flat image takes a flat colour
+
+
 def test_reinitialize_and_train_on_images():
     torch.manual_seed(0)
     model = LeftNet()
@@ -94,50 +117,43 @@ def test_crm_config_is_checked():
             CrmConfig(**bad)
 
 
-class CueNet(torch.nn.Module):
-    """Class 1 from a colour cue (red minus green in the left half), class 0 from the
-    brightness of the right half."""
+@pytest.fixture(scope="module")
+def pink_run(tmp_path_factory):
+    """A small world whose audited CNN learned that a pink background means 0."""
+    from failscope import load_run
+    from failscope.demo import run_demo
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        half = x.shape[-1] // 2
-        red = (x[:, 0] - x[:, 1])[..., :half].mean(dim=(1, 2))
-        bright = x.amax(dim=1)[..., half:].mean(dim=(1, 2))
-        return torch.stack([10 * (bright - 0.5), 10 * red], dim=1)
-
-
-class _Fn(torch.nn.Module):
-    def __init__(self, fn) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x)
+    tmp = tmp_path_factory.mktemp("pink")
+    run_demo(out=tmp / "run", plants=["spurious:0:background=pink:0.95"], seed=0,
+             sizes={"train": 1500, "val": 600, "test": 300}, cache_dir=tmp / "models",
+             captions=False, retrain=False, report=False)  # fmt: skip
+    run = load_run(tmp / "run")
+    return run, run.slices_of(0)[0].id
 
 
-def _cue_images(n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    red = torch.zeros(n, 3, 16, 16)
-    red[:, 0, :, :8] = 0.9  # class 1: red left half, dark right half
-    red[:, :, :, 8:] = 0.1
-    grey = torch.full((n, 3, 16, 16), 0.5)  # class 0: grey left half, bright right half
-    grey[:, :, :, 8:] = 0.9
-    return red, grey
+def test_crm_auto_keeps_the_candidate_best_on_the_fitting_split(pink_run):
+    from failscope.retrain.train import TrainConfig
 
-
-def test_choose_region_finds_the_cue_or_none():
-    red, grey = _cue_images(64)
-    cfg = CrmConfig(region_quantile=0.4, noise_std=0.0)
-    zeros = np.zeros(len(grey), dtype=np.int64)
-    where, scores = choose_region(CueNet(), red, grey, zeros, 1, config=cfg, seed=0)
-    assert where == "attribution" and scores["attribution"] > 0.1 >= scores["background"]
-    again = choose_region(CueNet(), red, grey, zeros, 1, config=cfg, seed=0)
-    assert again == (where, scores)  # seeded
-
-    # a model of brightness alone: recolouring (brightness kept) moves nothing -> none
-    def bright(x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([torch.zeros(len(x)), 10 * x.amax(dim=1).mean(dim=(1, 2))], 1)
-
-    where, scores = choose_region(_Fn(bright), red, grey, zeros, 1, config=cfg, seed=0)
-    assert where == "none" and scores == {"attribution": 0.0, "background": 0.0}
+    run, sid = pink_run
+    ex = run.examples
+    labels = ex["label"].to_numpy()
+    train = np.flatnonzero(ex["split"].to_numpy() == "train")
+    kw = {"labels": labels, "train_rows": train, "train_config": TrainConfig(seed=0)}
+    model, info, images = train_crm(run, [sid], config=CrmConfig(epochs=2), **kw)
+    checks = info["candidates"]
+    assert list(checks) == list(CANDIDATES)
+    audited = ex["correct"].to_numpy(bool)[ex["split"].to_numpy() == run.fit_split].mean()
+    keep = [w for w in checks if checks[w]["fit_accuracy"] >= audited - 0.01] or ["none"]
+    best = max(keep, key=lambda w: (checks[w]["fit_slice_accuracy"], checks[w]["fit_accuracy"]))
+    assert info["region"] == best
+    assert len(images) == len(ex) and info["train_seconds"] > 0
+    again = train_crm(run, [sid], config=CrmConfig(epochs=2, region=best), **kw)
+    assert again[1]["candidates"] == {}  # one region given: nothing else is trained
+    x = images[:64]
+    with torch.inference_mode():
+        assert torch.equal(model(x), again[0](x))  # the kept model is that region's, seeded
+    image = train_crm(run, [sid], config=CrmConfig(epochs=1, region="image"), **kw)[1]
+    assert image["region"] == "image" and image["region_share"] == 1.0
 
 
 def test_cli_crm_options_reach_the_config(monkeypatch, synthetic_run):

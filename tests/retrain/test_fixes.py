@@ -11,9 +11,10 @@ from synthetic import audited_head, make_noisy_problem, make_problem, make_run
 
 import failscope
 from failscope import InputError, load_run, retrain_run
+from failscope.regions import confusions, label_shift
 from failscope.retrain.features import BackboneFeatures
 from failscope.retrain.pipeline import RetrainConfig
-from failscope.retrain.relabel import confusions, find_label_errors, label_shift, suspects
+from failscope.retrain.relabel import find_label_errors, suspects
 from tests.bad_inputs.harness import assert_one_line_error, run_cli
 
 

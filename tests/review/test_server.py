@@ -119,3 +119,23 @@ def test_bad_requests_are_refused_with_one_line(server):
     assert status == 415
     assert _call(server, "api/mosaic/99/0")[0] == 400
     assert_untouched(before, run.path)
+
+
+def test_a_slice_whose_training_labels_moved_is_suggested_noisy(tmp_path):
+    import failscope
+    from failscope import load_run
+    from failscope.review.server import ReviewServer
+    from tests.retrain.synthetic import make_noisy_problem, make_run
+
+    problem = make_noisy_problem(seed=0, n=6000)  # 90% of the 0s with u labelled 1 in train
+    run = load_run(make_run(tmp_path / "run", problem))
+    srv = ReviewServer(run)  # not started: its state only
+    sugg = srv.state()["suggestions"]
+    assert len(sugg) == 1
+    ((sid, s),) = sugg.items()
+    members = run.members(run.slice(sid)) & problem["attr"]
+    assert members.sum() > 0.5 * (problem["attr"] & (problem["split"] != "train")).sum()
+    assert s["label"] == "noisy" and not s["neighbours"]
+    assert s["reason"].startswith("training labels moved") and "more labelled 1" in s["reason"]
+    failscope.annotate(run, sid, "core")  # a person's verdict replaces the suggestion
+    assert sid not in srv.state()["suggestions"]
