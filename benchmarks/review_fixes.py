@@ -259,9 +259,11 @@ def one_run(name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     if "spurious-crm" in methods:
         rows[CLEAN_ROW] = accuracies(run, clean_reference(run, PLANT_SETS[name], seed=seed,
                                                           workdir=args.workdir))  # fmt: skip
+    crm = methods.get("spurious-crm")
     print(
         f"{name} seed {seed}: {time.perf_counter() - t0:.0f} s; annotations "
-        + ", ".join(f"{sid}={lab}" for sid, lab, _ in matched.values()),
+        + ", ".join(f"{sid}={lab}" for sid, lab, _ in matched.values())
+        + ("" if crm is None else f"; spurious-crm kept region {crm['region']!r}"),
         flush=True,
     )
     return {"set": name, "seed": seed, "matched": matched, "rows": rows}

@@ -79,10 +79,10 @@ PERTURBATIONS = ("noise", "blur")
 #: Which pixels are perturbed: the attribution region, its complement, the whole image
 #: (its colours, :func:`transfer_colours`), none, or the one of these that carries the
 #: slice's cue (:func:`choose_region`).
-REGIONS = ("auto", "attribution", "background", "image", "none")
+REGIONS = ("auto", "attribution", "background", "image", "attribution+image", "none")
 #: The regions ``region="auto"`` trains with, one model each, to keep the best on the
 #: fitting split (``"none"``: plain fine-tuning).
-CANDIDATES = ("none", "attribution", "background", "image")
+CANDIDATES = ("none", "attribution", "background", "image", "attribution+image")
 #: A candidate whose fitting-split accuracy falls more than this below the audited
 #: model's is not kept (the fix may cost at most a point overall).
 MAX_FIT_DROP = 0.01
@@ -312,6 +312,7 @@ def train_crm(
         """Every training image's region (every image: perturbing one class's only would
         itself be a cue)."""
         mask = np.zeros((len(train_rows), *images.shape[2:]), dtype=bool)
+        where = where.split("+")[0]
         if where in ("attribution", "background"):
             for c in classes:
                 if c not in maps:
@@ -323,10 +324,12 @@ def train_crm(
         region = torch.from_numpy(region_mask(where))
 
         def augment(xb: Any, idx: Any, gen: Any) -> tuple[Any, Any]:
-            if where == "image":
+            if where.endswith("image"):
                 donors = x_train[torch.randint(0, len(x_train), (len(idx),), generator=gen)]
                 on = (torch.rand(len(idx), generator=gen) < cfg.p)[:, None, None, None]
-                return torch.where(on, transfer_colours(xb, donors), xb), None
+                xb = torch.where(on, transfer_colours(xb, donors), xb)
+                if where == "image":
+                    return xb, None
             mb = region[idx] & (torch.rand(len(idx), generator=gen) < cfg.p)[:, None, None]
             xb = perturb(xb, mb, config=cfg, generator=gen)
             if cfg.penalty <= 0:
@@ -346,7 +349,7 @@ def train_crm(
         optim = ImageTrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size)
         losses = train_on_images(model, x_train, y_train, config=optim, seed=train_config.seed,
                                  augment=None if where == "none" else augment)  # fmt: skip
-        share = 1.0 if where == "image" else float(region.float().mean())
+        share = 1.0 if where.endswith("image") else float(region.float().mean())
         return model, losses, share
 
     ex = run.examples
@@ -354,6 +357,7 @@ def train_crm(
     in_slice = np.zeros(len(ex), dtype=bool)
     for sid in slice_ids:
         in_slice |= run.members(run.slice(sid))
+    rest = np.isin(labels, classes) & ~in_slice
     audited_fit = float(ex["correct"].to_numpy(bool)[fit_split].mean()) if fit_split.any() else 0.0
     trained, checks = {}, {}
     for where in CANDIDATES if cfg.region == "auto" else (cfg.region,):
@@ -361,15 +365,19 @@ def train_crm(
         if cfg.region == "auto":  # scored on the fitting split: never on test
             pred = predict_images(trained[where][0], images[torch.from_numpy(fit_split)])
             right = pred.argmax(axis=1) == labels[fit_split]
+            groups = {"slice": in_slice[fit_split], "rest": rest[fit_split], "all": slice(None)}
+            acc = {k: float(right[m].mean()) if right[m].size else 0.0 for k, m in groups.items()}
             checks[where] = {
-                "fit_slice_accuracy": round(float(right[in_slice[fit_split]].mean()), 4),
-                "fit_accuracy": round(float(right.mean()), 4),
+                "fit_slice_accuracy": round(acc["slice"], 4),
+                "fit_rest_of_class_accuracy": round(acc["rest"], 4),
+                "fit_balanced_accuracy": round((acc["slice"] + acc["rest"]) / 2, 4),
+                "fit_accuracy": round(acc["all"], 4),
             }
             logger.info("spurious-crm candidate %s: %s", where, checks[where])
     chosen = cfg.region
     if cfg.region == "auto":
         keep = [w for w in CANDIDATES if checks[w]["fit_accuracy"] >= audited_fit - MAX_FIT_DROP]
-        chosen = max(keep or ["none"], key=lambda w: (checks[w]["fit_slice_accuracy"],
+        chosen = max(keep or ["none"], key=lambda w: (checks[w]["fit_balanced_accuracy"],
                                                       checks[w]["fit_accuracy"]))  # fmt: skip
     model, losses, share = trained[chosen]
     seconds = time.perf_counter() - t0

@@ -143,8 +143,12 @@ def test_crm_auto_keeps_the_candidate_best_on_the_fitting_split(pink_run):
     checks = info["candidates"]
     assert list(checks) == list(CANDIDATES)
     audited = ex["correct"].to_numpy(bool)[ex["split"].to_numpy() == run.fit_split].mean()
+    for c in checks.values():  # the mean of the slice's and the rest of its class's
+        assert c["fit_balanced_accuracy"] == pytest.approx(
+            (c["fit_slice_accuracy"] + c["fit_rest_of_class_accuracy"]) / 2, abs=1e-4
+        )
     keep = [w for w in checks if checks[w]["fit_accuracy"] >= audited - 0.01] or ["none"]
-    best = max(keep, key=lambda w: (checks[w]["fit_slice_accuracy"], checks[w]["fit_accuracy"]))
+    best = max(keep, key=lambda w: (checks[w]["fit_balanced_accuracy"], checks[w]["fit_accuracy"]))
     assert info["region"] == best
     assert len(images) == len(ex) and info["train_seconds"] > 0
     again = train_crm(run, [sid], config=CrmConfig(epochs=2, region=best), **kw)
@@ -152,8 +156,9 @@ def test_crm_auto_keeps_the_candidate_best_on_the_fitting_split(pink_run):
     x = images[:64]
     with torch.inference_mode():
         assert torch.equal(model(x), again[0](x))  # the kept model is that region's, seeded
-    image = train_crm(run, [sid], config=CrmConfig(epochs=1, region="image"), **kw)[1]
-    assert image["region"] == "image" and image["region_share"] == 1.0
+    for where in ("image", "attribution+image"):
+        one = train_crm(run, [sid], config=CrmConfig(epochs=1, region=where), **kw)[1]
+        assert one["region"] == where and one["region_share"] == 1.0
 
 
 def test_cli_crm_options_reach_the_config(monkeypatch, synthetic_run):
