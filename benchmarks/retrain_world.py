@@ -28,6 +28,8 @@ Usage::
     python benchmarks/retrain_world.py --runs-dir /tmp/runs --json out.json
     python benchmarks/retrain_world.py --plant rare:3:size=small:0.02 \
         --plant noisy:3:color=yellow:0.9 --noisy-not-a-failure
+    python benchmarks/retrain_world.py --seeds 0 1 2 3 4 --keep-moved-labels-rows \
+        --plant rare:3:size=small:0.02 --plant noisy:3:color=yellow:0.9
 """
 
 from __future__ import annotations

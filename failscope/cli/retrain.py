@@ -157,8 +157,9 @@ def add_parser(sub: Any) -> None:
         choices=REGIONS,
         default=None,
         help="spurious-crm: the pixels perturbed: the attribution region, its complement, "
-        "the whole image's colours (image), none, or (auto, default) a model trained with "
-        "each, keeping the one best on the slice's fitting-split examples",
+        "the whole image's colours (image), both attribution and colours, none, or (auto, "
+        "default) a model trained with each, keeping the one with the best balanced "
+        "fitting-split accuracy (the slice and the rest of its class)",
     )
     p.add_argument(
         "--crm-penalty",
