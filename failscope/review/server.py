@@ -221,7 +221,8 @@ class ReviewServer:
         return moved_label_suggestions(self.run)
 
     def state(self) -> dict[str, Any]:
-        """The annotations and the current suggestions (moved training labels first)."""
+        """The annotations and the current suggestions (a slice whose training labels
+        moved is suggested noisy, whatever its neighbours say)."""
         ann = read_annotations(self.run)
         done = {a.slice_id for a in ann.annotations}
         sugg = suggest_labels(self._vectors, ann)
