@@ -12,13 +12,14 @@ leaves such slices out of the slice-aware training, and ``failscope review`` sug
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 __all__ = ["CONFUSION_SHARE", "MOVED_SHARE", "MOVED_Z", "LabelShift", "confusions", "inside",
-           "label_shift"]  # fmt: skip
+           "label_shift", "moved_label_slices"]  # fmt: skip
 
 #: A class is a confusion of a noisy slice when the audited model predicts it for at
 #: least this share of the slice's misclassified fit-split examples.
@@ -141,6 +142,17 @@ def label_shift(run: Any, slice_id: str) -> LabelShift:
     z_missing = _z(k_f[c], n_f[c], k_t[c], n_t[c])
     return LabelShift(slice_id, tuple(int(j) for j in conf), missing, extra, moved,
                       z_missing, z_extra)  # fmt: skip
+
+
+def moved_label_slices(run: Any, *, skip: Collection[str] = ()) -> dict[str, LabelShift]:
+    """The slices (with members, not in ``skip``) whose training labels moved.
+
+    Empty when the run has no train split (nothing to compare).
+    """
+    if not (run.examples["split"].to_numpy().astype(str) == "train").any():
+        return {}
+    shifts = (label_shift(run, e.id) for e in run.slices if e.size > 0 and e.id not in skip)
+    return {shift.slice_id: shift for shift in shifts if shift.likely_noisy}
 
 
 def _z(k1: float, n1: float, k2: float, n2: float) -> float:

@@ -488,23 +488,17 @@ def _training_slices(
 
 def _moved_labels(run: Any, plan: FixPlan) -> dict[str, Any]:
     """The unannotated discovered slices whose training labels moved (likely noisy)."""
-    from failscope.regions import label_shift
+    from failscope.regions import moved_label_slices
 
-    annotated = {sid for ids in plan.slices.values() for sid in ids}
-    out = {}
-    for entry in discovered_slice_entries(run):
-        if entry.id in annotated:
-            continue
-        shift = label_shift(run, entry.id)
-        if shift.likely_noisy:
-            logger.info(
-                "slice %s: its region lacks %.0f training examples of its class and holds "
-                "%.0f more labelled %s (z %.1f / %.1f); left out of the slice-aware "
-                "training as likely noisy", entry.id, shift.missing, shift.extra,
-                shift.confusions, shift.z_missing, shift.z_extra,
-            )  # fmt: skip
-            out[entry.id] = shift
-    return out
+    moved = moved_label_slices(run, skip={sid for ids in plan.slices.values() for sid in ids})
+    for sid, shift in moved.items():
+        logger.info(
+            "slice %s: its region lacks %.0f training examples of its class and holds %.0f "
+            "more labelled %s (z %.1f / %.1f); left out of the slice-aware training as "
+            "likely noisy", sid, shift.missing, shift.extra, shift.confusions,
+            shift.z_missing, shift.z_extra,
+        )  # fmt: skip
+    return moved
 
 
 def retrain_run(

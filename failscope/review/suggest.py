@@ -137,19 +137,15 @@ def moved_label_suggestions(run: Run) -> dict[str, Suggestion]:
     dict of str to Suggestion
         Empty when the run has no train split (nothing to compare).
     """
-    from failscope.regions import label_shift
+    from failscope.regions import moved_label_slices
 
-    if not (run.examples["split"].to_numpy().astype(str) == "train").any():
-        return {}
     names = run.class_names
     out: dict[str, Suggestion] = {}
-    for entry in run.slices:
-        shift = label_shift(run, entry.id)
-        if shift.likely_noisy:
-            to = ", ".join(str(names[j]) for j in shift.confusions)
-            reason = (
-                f"training labels moved: its region lacks {shift.missing:.0f} training "
-                f"examples of its class and holds {shift.extra:.0f} more labelled {to}"
-            )
-            out[entry.id] = Suggestion("noisy", 1.0, (), reason)
+    for sid, shift in moved_label_slices(run).items():
+        to = ", ".join(str(names[j]) for j in shift.confusions)
+        reason = (
+            f"training labels moved: its region lacks {shift.missing:.0f} training "
+            f"examples of its class and holds {shift.extra:.0f} more labelled {to}"
+        )
+        out[sid] = Suggestion("noisy", 1.0, (), reason)
     return out
