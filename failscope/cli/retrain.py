@@ -158,14 +158,21 @@ def add_parser(sub: Any) -> None:
         default=None,
         help="spurious-crm: the pixels perturbed: the attribution region, its complement, "
         "the whole image's colours (image), both attribution and colours, none, or (auto, "
-        "default) a model trained with each, keeping the one with the best balanced "
-        "fitting-split accuracy (the slice and the rest of its class)",
+        "default) a model trained with each but the last two, keeping the one with the "
+        "best balanced fitting-split accuracy (the slice and the rest of its class)",
     )
     p.add_argument(
         "--crm-penalty",
         type=float,
         default=None,
         help="spurious-crm: weight of the attribution-mass penalty on the region (default 0)",
+    )
+    p.add_argument(
+        "--crm-consistency",
+        type=float,
+        default=None,
+        help="spurious-crm: weight of the divergence between the predictions for each image "
+        "and its perturbed copy (default 1; 0: cross-entropy on both only)",
     )
     p.add_argument("--lr", type=float, default=None, help="AdamW learning rate")
     p.add_argument("--batch-size", type=int, default=None, help="batch size (0: full batch)")
@@ -265,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
 
     crm_over = {
         k: getattr(args, f"crm_{k}")
-        for k in ("epochs", "perturbation", "penalty", "region")
+        for k in ("epochs", "perturbation", "penalty", "region", "consistency")
         if getattr(args, f"crm_{k}") is not None
     }
     annotations = False if args.no_annotations else args.annotations

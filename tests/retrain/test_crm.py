@@ -16,6 +16,7 @@ from failscope.retrain.crm import (
     CANDIDATES,
     CrmConfig,
     attribution_maps,
+    pair_loss,
     perturb,
     regions,
     train_crm,
@@ -156,7 +157,7 @@ def test_crm_auto_keeps_the_candidate_best_on_the_fitting_split(pink_run):
     x = images[:64]
     with torch.inference_mode():
         assert torch.equal(model(x), again[0](x))  # the kept model is that region's, seeded
-    for where in ("image", "attribution+image"):
+    for where in ("image", "attribution+image"):  # the colours: every pixel
         one = train_crm(run, [sid], config=CrmConfig(epochs=1, region=where), **kw)[1]
         assert one["region"] == where and one["region_share"] == 1.0
 
@@ -173,10 +174,33 @@ def test_cli_crm_options_reach_the_config(monkeypatch, synthetic_run):
 
     monkeypatch.setattr(pipeline, "retrain_run", fake_retrain_run)
     path = synthetic_run[0]
-    res = run_cli("retrain", path, "--crm-region", "background",
-                  "--crm-epochs", "2", "--crm-perturbation", "blur")  # fmt: skip
+    res = run_cli("retrain", path, "--crm-region", "background", "--crm-epochs", "2",
+                  "--crm-perturbation", "blur", "--crm-consistency", "0")  # fmt: skip
     assert res.rc == 0, res.err
     crm = seen["crm"]
     assert (crm.region, crm.epochs, crm.perturbation) == ("background", 2, "blur")
+    assert crm.consistency == 0.0
     bad = run_cli("retrain", path, "--crm-region", "glyph")
     assert bad.rc == 2 and "invalid choice: 'glyph'" in bad.err
+
+
+def test_pair_loss_adds_the_jensen_shannon_divergence_of_each_pair():
+    torch.manual_seed(0)
+    logits, y = torch.randn(6, 4), torch.tensor([0, 3, 1])
+    plain = torch.nn.functional.cross_entropy(logits, y.repeat(2))
+    assert torch.allclose(pair_loss(logits, y, consistency=0.0), plain)
+    p = torch.softmax(logits, dim=1).numpy().astype(np.float64).reshape(2, 3, 4)
+    m = p.mean(axis=0)
+    js = 0.5 * sum((q * np.log(q / m)).sum(axis=1).mean() for q in p)  # batch mean
+    got = float(pair_loss(logits, y, consistency=2.0) - plain)
+    assert got == pytest.approx(2.0 * js, rel=1e-4) and js > 0.01
+    same = torch.cat([logits[:3], logits[:3]])  # identical predictions: no divergence
+    assert torch.allclose(pair_loss(same, y, consistency=5.0),
+                          torch.nn.functional.cross_entropy(same, y.repeat(2)))  # fmt: skip
+
+
+def test_crm_config_rejects_a_negative_consistency():
+    from failscope._validation import InputError
+
+    with pytest.raises(InputError, match="consistency"):
+        CrmConfig(consistency=-1.0)
