@@ -158,8 +158,8 @@ def add_parser(sub: Any) -> None:
         default=None,
         help="spurious-crm: the pixels perturbed: the attribution region, its complement, "
         "the whole image's colours (image), both attribution and colours, none, or (auto, "
-        "default) a model trained with each but the last two, keeping the one with the "
-        "best balanced fitting-split accuracy (the slice and the rest of its class)",
+        "default) a model trained with each but both, keeping the one with the best "
+        "balanced fitting-split accuracy (the slice and the rest of its class)",
     )
     p.add_argument(
         "--crm-penalty",

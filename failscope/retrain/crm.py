@@ -95,7 +95,7 @@ __all__ = [
 PERTURBATIONS = ("noise", "blur")
 #: Which pixels are perturbed: the attribution region, its complement, the whole image
 #: (its colours, :func:`transfer_colours`), the attribution region and the colours, none,
-#: or (``"auto"``) the best of these on the fitting split.
+#: or (``"auto"``) the best of :data:`CANDIDATES` on the fitting split.
 REGIONS = ("auto", "attribution", "background", "image", "attribution+image", "none")
 #: The regions ``region="auto"`` trains with, one model each, to keep the best on the
 #: fitting split (``"none"``: plain fine-tuning).
@@ -137,8 +137,8 @@ class CrmConfig:
         The pixels perturbed: above the quantile, below it (both with
         ``perturbation``), the whole image's colours (:func:`transfer_colours`, whatever
         ``perturbation`` says), the attribution region and the colours, none (plain
-        fine-tuning), or (``"auto"``, the default) the best of these on the fitting
-        split (see the module docstring).
+        fine-tuning), or (``"auto"``, the default) the best of :data:`CANDIDATES` on
+        the fitting split (see the module docstring).
     """
 
     epochs: int = 6
